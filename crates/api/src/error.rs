@@ -1,0 +1,110 @@
+//! The one place errors become CF's error JSON and HTTP status:
+//! `{"errors":[{"code":10010,"title":"CF-ResourceNotFound","detail":"App not found"}]}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// A failed API request, in CF's terms (codes and titles from cloud_controller_ng's errors/v2.yml).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 10010: the resource does not exist or the caller may not see it.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 10000: no such endpoint.
+    #[error("Unknown request")]
+    UnknownRequest,
+    /// 10002: no token.
+    #[error("Authentication error")]
+    NotAuthenticated,
+    /// 1000: a token that is malformed, forged, wrongly signed or expired.
+    #[error("Invalid Auth Token")]
+    InvalidAuthToken,
+    /// 10003: the caller may see but not do this.
+    #[error("You are not authorized to perform the requested action")]
+    NotAuthorized,
+    /// 10008: well-formed but invalid.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 1001: the body is not valid JSON.
+    #[error("Request invalid due to parse error: {0}")]
+    MessageParse(String),
+    /// 10005: a bad query parameter.
+    #[error("The query parameter is invalid: {0}")]
+    BadQueryParameter(String),
+    /// 10004: a bad request that is not a parse error.
+    #[error("The request is invalid: {0}")]
+    InvalidRequest(String),
+    /// 10015: an action not allowed by a feature flag.
+    #[error("Feature Disabled: {0}")]
+    FeatureDisabled(String),
+    /// 10014 (CF-AssociationNotEmpty), e.g. deleting a domain with routes.
+    #[error("{0}")]
+    AssociationNotEmpty(String),
+    /// 413.
+    #[error("Request entity too large: the limit is {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 10001: an unexpected failure; the cause is logged, not shown.
+    #[error("An unknown error occurred.")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) | ApiError::UnknownRequest => StatusCode::NOT_FOUND,
+            ApiError::NotAuthenticated | ApiError::InvalidAuthToken => StatusCode::UNAUTHORIZED,
+            ApiError::NotAuthorized | ApiError::FeatureDisabled(_) => StatusCode::FORBIDDEN,
+            ApiError::Unprocessable(_) | ApiError::AssociationNotEmpty(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MessageParse(_) | ApiError::BadQueryParameter(_) | ApiError::InvalidRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code_and_title(&self) -> (u32, &'static str) {
+        match self {
+            ApiError::NotFound(_) => (10010, "CF-ResourceNotFound"),
+            ApiError::UnknownRequest => (10000, "CF-NotFound"),
+            ApiError::NotAuthenticated => (10002, "CF-NotAuthenticated"),
+            ApiError::InvalidAuthToken => (1000, "CF-InvalidAuthToken"),
+            ApiError::NotAuthorized => (10003, "CF-NotAuthorized"),
+            ApiError::Unprocessable(_) => (10008, "CF-UnprocessableEntity"),
+            ApiError::MessageParse(_) => (1001, "CF-MessageParseError"),
+            ApiError::BadQueryParameter(_) => (10005, "CF-BadQueryParameter"),
+            ApiError::InvalidRequest(_) => (10004, "CF-InvalidRequest"),
+            ApiError::FeatureDisabled(_) => (330002, "CF-FeatureDisabled"),
+            ApiError::AssociationNotEmpty(_) => (10006, "CF-AssociationNotEmpty"),
+            ApiError::PayloadTooLarge(_) => (10013, "CF-RequestEntityTooLarge"),
+            ApiError::Internal(_) => (10001, "CF-ServerError"),
+        }
+    }
+
+    /// The error as an entry of CF's `errors` array (also used for failed jobs).
+    pub fn to_json(&self) -> serde_json::Value {
+        let (code, title) = self.code_and_title();
+        serde_json::json!({"detail": self.to_string(), "title": title, "code": code})
+    }
+}
+
+impl From<hearth_store::Error> for ApiError {
+    fn from(e: hearth_store::Error) -> Self {
+        match e {
+            hearth_store::Error::NotFound => ApiError::Internal("row vanished during the request".into()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        (self.status(), Json(serde_json::json!({"errors": [self.to_json()]}))).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

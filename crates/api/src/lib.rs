@@ -1,0 +1,88 @@
+//! Hearth's Cloud Controller V3 API: the resources, their exact CF JSON shapes, lists
+//! with paging, filters and `include`, labels and annotations, async delete jobs, audit
+//! events, and CF's authorization rules on every endpoint.
+//!
+//! Invariants:
+//! - Only this crate knows the CF wire format; it converts explicitly from store rows.
+//! - Every handler authenticates through [`context::Ctx`] and decides through
+//!   [`authz::Viewer`]; a resource the caller may not see is a 404, one it may not change
+//!   a 403.
+//! - Every change runs in one store transaction, together with its audit event.
+
+pub mod authz;
+mod body;
+mod context;
+mod error;
+mod params;
+mod render;
+mod resources;
+
+use axum::Router;
+use axum::body::Body as HttpBody;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use hearth_auth::Auth;
+use hearth_store::Store;
+
+pub use error::ApiError;
+
+/// The API version Hearth's behaviour matches (advertised as `cloud_controller_v3.meta.version`).
+pub const CF_API_VERSION: &str = "3.181.0";
+
+/// Largest request body the API accepts.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Settings of the API.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Where the platform is reached when a request carries no usable `Host`.
+    pub external_url: String,
+    /// The default shared app domain (e.g. `apps.localhost`).
+    pub app_domain: String,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub auth: Auth,
+    pub config: std::sync::Arc<ApiConfig>,
+}
+
+/// The Cloud Controller's routes (`/`, `/v3/...`).
+pub fn router(state: ApiState) -> Router {
+    resources::routes()
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(cf_error_bodies))
+        .with_state(state)
+}
+
+/// Turns the framework's plain-text rejections (body too large, wrong method, wrong
+/// content type) into CF's error JSON.
+async fn cf_error_bodies(req: Request<HttpBody>, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || resp.status().is_success() || resp.status().is_redirection() {
+        return resp;
+    }
+    match resp.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(MAX_BODY_BYTES).into_response(),
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => ApiError::UnknownRequest.into_response(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::BAD_REQUEST => {
+            ApiError::MessageParse("the request body could not be read".into()).into_response()
+        }
+        _ => resp,
+    }
+}
+
+/// Creates what a fresh platform has: the default org quota, the shared app domain,
+/// the default stack and the feature flags.
+pub async fn seed(store: &Store, config: &ApiConfig) -> Result<(), hearth_store::Error> {
+    resources::seed(store, config).await
+}

@@ -1,0 +1,475 @@
+//! Apps: their lifecycle settings, environment variables and state.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use hearth_store::{self as store, App, Cond, Conn, Metadata, Org, Process, Space, Stack, Value as SqlValue};
+use serde_json::{Map, Value, json};
+
+use super::audit_events::Target;
+use super::orgs::ctx_snapshot;
+use super::{accepted, apply_metadata, audit, check_name, created, metadata_of, ok, spawn_job};
+use crate::body::Body;
+use crate::context::Ctx;
+use crate::error::{ApiError, ApiResult};
+use crate::params::{ListParams, ListRules, only_params};
+use crate::{ApiState, render};
+
+pub fn render(ctx: &Ctx, a: &App, md: Option<&Metadata>) -> Value {
+    let p = format!("/v3/apps/{}", a.guid);
+    let l = |s: &str| render::link(ctx, &format!("{p}{s}"));
+    json!({
+        "guid": a.guid,
+        "name": a.name,
+        "state": a.state,
+        "created_at": render::time(&a.created_at),
+        "updated_at": render::time(&a.updated_at),
+        "lifecycle": {"type": a.lifecycle_type, "data": a.lifecycle_data},
+        "relationships": {"space": render::rel(Some(&a.space_guid))},
+        "metadata": render::metadata(md),
+        "links": {
+            "self": l(""),
+            "space": render::link(ctx, &format!("/v3/spaces/{}", a.space_guid)),
+            "processes": l("/processes"),
+            "packages": l("/packages"),
+            "environment_variables": l("/environment_variables"),
+            "current_droplet": l("/droplets/current"),
+            "droplets": l("/droplets"),
+            "tasks": l("/tasks"),
+            "start": {"href": ctx.url(&format!("{p}/actions/start")), "method": "POST"},
+            "stop": {"href": ctx.url(&format!("{p}/actions/stop")), "method": "POST"},
+            "revisions": l("/revisions"),
+            "deployed_revisions": l("/revisions/deployed"),
+            "features": l("/features"),
+        },
+    })
+}
+
+async fn render_many(conn: &mut Conn, ctx: &Ctx, apps: &[App]) -> ApiResult<Vec<Value>> {
+    let guids: Vec<String> = apps.iter().map(|a| a.guid.clone()).collect();
+    let md = store::metadata_for(conn, &guids).await?;
+    Ok(apps.iter().map(|a| render(ctx, a, md.get(&a.guid))).collect())
+}
+
+pub async fn find_visible(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<App> {
+    let app: Option<App> = store::get(conn, guid).await?;
+    app.filter(|a| ctx.viewer.can_read_space(&a.space_guid)).ok_or(ApiError::NotFound("App"))
+}
+
+const RULES: ListRules = ListRules {
+    filters: &["names", "guids", "space_guids", "organization_guids", "stacks", "lifecycle_type"],
+    order_by: &[("created_at", "created_at"), ("updated_at", "updated_at"), ("name", "name"), ("state", "state")],
+    default_order: "created_at",
+    includes: &["space", "space.organization"],
+    labels: true,
+};
+
+pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let params = ListParams::parse(q.as_deref(), &RULES)?;
+    let mut conds = Vec::new();
+    if let Some(spaces) = ctx.viewer.readable_spaces() {
+        conds.push(Cond::In("space_guid", spaces));
+    }
+    for (filter, col) in
+        [("names", "name"), ("guids", "guid"), ("space_guids", "space_guid"), ("lifecycle_type", "lifecycle_type")]
+    {
+        if let Some(v) = params.filter(filter) {
+            conds.push(Cond::In(col, v.clone()));
+        }
+    }
+    if let Some(v) = params.filter("organization_guids") {
+        conds.push(Cond::Sub("apps.space_guid IN (SELECT guid FROM spaces WHERE org_guid IN ({}))", v.clone()));
+    }
+    let mut conn = state.store.conn().await?;
+    let mut page = store::list::<App>(&mut conn, &params.spec(conds)).await?;
+    if let Some(stacks) = params.filter("stacks") {
+        page.items.retain(|a| {
+            a.lifecycle_data.get("stack").and_then(Value::as_str).is_some_and(|s| stacks.iter().any(|x| x == s))
+        });
+    }
+    let resources = render_many(&mut conn, &ctx, &page.items).await?;
+    let included = if params.include.is_empty() {
+        None
+    } else {
+        let guids: Vec<String> = page.items.iter().map(|a| a.space_guid.clone()).collect();
+        let spaces: Vec<Space> = store::find_all(&mut conn, vec![Cond::In("guid", guids)]).await?;
+        let mut inc = Map::new();
+        inc.insert("spaces".into(), Value::Array(super::spaces::render_many(&mut conn, &ctx, &spaces).await?));
+        if params.includes("space.organization") {
+            let refs: Vec<&Space> = spaces.iter().collect();
+            inc.insert("organizations".into(), super::spaces::included_orgs(&mut conn, &ctx, &refs).await?);
+        }
+        Some(Value::Object(inc))
+    };
+    Ok(ok(render::list(&ctx, "/v3/apps", &params, page.total, resources, included)))
+}
+
+/// Checks and normalises a `lifecycle` object; answers (type, data).
+async fn lifecycle(conn: &mut Conn, body: &Body) -> ApiResult<(String, Value)> {
+    let default_stack = {
+        let s: Option<Stack> = store::find_one(conn, &[Cond::Eq("is_default", SqlValue::Int(1))]).await?;
+        s.map(|s| s.name).unwrap_or_else(|| "cflinuxfs4".into())
+    };
+    let Some(lc) = body.sub("lifecycle", &["type", "data"])? else {
+        return Ok(("buildpack".into(), json!({"buildpacks": [], "stack": default_stack})));
+    };
+    let kind = lc.req_str("type")?;
+    match kind.as_str() {
+        "buildpack" => {
+            let data = lc.sub("data", &["buildpacks", "stack"])?;
+            let mut buildpacks = Vec::new();
+            let mut stack = default_stack;
+            if let Some(d) = data {
+                if let Some(s) = d.opt_str("stack")? {
+                    let known: Option<Stack> =
+                        store::find_one(conn, &[Cond::Eq("name", SqlValue::Text(s.clone()))]).await?;
+                    if known.is_none() {
+                        return Err(ApiError::Unprocessable(format!("Stack must be an existing stack")));
+                    }
+                    stack = s;
+                }
+                if let Some(Value::Array(list)) = body_value(&d, "buildpacks") {
+                    for b in list {
+                        match b {
+                            Value::String(s) => buildpacks.push(s),
+                            _ => return Err(ApiError::Unprocessable("Buildpacks can only contain strings".into())),
+                        }
+                    }
+                } else if d.has("buildpacks") && body_value(&d, "buildpacks") != Some(Value::Null) {
+                    return Err(ApiError::Unprocessable("Buildpacks must be an array".into()));
+                }
+            }
+            Ok(("buildpack".into(), json!({"buildpacks": buildpacks, "stack": stack})))
+        }
+        "docker" => Ok(("docker".into(), json!({}))),
+        other => {
+            Err(ApiError::Unprocessable(format!("Lifecycle type must be one of 'buildpack', 'docker', not '{other}'")))
+        }
+    }
+}
+
+fn body_value(b: &Body, key: &str) -> Option<Value> {
+    b.raw(key).cloned()
+}
+
+/// Checks environment variable names and values; `null` values delete (in a patch).
+fn env_patch(obj: &Map<String, Value>) -> ApiResult<Vec<(String, Option<String>)>> {
+    let mut out = Vec::new();
+    for (k, v) in obj {
+        if k.is_empty() {
+            return Err(ApiError::Unprocessable("Environment variable names must not be empty".into()));
+        }
+        if k.starts_with("VCAP_") {
+            return Err(ApiError::Unprocessable("Environment variable names cannot start with VCAP_".into()));
+        }
+        if k == "PORT" {
+            return Err(ApiError::Unprocessable("Environment variable names cannot be PORT".into()));
+        }
+        let v = match v {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+            _ => {
+                return Err(ApiError::Unprocessable(format!(
+                    "Environment variable '{k}' must be a string, a number or a boolean"
+                )));
+            }
+        };
+        out.push((k.clone(), v));
+    }
+    Ok(out)
+}
+
+fn default_process(app_guid: &str) -> Process {
+    let now = store::now();
+    Process {
+        guid: app_guid.into(),
+        app_guid: app_guid.into(),
+        process_type: "web".into(),
+        command: None,
+        instances: 1,
+        memory_in_mb: 1024,
+        disk_in_mb: 1024,
+        log_rate_limit_in_bytes_per_second: -1,
+        health_check: json!({"type": "port", "data": {"timeout": null, "invocation_timeout": null}}),
+        readiness_health_check: json!({"type": "process", "data": {"invocation_timeout": null}}),
+        created_at: now.clone(),
+        updated_at: now,
+    }
+}
+
+pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+    let body = Body::parse(&body, &["name", "relationships", "lifecycle", "environment_variables", "metadata"])?;
+    body.check_relationships(&["space"])?;
+    let name = body.req_str("name")?;
+    check_name(&name)?;
+    let space_guid = body.relationship_guid("space")?;
+    let env = env_patch(&body.opt_object("environment_variables")?.unwrap_or_default())?;
+    let metadata = body.metadata()?;
+    let mut tx = state.store.begin().await?;
+    let space: Option<Space> = store::get(&mut tx, &space_guid).await?;
+    let space = space.filter(|s| ctx.viewer.can_read_space(&s.guid)).ok_or_else(|| {
+        ApiError::Unprocessable("Invalid space. Ensure that the space exists and you have access to it.".into())
+    })?;
+    if !ctx.viewer.can_develop_space(&space.guid) {
+        return Err(ApiError::NotAuthorized);
+    }
+    let (lc_type, lc_data) = lifecycle(&mut tx, &body).await?;
+    let clash: Option<App> = store::find_one(
+        &mut tx,
+        &[Cond::Eq("space_guid", SqlValue::Text(space.guid.clone())), Cond::Eq("name", SqlValue::Text(name.clone()))],
+    )
+    .await?;
+    if clash.is_some() {
+        return Err(ApiError::Unprocessable(format!("App with the name '{name}' already exists.")));
+    }
+    let vars: Map<String, Value> = env.into_iter().filter_map(|(k, v)| v.map(|v| (k, Value::String(v)))).collect();
+    let now = store::now();
+    let app = App {
+        guid: store::new_guid(),
+        name,
+        space_guid: space.guid.clone(),
+        state: "STOPPED".into(),
+        lifecycle_type: lc_type,
+        lifecycle_data: lc_data,
+        environment_variables: Value::Object(vars),
+        droplet_guid: None,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    store::insert(&mut tx, &app).await?;
+    // As in CF, the web process exists from the start (sharing the app's guid).
+    store::insert(&mut tx, &default_process(&app.guid)).await?;
+    apply_metadata(&mut tx, &app.guid, &metadata).await?;
+    audit(
+        &mut tx,
+        &ctx,
+        "audit.app.create",
+        Target { guid: &app.guid, kind: "app", name: &app.name },
+        json!({"request": {"name": app.name, "lifecycle": {"type": app.lifecycle_type}}}),
+        Some(&space.guid),
+        Some(&space.org_guid),
+    )
+    .await?;
+    let md = metadata_of(&mut tx, &app.guid).await?;
+    tx.commit().await?;
+    Ok(created(render(&ctx, &app, Some(&md))))
+}
+
+pub async fn get_one(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Path(guid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let pairs = only_params(q.as_deref(), &["include"])?;
+    let mut conn = state.store.conn().await?;
+    let app = find_visible(&mut conn, &ctx, &guid).await?;
+    let md = metadata_of(&mut conn, &app.guid).await?;
+    let mut out = render(&ctx, &app, Some(&md));
+    let include: Vec<&str> = pairs.iter().filter(|(k, _)| k == "include").flat_map(|(_, v)| v.split(',')).collect();
+    if let Some(bad) = include.iter().find(|i| !RULES.includes.contains(i)) {
+        return Err(ApiError::BadQueryParameter(format!("Invalid included resource: '{bad}'")));
+    }
+    if !include.is_empty() {
+        let space: Option<Space> = store::get(&mut conn, &app.space_guid).await?;
+        let spaces: Vec<Space> = space.into_iter().collect();
+        let mut inc = Map::new();
+        inc.insert("spaces".into(), Value::Array(super::spaces::render_many(&mut conn, &ctx, &spaces).await?));
+        if include.contains(&"space.organization") {
+            let refs: Vec<&Space> = spaces.iter().collect();
+            inc.insert("organizations".into(), super::spaces::included_orgs(&mut conn, &ctx, &refs).await?);
+        }
+        out["included"] = Value::Object(inc);
+    }
+    Ok(ok(out))
+}
+
+pub async fn update(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = Body::parse(&body, &["name", "lifecycle", "metadata"])?;
+    let name = body.opt_str("name")?;
+    let metadata = body.metadata()?;
+    let mut tx = state.store.begin().await?;
+    let mut app = find_visible(&mut tx, &ctx, &guid).await?;
+    if !ctx.viewer.can_develop_space(&app.space_guid) {
+        return Err(ApiError::NotAuthorized);
+    }
+    if let Some(name) = name {
+        check_name(&name)?;
+        if name != app.name {
+            let clash: Option<App> = store::find_one(
+                &mut tx,
+                &[
+                    Cond::Eq("space_guid", SqlValue::Text(app.space_guid.clone())),
+                    Cond::Eq("name", SqlValue::Text(name.clone())),
+                ],
+            )
+            .await?;
+            if clash.is_some() {
+                return Err(ApiError::Unprocessable(format!("App with the name '{name}' already exists.")));
+            }
+        }
+        app.name = name;
+    }
+    if body.has("lifecycle") {
+        let (t, d) = lifecycle(&mut tx, &body).await?;
+        app.lifecycle_type = t;
+        app.lifecycle_data = d;
+    }
+    app.updated_at = store::now();
+    store::update(&mut tx, &app).await?;
+    apply_metadata(&mut tx, &app.guid, &metadata).await?;
+    let space: Option<Space> = store::get(&mut tx, &app.space_guid).await?;
+    audit(
+        &mut tx,
+        &ctx,
+        "audit.app.update",
+        Target { guid: &app.guid, kind: "app", name: &app.name },
+        json!({"request": {"name": app.name}}),
+        Some(&app.space_guid),
+        space.as_ref().map(|s| s.org_guid.as_str()),
+    )
+    .await?;
+    let md = metadata_of(&mut tx, &app.guid).await?;
+    tx.commit().await?;
+    Ok(ok(render(&ctx, &app, Some(&md))))
+}
+
+pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut conn = state.store.conn().await?;
+    let app = find_visible(&mut conn, &ctx, &guid).await?;
+    let space: Option<Space> = store::get(&mut conn, &app.space_guid).await?;
+    drop(conn);
+    if !ctx.viewer.can_develop_space(&app.space_guid) {
+        return Err(ApiError::NotAuthorized);
+    }
+    let st = state.clone();
+    let actor = ctx_snapshot(&ctx);
+    let org = space.map(|s| s.org_guid);
+    let job = spawn_job(&state, &ctx, "app.delete", "app", &guid, async move {
+        let mut tx = st.store.begin().await?;
+        store::execute(
+            &mut tx,
+            "DELETE FROM metadata WHERE resource_guid IN (SELECT guid FROM processes WHERE app_guid = $1)",
+            vec![SqlValue::Text(app.guid.clone())],
+        )
+        .await?;
+        store::delete::<App>(&mut tx, &app.guid).await?;
+        audit(
+            &mut tx,
+            &actor,
+            "audit.app.delete-request",
+            Target { guid: &app.guid, kind: "app", name: &app.name },
+            json!({"request": {"recursive": true}}),
+            Some(&app.space_guid),
+            org.as_deref(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    })
+    .await?;
+    Ok(accepted(&ctx, &job))
+}
+
+fn env_vars_json(ctx: &Ctx, app: &App) -> Value {
+    let p = format!("/v3/apps/{}", app.guid);
+    json!({
+        "var": app.environment_variables,
+        "links": {"self": render::link(ctx, &format!("{p}/environment_variables")), "app": render::link(ctx, &p)},
+    })
+}
+
+pub async fn get_env_vars(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut conn = state.store.conn().await?;
+    let app = find_visible(&mut conn, &ctx, &guid).await?;
+    if !ctx.viewer.can_read_secrets(&app.space_guid) {
+        return Err(ApiError::NotAuthorized);
+    }
+    Ok(ok(env_vars_json(&ctx, &app)))
+}
+
+pub async fn patch_env_vars(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Path(guid): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = Body::parse(&body, &["var"])?;
+    let patch = env_patch(&body.opt_object("var")?.unwrap_or_default())?;
+    let mut tx = state.store.begin().await?;
+    let mut app = find_visible(&mut tx, &ctx, &guid).await?;
+    if !ctx.viewer.can_develop_space(&app.space_guid) {
+        return Err(ApiError::NotAuthorized);
+    }
+    let mut vars = app.environment_variables.as_object().cloned().unwrap_or_default();
+    for (k, v) in &patch {
+        match v {
+            Some(v) => vars.insert(k.clone(), Value::String(v.clone())),
+            None => vars.remove(k),
+        };
+    }
+    app.environment_variables = Value::Object(vars);
+    app.updated_at = store::now();
+    store::update(&mut tx, &app).await?;
+    let space: Option<Space> = store::get(&mut tx, &app.space_guid).await?;
+    // Values are secrets: the audit event names the keys only.
+    let keys: Vec<&String> = patch.iter().map(|(k, _)| k).collect();
+    audit(
+        &mut tx,
+        &ctx,
+        "audit.app.update",
+        Target { guid: &app.guid, kind: "app", name: &app.name },
+        json!({"request": {"environment_variables": "[PRIVATE DATA HIDDEN]", "keys": keys}}),
+        Some(&app.space_guid),
+        space.as_ref().map(|s| s.org_guid.as_str()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ok(env_vars_json(&ctx, &app)))
+}
+
+pub async fn env(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut conn = state.store.conn().await?;
+    let app = find_visible(&mut conn, &ctx, &guid).await?;
+    if !ctx.viewer.can_read_secrets(&app.space_guid) {
+        return Err(ApiError::NotAuthorized);
+    }
+    let space: Option<Space> = store::get(&mut conn, &app.space_guid).await?;
+    let space = space.ok_or(ApiError::NotFound("Space"))?;
+    let org: Option<Org> = store::get(&mut conn, &space.org_guid).await?;
+    let web: Option<Process> = store::find_one(
+        &mut conn,
+        &[
+            Cond::Eq("app_guid", SqlValue::Text(app.guid.clone())),
+            Cond::Eq("process_type", SqlValue::Text("web".into())),
+        ],
+    )
+    .await?;
+    let (mem, disk) = web.map(|p| (p.memory_in_mb, p.disk_in_mb)).unwrap_or((1024, 1024));
+    Ok(ok(json!({
+        "staging_env_json": {},
+        "running_env_json": {},
+        "environment_variables": app.environment_variables,
+        "system_env_json": {"VCAP_SERVICES": {}},
+        "application_env_json": {"VCAP_APPLICATION": {
+            "application_id": app.guid,
+            "application_name": app.name,
+            "application_uris": [],
+            "cf_api": ctx.base,
+            "limits": {"fds": 16384, "mem": mem, "disk": disk},
+            "name": app.name,
+            "organization_id": space.org_guid,
+            "organization_name": org.map(|o| o.name).unwrap_or_default(),
+            "space_id": space.guid,
+            "space_name": space.name,
+            "uris": [],
+            "users": null,
+        }},
+    })))
+}

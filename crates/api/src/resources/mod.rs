@@ -1,0 +1,160 @@
+//! The V3 resources. Each module owns one resource: its JSON shape and its handlers.
+
+mod apps;
+mod audit_events;
+mod domains;
+mod feature_flags;
+mod jobs;
+mod misc;
+mod orgs;
+mod processes;
+mod quotas;
+mod roles;
+mod root;
+mod routes;
+mod spaces;
+mod stacks;
+mod users;
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hearth_store::{self as store, Conn, Metadata};
+use serde_json::{Value, json};
+
+use crate::body::MetadataPatch;
+use crate::context::Ctx;
+use crate::error::ApiResult;
+use crate::{ApiConfig, ApiState};
+
+pub(crate) use audit_events::audit;
+pub(crate) use jobs::spawn_job;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/", get(root::root))
+        .route("/v3", get(root::v3))
+        .route("/v3/", get(root::v3))
+        .route("/v3/info", get(root::info))
+        .route("/v3/organizations", get(orgs::list).post(orgs::create))
+        .route("/v3/organizations/{guid}", get(orgs::get_one).patch(orgs::update).delete(orgs::delete_one))
+        .route("/v3/organizations/{guid}/domains", get(domains::list_for_org))
+        .route("/v3/organizations/{guid}/domains/default", get(domains::default_for_org))
+        .route("/v3/organizations/{guid}/users", get(users::list_for_org))
+        .route("/v3/organizations/{guid}/relationships/default_isolation_segment", get(misc::null_relationship))
+        .route("/v3/spaces", get(spaces::list).post(spaces::create))
+        .route("/v3/spaces/{guid}", get(spaces::get_one).patch(spaces::update).delete(spaces::delete_one))
+        .route("/v3/spaces/{guid}/users", get(users::list_for_space))
+        .route("/v3/spaces/{guid}/features", get(spaces::features))
+        .route("/v3/spaces/{guid}/relationships/isolation_segment", get(misc::null_relationship))
+        .route("/v3/users", get(users::list).post(users::create))
+        .route("/v3/users/{guid}", get(users::get_one).patch(users::update).delete(users::delete_one))
+        .route("/v3/roles", get(roles::list).post(roles::create))
+        .route("/v3/roles/{guid}", get(roles::get_one).delete(roles::delete_one))
+        .route("/v3/domains", get(domains::list).post(domains::create))
+        .route("/v3/domains/{guid}", get(domains::get_one).patch(domains::update).delete(domains::delete_one))
+        .route("/v3/domains/{guid}/route_reservations", get(routes::reservations))
+        .route("/v3/routes", get(routes::list).post(routes::create))
+        .route("/v3/routes/{guid}", get(routes::get_one).patch(routes::update).delete(routes::delete_one))
+        .route("/v3/routes/{guid}/destinations", get(routes::destinations))
+        .route("/v3/apps", get(apps::list).post(apps::create))
+        .route("/v3/apps/{guid}", get(apps::get_one).patch(apps::update).delete(apps::delete_one))
+        .route("/v3/apps/{guid}/environment_variables", get(apps::get_env_vars).patch(apps::patch_env_vars))
+        .route("/v3/apps/{guid}/env", get(apps::env))
+        .route("/v3/apps/{guid}/processes", get(processes::list_for_app))
+        .route("/v3/apps/{guid}/processes/{ptype}", get(processes::get_for_app).patch(processes::update_for_app))
+        .route("/v3/apps/{guid}/processes/{ptype}/actions/scale", post(processes::scale_for_app))
+        .route("/v3/apps/{guid}/routes", get(routes::list_for_app))
+        .route("/v3/processes", get(processes::list))
+        .route("/v3/processes/{guid}", get(processes::get_one).patch(processes::update))
+        .route("/v3/processes/{guid}/actions/scale", post(processes::scale))
+        .route("/v3/stacks", get(stacks::list).post(stacks::create))
+        .route("/v3/stacks/{guid}", get(stacks::get_one).patch(stacks::update).delete(stacks::delete_one))
+        .route("/v3/feature_flags", get(feature_flags::list))
+        .route("/v3/feature_flags/{name}", get(feature_flags::get_one).patch(feature_flags::update))
+        .route("/v3/organization_quotas", get(quotas::list).post(quotas::create))
+        .route("/v3/organization_quotas/{guid}", get(quotas::get_one).patch(quotas::update).delete(quotas::delete_one))
+        .route("/v3/organization_quotas/{guid}/relationships/organizations", post(quotas::apply))
+        .route("/v3/audit_events", get(audit_events::list))
+        .route("/v3/audit_events/{guid}", get(audit_events::get_one))
+        .route("/v3/jobs/{guid}", get(jobs::get_one))
+        .route("/v3/isolation_segments", get(misc::empty_list))
+        .route("/v3/security_groups", get(misc::empty_list))
+        .route("/v3/space_quotas", get(misc::empty_list))
+        .route("/v3/deployments", get(misc::empty_list))
+        .route("/v3/service_instances", get(misc::empty_list))
+        .route("/v3/service_offerings", get(misc::empty_list))
+        .route("/v3/service_plans", get(misc::empty_list))
+        .route("/v3/service_brokers", get(misc::empty_list))
+        .route("/v3/service_credential_bindings", get(misc::empty_list))
+        .route("/v3/buildpacks", get(misc::empty_list))
+        .route("/v3/packages", get(misc::empty_list))
+        .route("/v3/droplets", get(misc::empty_list))
+        .route("/v3/builds", get(misc::empty_list))
+        .route("/v3/tasks", get(misc::empty_list))
+        .fallback(misc::unknown)
+}
+
+/// 200 with a JSON body.
+pub fn ok(v: Value) -> Response {
+    Json(v).into_response()
+}
+
+/// 201 with a JSON body.
+pub fn created(v: Value) -> Response {
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+/// 202 with `Location` pointing at the job.
+pub fn accepted(ctx: &Ctx, job_guid: &str) -> Response {
+    let location = ctx.url(&format!("/v3/jobs/{job_guid}"));
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    if let Ok(v) = location.parse() {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// Metadata of one resource.
+pub async fn metadata_of(conn: &mut Conn, guid: &str) -> ApiResult<Metadata> {
+    Ok(store::metadata_for(conn, &[guid.to_string()]).await?.remove(guid).unwrap_or_default())
+}
+
+/// Applies a metadata patch to a resource.
+pub async fn apply_metadata(conn: &mut Conn, guid: &str, patch: &MetadataPatch) -> ApiResult<()> {
+    if !patch.is_empty() {
+        store::patch_metadata(conn, guid, &patch.labels, &patch.annotations).await?;
+    }
+    Ok(())
+}
+
+/// A name must be 1..=255 characters (CF's rule for org, space and app names).
+pub fn check_name(name: &str) -> ApiResult<()> {
+    if name.is_empty() {
+        return Err(crate::ApiError::Unprocessable("Name can't be blank".into()));
+    }
+    if name.chars().count() > 255 {
+        return Err(crate::ApiError::Unprocessable("Name is too long (maximum is 255 characters)".into()));
+    }
+    Ok(())
+}
+
+pub async fn seed(store: &store::Store, config: &ApiConfig) -> Result<(), store::Error> {
+    let mut tx = store.begin().await?;
+    quotas::seed(&mut tx).await?;
+    domains::seed(&mut tx, &config.app_domain).await?;
+    stacks::seed(&mut tx).await?;
+    feature_flags::seed(&mut tx).await?;
+    tx.commit().await
+}
+
+/// `{"data": null}` style empty relationship, links omitted.
+pub fn empty_relationship() -> Value {
+    json!({"data": null})
+}
+
+/// 202 with a JSON body (CF answers a scale this way).
+pub fn accepted_with(v: Value) -> Response {
+    (StatusCode::ACCEPTED, Json(v)).into_response()
+}

@@ -1,0 +1,195 @@
+//! The `hearth` client commands: the cf CLI's job for Hearth (and for any
+//! Cloud Foundry that speaks the V3 API and UAA).
+//!
+//! The binary flattens [`Command`] into its own subcommands and calls
+//! [`run`]. Each command talks to the server exactly as the stock cf CLI
+//! does: the root document for discovery, UAA for tokens and SCIM users,
+//! CF V3 for orgs, spaces, users and roles. State between runs lives in
+//! `$HEARTH_HOME/config.json` (see [`config`]).
+//!
+//! Layout: [`session`] sends authenticated requests (token refresh,
+//! pagination, jobs); [`uaa`] and [`root`] are the auth and discovery edges;
+//! [`commands`] holds one module per command group; [`output`] prints tables
+//! for people and JSON for machines.
+
+pub mod api_error;
+pub mod commands;
+pub mod config;
+pub mod jwt;
+pub mod output;
+pub mod prompt;
+pub mod resources;
+pub mod roles;
+pub mod root;
+pub mod session;
+pub mod uaa;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use commands::{api, curl, login, members, orgs, roles as role_commands, spaces, target, users};
+use session::Session;
+
+/// The client commands of `hearth`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show or set the API endpoint
+    Api(api::ApiArgs),
+    /// Log in as a user (asks for what is missing)
+    Login(login::LoginArgs),
+    /// Authenticate without prompts, as a user or (--client-credentials) a client
+    Auth(login::AuthArgs),
+    /// Log out and forget the target
+    Logout(login::LogoutArgs),
+    /// Show or set the targeted org and space
+    Target(target::TargetArgs),
+    /// List the orgs you can see
+    Orgs(orgs::OrgsArgs),
+    /// Show one org
+    Org(orgs::OrgArgs),
+    /// Create an org (and make yourself its manager)
+    CreateOrg(orgs::CreateOrgArgs),
+    /// Delete an org with everything in it
+    DeleteOrg(orgs::DeleteOrgArgs),
+    /// List the spaces of the targeted org
+    Spaces(spaces::SpacesArgs),
+    /// Show one space of the targeted org
+    Space(spaces::SpaceArgs),
+    /// Create a space (and make yourself its manager and developer)
+    CreateSpace(spaces::CreateSpaceArgs),
+    /// Delete a space with everything in it
+    DeleteSpace(spaces::DeleteSpaceArgs),
+    /// Create a user (admins only)
+    CreateUser(users::CreateUserArgs),
+    /// Delete a user (admins only)
+    DeleteUser(users::DeleteUserArgs),
+    /// Give a user a role in an org (OrgManager, BillingManager, OrgAuditor)
+    SetOrgRole(role_commands::OrgRoleArgs),
+    /// Give a user a role in a space (SpaceManager, SpaceDeveloper, SpaceAuditor, SpaceSupporter)
+    SetSpaceRole(role_commands::SpaceRoleArgs),
+    /// Take an org role away from a user
+    UnsetOrgRole(role_commands::OrgRoleArgs),
+    /// Take a space role away from a user
+    UnsetSpaceRole(role_commands::SpaceRoleArgs),
+    /// List the users of an org by role
+    OrgUsers(members::OrgUsersArgs),
+    /// List the users of a space by role
+    SpaceUsers(members::SpaceUsersArgs),
+    /// Send an authenticated request to the API and print the answer
+    Curl(curl::CurlArgs),
+    /// Print a fresh access token (for use in other tools)
+    OauthToken(login::OauthTokenArgs),
+}
+
+/// Runs one client command; prints the error and fails when it does.
+pub fn run(cmd: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("Cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cmd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{err:#}");
+            eprintln!("FAILED");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cmd: Command) -> Result<()> {
+    let mut session = Session::load()?;
+    let s = &mut session;
+    match cmd {
+        Command::Api(args) => api::run(s, args).await,
+        Command::Login(args) => login::login(s, args).await,
+        Command::Auth(args) => login::auth(s, args).await,
+        Command::Logout(args) => login::logout(s, args).await,
+        Command::Target(args) => target::run(s, args).await,
+        Command::Orgs(args) => orgs::orgs(s, args).await,
+        Command::Org(args) => orgs::org(s, args).await,
+        Command::CreateOrg(args) => orgs::create_org(s, args).await,
+        Command::DeleteOrg(args) => orgs::delete_org(s, args).await,
+        Command::Spaces(args) => spaces::spaces(s, args).await,
+        Command::Space(args) => spaces::space(s, args).await,
+        Command::CreateSpace(args) => spaces::create_space(s, args).await,
+        Command::DeleteSpace(args) => spaces::delete_space(s, args).await,
+        Command::CreateUser(args) => users::create_user(s, args).await,
+        Command::DeleteUser(args) => users::delete_user(s, args).await,
+        Command::SetOrgRole(args) => role_commands::set_org_role(s, args).await,
+        Command::SetSpaceRole(args) => role_commands::set_space_role(s, args).await,
+        Command::UnsetOrgRole(args) => role_commands::unset_org_role(s, args).await,
+        Command::UnsetSpaceRole(args) => role_commands::unset_space_role(s, args).await,
+        Command::OrgUsers(args) => members::org_users(s, args).await,
+        Command::SpaceUsers(args) => members::space_users(s, args).await,
+        Command::Curl(args) => curl::run(s, args).await,
+        Command::OauthToken(args) => login::oauth_token(s, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Top {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[test]
+    fn command_tree_is_valid() {
+        use clap::CommandFactory;
+        Top::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_cf_style_arguments() {
+        let top = Top::try_parse_from([
+            "hearth", "login", "-a", "http://x", "-u", "admin", "-p", "pw", "-o", "o",
+        ])
+        .unwrap();
+        let Command::Login(args) = top.command else {
+            panic!("not login")
+        };
+        assert_eq!(args.username.as_deref(), Some("admin"));
+        assert_eq!(args.org.as_deref(), Some("o"));
+
+        let top = Top::try_parse_from([
+            "hearth", "curl", "/v3/apps", "-X", "POST", "-H", "A: b", "-H", "C: d", "-d", "@f",
+            "-i",
+        ])
+        .unwrap();
+        let Command::Curl(args) = top.command else {
+            panic!("not curl")
+        };
+        assert_eq!(args.headers.len(), 2);
+        assert!(args.include);
+
+        let top = Top::try_parse_from([
+            "hearth",
+            "set-space-role",
+            "bob",
+            "o",
+            "s",
+            "SpaceDeveloper",
+        ])
+        .unwrap();
+        assert!(matches!(top.command, Command::SetSpaceRole(_)));
+        assert!(Top::try_parse_from(["hearth", "delete-org", "o", "-f"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "oauth-token"]).is_ok());
+        assert!(
+            Top::try_parse_from(["hearth", "auth", "admin", "secret", "--client-credentials"])
+                .is_ok()
+        );
+    }
+}

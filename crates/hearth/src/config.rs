@@ -1,0 +1,150 @@
+//! Server configuration: defaults, then an optional TOML file, then environment
+//! variables and flags (clap reads both), each overriding the one before.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// `hearth server`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Where Hearth keeps its database, keys and blobs
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The one front address: API, auth and (later) apps
+    #[arg(long, env = "HEARTH_LISTEN")]
+    pub listen: Option<String>,
+    /// postgres://… to use PostgreSQL (default: SQLite in the data directory)
+    #[arg(long, env = "HEARTH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// A TOML file with any of these settings
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The shared domain apps get routes on
+    #[arg(long, env = "HEARTH_APP_DOMAIN")]
+    pub app_domain: Option<String>,
+    /// The URL clients reach the platform at (default: http://LISTEN)
+    #[arg(long, env = "HEARTH_EXTERNAL_URL")]
+    pub external_url: Option<String>,
+}
+
+/// The TOML file's shape (every key optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub app_domain: Option<String>,
+    pub external_url: Option<String>,
+    pub access_token_validity_secs: Option<i64>,
+    pub refresh_token_validity_secs: Option<i64>,
+}
+
+/// The settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub database_url: String,
+    pub app_domain: String,
+    pub external_url: String,
+    pub access_token_validity_secs: i64,
+    pub refresh_token_validity_secs: i64,
+    /// The initial admin password (`HEARTH_ADMIN_PASSWORD`); generated when absent.
+    pub admin_password: Option<String>,
+    /// The `admin` client's secret (`HEARTH_ADMIN_CLIENT_SECRET`); generated when absent.
+    pub admin_client_secret: Option<String>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("hearth")
+}
+
+impl ServerConfig {
+    pub fn resolve(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("config file {} is invalid", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(default_data_dir);
+        let listen = args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let database_url = args.database_url.clone().or(file.database_url).unwrap_or_else(|| sqlite_url(&data_dir));
+        let external_url =
+            args.external_url.clone().or(file.external_url).unwrap_or_else(|| format!("http://{listen}"));
+        let env_secs = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<i64>().ok());
+        Ok(ServerConfig {
+            data_dir,
+            listen,
+            database_url,
+            app_domain: args.app_domain.clone().or(file.app_domain).unwrap_or_else(|| "apps.localhost".into()),
+            external_url: external_url.trim_end_matches('/').to_string(),
+            access_token_validity_secs: env_secs("HEARTH_ACCESS_TOKEN_VALIDITY")
+                .or(file.access_token_validity_secs)
+                .unwrap_or(12 * 3600),
+            refresh_token_validity_secs: env_secs("HEARTH_REFRESH_TOKEN_VALIDITY")
+                .or(file.refresh_token_validity_secs)
+                .unwrap_or(30 * 24 * 3600),
+            admin_password: std::env::var("HEARTH_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
+            admin_client_secret: std::env::var("HEARTH_ADMIN_CLIENT_SECRET").ok().filter(|p| !p.is_empty()),
+        })
+    }
+
+    /// A configuration for tests: a data directory, loopback on a free port.
+    pub fn for_dir(data_dir: &Path, database_url: Option<String>) -> ServerConfig {
+        ServerConfig {
+            data_dir: data_dir.to_path_buf(),
+            listen: "127.0.0.1:0".into(),
+            database_url: database_url.unwrap_or_else(|| sqlite_url(data_dir)),
+            app_domain: "apps.localhost".into(),
+            external_url: "http://127.0.0.1".into(),
+            access_token_validity_secs: 12 * 3600,
+            refresh_token_validity_secs: 30 * 24 * 3600,
+            admin_password: None,
+            admin_client_secret: None,
+        }
+    }
+}
+
+fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("hearth.db").display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9999\"\napp_domain = \"apps.example.com\"\n").unwrap();
+        let args = ServerArgs {
+            data_dir: Some(dir.clone()),
+            listen: Some("127.0.0.1:7777".into()),
+            database_url: None,
+            config: Some(file.clone()),
+            app_domain: None,
+            external_url: None,
+        };
+        let c = ServerConfig::resolve(&args).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7777");
+        assert_eq!(c.app_domain, "apps.example.com");
+        assert_eq!(c.external_url, "http://127.0.0.1:7777");
+        assert!(c.database_url.starts_with("sqlite://") && c.database_url.ends_with("hearth.db"));
+        std::fs::write(&file, "listen = 5\n").unwrap();
+        assert!(ServerConfig::resolve(&args).is_err(), "a wrongly typed key is an error");
+        std::fs::write(&file, "colour = \"blue\"\n").unwrap();
+        assert!(ServerConfig::resolve(&args).is_err(), "an unknown key is an error");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,7 @@
+//! The `hearth` binary's library half: server configuration, the runner shape every
+//! long-running part follows, and the composition of the platform in one process.
+//! `main.rs` only parses the command line and calls in here (or the CLI crate).
+
+pub mod config;
+pub mod runner;
+pub mod server;

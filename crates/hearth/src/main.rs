@@ -1,0 +1,90 @@
+//! `hearth`: the whole platform (`hearth server`) and its command-line client in one binary.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hearth::config::{ServerArgs, ServerConfig};
+use hearth::server::Server;
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "A Cloud Foundry application runtime in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand)]
+enum Top {
+    /// Run the whole platform (API, auth, ...) in this process
+    Server(ServerArgs),
+    #[command(flatten)]
+    Client(hearth_cli::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Top::Server(args) => serve(args),
+        Top::Client(cmd) => hearth_cli::run(cmd),
+    }
+}
+
+fn serve(args: ServerArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_server(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hearth server failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::resolve(&args)?;
+    let data_dir = config.data_dir.clone();
+    let server = Server::start(config).await?;
+    println!("Hearth is running.");
+    println!("  API endpoint:   {}", server.url);
+    println!("  Data directory: {}", data_dir.display());
+    if server.first_start {
+        println!("  Admin user:     admin");
+        println!(
+            "  Admin password: {}  (shown once; kept in {}/admin-credentials.toml)",
+            server.admin_password,
+            data_dir.display()
+        );
+    } else {
+        println!("  Admin credentials: {}/admin-credentials.toml", data_dir.display());
+    }
+    println!("Log in with:  hearth login -a {} -u admin   (or: cf login -a {} -u admin)", server.url, server.url);
+    let token = server.shutdown_token();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+    server.wait().await
+}

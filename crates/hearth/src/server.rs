@@ -1,0 +1,160 @@
+//! `hearth server`: the whole platform in one process. First start creates the data
+//! directory, the database, the signing key and the admin credentials.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use base64::Engine;
+use hearth_api::{ApiConfig, ApiState};
+use hearth_auth::bootstrap::Bootstrap;
+use hearth_auth::{Auth, AuthConfig};
+use hearth_store::Store;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::runner::{Group, Ready, Runner};
+
+/// The admin credentials as kept in the data directory (owner-only).
+#[derive(Serialize, Deserialize)]
+struct Credentials {
+    admin_username: String,
+    admin_password: String,
+    admin_client_id: String,
+    admin_client_secret: String,
+}
+
+const CREDENTIALS_FILE: &str = "admin-credentials.toml";
+
+fn generate_secret() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>())
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// A running platform.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub admin_password: String,
+    pub admin_client_secret: String,
+    /// Whether this start created the platform (first start).
+    pub first_start: bool,
+    pub store: Store,
+    pub auth: Auth,
+    shutdown: CancellationToken,
+    group: Group,
+}
+
+impl Server {
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", config.data_dir.display()))?;
+        let creds_path = config.data_dir.join(CREDENTIALS_FILE);
+        let saved: Option<Credentials> = match std::fs::read_to_string(&creds_path) {
+            Ok(text) => Some(toml::from_str(&text).with_context(|| format!("{} is corrupt", creds_path.display()))?),
+            Err(_) => None,
+        };
+        let admin_password = config
+            .admin_password
+            .clone()
+            .or_else(|| saved.as_ref().map(|c| c.admin_password.clone()))
+            .unwrap_or_else(generate_secret);
+        let admin_client_secret = config
+            .admin_client_secret
+            .clone()
+            .or_else(|| saved.as_ref().map(|c| c.admin_client_secret.clone()))
+            .unwrap_or_else(generate_secret);
+
+        let store = Store::open(&config.database_url).await.context("cannot open the database")?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (is another server running? use --listen)", config.listen))?;
+        let addr = listener.local_addr()?;
+        let url = if config.listen.ends_with(":0") { format!("http://{addr}") } else { config.external_url.clone() };
+
+        let mut auth_config = AuthConfig::new(&url);
+        auth_config.access_token_validity_secs = config.access_token_validity_secs;
+        auth_config.refresh_token_validity_secs = config.refresh_token_validity_secs;
+        let auth = Auth::new(store.clone(), auth_config).await.context("cannot load the signing keys")?;
+        let (_, first_start) = auth
+            .bootstrap(&Bootstrap { admin_password: &admin_password, admin_client_secret: &admin_client_secret })
+            .await
+            .context("cannot create the admin user")?;
+        if first_start || saved.is_none() {
+            let creds = Credentials {
+                admin_username: "admin".into(),
+                admin_password: admin_password.clone(),
+                admin_client_id: "admin".into(),
+                admin_client_secret: admin_client_secret.clone(),
+            };
+            write_private(&creds_path, &toml::to_string(&creds)?)?;
+        }
+        let api_config = ApiConfig { external_url: url.clone(), app_domain: config.app_domain.clone() };
+        hearth_api::seed(&store, &api_config).await.context("cannot create the platform's first resources")?;
+        let api =
+            hearth_api::router(ApiState { store: store.clone(), auth: auth.clone(), config: Arc::new(api_config) });
+        let router = hearth_auth::http::router(auth.clone()).merge(api);
+
+        let shutdown = CancellationToken::new();
+        let mut group = Group::new(shutdown.clone());
+        group.spawn(Box::new(HttpFront { listener, router }));
+        group.ready().await?;
+        Ok(Server { addr, url, admin_password, admin_client_secret, first_start, store, auth, shutdown, group })
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Asks every runner to stop and waits until they have.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the platform stops (shutdown asked or a runner failed).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let result = self.group.wait().await;
+        self.store.close().await;
+        result
+    }
+}
+
+/// The one front address: API, auth and (later) logs and apps.
+struct HttpFront {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Runner for HttpFront {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn run(
+        self: Box<Self>,
+        ready: Ready,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> {
+        Box::pin(async move {
+            ready.signal();
+            axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! Hearth's store: the schema, its migrations and every query, over SQLite (the
+//! embedded default, in WAL mode) or PostgreSQL (to scale out).
+//!
+//! Invariants:
+//! - One portable SQL dialect: queries use `$N` placeholders, `BIGINT`, `TEXT`, RFC 3339
+//!   times and JSON as text, so the same statement runs on both back ends through
+//!   sqlx's `Any` driver.
+//! - Writes go through a [`Tx`]: a request's changes commit together or not at all. On
+//!   SQLite, write transactions are serialised in-process (one writer at a time is all
+//!   SQLite allows; waiting here is cheaper than `SQLITE_BUSY` retries).
+//! - The store knows nothing of HTTP, JSON wire shapes or authorization.
+
+mod error;
+pub mod list;
+pub mod models;
+mod queries;
+mod time_fmt;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, SqlSafeStr};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+pub use error::{Error, Result};
+pub use list::{Cond, LabelOp, LabelRequirement, ListSpec, Page};
+pub use models::*;
+pub use queries::*;
+pub use sqlx::AnyConnection as Conn;
+pub use time_fmt::{format_cf_time, now, parse_time, unix_seconds};
+
+/// Which database the store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls back.
+pub struct Tx {
+    tx: sqlx::Transaction<'static, Any>,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for Tx {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.tx
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    /// `sqlite:///path/file.db` and `postgres://…` URLs are accepted.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(Error::Config(format!("unsupported database URL '{url}': use sqlite:///PATH or postgres://…")));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let options: AnyConnectOptions = url.parse().map_err(|e| Error::Config(format!("bad database URL: {e}")))?;
+        let max = match backend {
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        let store = Store { pool, backend, write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))) };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let migrations: Vec<Migration> = MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    sqlx::AssertSqlSafe(*sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };
+        migrator.run(&self.pool).await.map_err(|e| Error::Migrate(e.to_string()))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A connection for reads outside a transaction.
+    pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(Tx { tx, _guard: guard })
+    }
+
+    /// Closes every connection; pending transactions are rolled back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A new random resource identifier in the lowercase UUID form CF uses.
+pub fn new_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
