@@ -49,7 +49,8 @@ pub struct ServerConfig {
     pub listen: String,
     pub database_url: String,
     pub app_domain: String,
-    pub external_url: String,
+    /// Where clients reach the platform; `None` means `http://` + the bound address.
+    pub external_url: Option<String>,
     pub access_token_validity_secs: i64,
     pub refresh_token_validity_secs: i64,
     /// The initial admin password (`HEARTH_ADMIN_PASSWORD`); generated when absent.
@@ -78,15 +79,14 @@ impl ServerConfig {
         let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(default_data_dir);
         let listen = args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
         let database_url = args.database_url.clone().or(file.database_url).unwrap_or_else(|| sqlite_url(&data_dir));
-        let external_url =
-            args.external_url.clone().or(file.external_url).unwrap_or_else(|| format!("http://{listen}"));
+        let external_url = args.external_url.clone().or(file.external_url);
         let env_secs = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<i64>().ok());
         Ok(ServerConfig {
             data_dir,
             listen,
             database_url,
             app_domain: args.app_domain.clone().or(file.app_domain).unwrap_or_else(|| "apps.localhost".into()),
-            external_url: external_url.trim_end_matches('/').to_string(),
+            external_url: external_url.map(|u| u.trim_end_matches('/').to_string()),
             access_token_validity_secs: env_secs("HEARTH_ACCESS_TOKEN_VALIDITY")
                 .or(file.access_token_validity_secs)
                 .unwrap_or(12 * 3600),
@@ -105,7 +105,7 @@ impl ServerConfig {
             listen: "127.0.0.1:0".into(),
             database_url: database_url.unwrap_or_else(|| sqlite_url(data_dir)),
             app_domain: "apps.localhost".into(),
-            external_url: "http://127.0.0.1".into(),
+            external_url: None,
             access_token_validity_secs: 12 * 3600,
             refresh_token_validity_secs: 30 * 24 * 3600,
             admin_password: None,
@@ -139,7 +139,7 @@ mod tests {
         let c = ServerConfig::resolve(&args).unwrap();
         assert_eq!(c.listen, "127.0.0.1:7777");
         assert_eq!(c.app_domain, "apps.example.com");
-        assert_eq!(c.external_url, "http://127.0.0.1:7777");
+        assert_eq!(c.external_url, None);
         assert!(c.database_url.starts_with("sqlite://") && c.database_url.ends_with("hearth.db"));
         std::fs::write(&file, "listen = 5\n").unwrap();
         assert!(ServerConfig::resolve(&args).is_err(), "a wrongly typed key is an error");

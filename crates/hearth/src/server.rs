@@ -85,7 +85,11 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {} (is another server running? use --listen)", config.listen))?;
         let addr = listener.local_addr()?;
-        let url = if config.listen.ends_with(":0") { format!("http://{addr}") } else { config.external_url.clone() };
+        let url = match &config.external_url {
+            Some(u) => u.clone(),
+            None if addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
 
         let mut auth_config = AuthConfig::new(&url);
         auth_config.access_token_validity_secs = config.access_token_validity_secs;

@@ -166,3 +166,22 @@ impl Store {
 pub fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// Creates a new, empty PostgreSQL database next to the one `admin_url` names and
+/// answers its URL (for tests that each need a database of their own).
+pub async fn create_postgres_database(admin_url: &str, name: &str) -> Result<String> {
+    use sqlx::Connection;
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::Config(format!("invalid database name '{name}'")));
+    }
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+    conn.close().await?;
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin_url, String::new()),
+    };
+    let prefix = base.rsplit_once('/').map(|(p, _)| p).unwrap_or(base);
+    Ok(format!("{prefix}/{name}{query}"))
+}
