@@ -19,54 +19,31 @@ impl ApiError {
     /// Reads an error body; falls back to the status line and raw text.
     pub fn from_body(status: u16, body: &str) -> Self {
         let parsed: Option<Value> = serde_json::from_str(body).ok();
-        if let Some(first) = parsed
-            .as_ref()
-            .and_then(|v| v.get("errors"))
-            .and_then(Value::as_array)
-            .and_then(|errors| errors.first())
+        if let Some(first) =
+            parsed.as_ref().and_then(|v| v.get("errors")).and_then(Value::as_array).and_then(|errors| errors.first())
         {
             let all = parsed
                 .as_ref()
                 .and_then(|v| v.get("errors"))
                 .and_then(Value::as_array)
                 .map(|errors| {
-                    errors
-                        .iter()
-                        .filter_map(|e| e.get("detail").and_then(Value::as_str))
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    errors.iter().filter_map(|e| e.get("detail").and_then(Value::as_str)).collect::<Vec<_>>().join("; ")
                 })
                 .unwrap_or_default();
             return Self {
                 status,
                 code: first.get("code").and_then(Value::as_i64),
-                title: first
-                    .get("title")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                detail: if all.is_empty() {
-                    status_text(status)
-                } else {
-                    all
-                },
+                title: first.get("title").and_then(Value::as_str).map(str::to_owned),
+                detail: if all.is_empty() { status_text(status) } else { all },
             };
         }
-        if let Some(error) = parsed
-            .as_ref()
-            .and_then(|v| v.get("error"))
-            .and_then(Value::as_str)
-        {
+        if let Some(error) = parsed.as_ref().and_then(|v| v.get("error")).and_then(Value::as_str) {
             let description = parsed
                 .as_ref()
                 .and_then(|v| v.get("error_description").or_else(|| v.get("message")))
                 .and_then(Value::as_str)
                 .unwrap_or(error);
-            return Self {
-                status,
-                code: None,
-                title: Some(error.to_owned()),
-                detail: description.to_owned(),
-            };
+            return Self { status, code: None, title: Some(error.to_owned()), detail: description.to_owned() };
         }
         let text = body.trim();
         let detail = if text.is_empty() || text.len() > 300 {
@@ -74,12 +51,7 @@ impl ApiError {
         } else {
             format!("{}: {text}", status_text(status))
         };
-        Self {
-            status,
-            code: None,
-            title: None,
-            detail,
-        }
+        Self { status, code: None, title: None, detail }
     }
 
     /// True when the server rejected the token itself (expired, revoked,
@@ -102,8 +74,7 @@ impl ApiError {
     /// True when the thing being created is already there (a role a user
     /// already has, a user that already exists).
     pub fn is_already_exists(&self) -> bool {
-        self.status == 409
-            || (self.status == 422 && self.detail.to_ascii_lowercase().contains("already"))
+        self.status == 409 || (self.status == 422 && self.detail.to_ascii_lowercase().contains("already"))
     }
 }
 
@@ -122,10 +93,7 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 fn status_text(status: u16) -> String {
-    let reason = reqwest::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("error");
+    let reason = reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error");
     format!("The server answered {status} {reason}")
 }
 
@@ -141,24 +109,15 @@ mod tests {
         );
         assert_eq!(err.code, Some(10010));
         assert!(err.is_not_found());
-        assert_eq!(
-            err.to_string(),
-            "Organization not found (CF-ResourceNotFound)"
-        );
+        assert_eq!(err.to_string(), "Organization not found (CF-ResourceNotFound)");
     }
 
     #[test]
     fn reads_uaa_errors() {
-        let err = ApiError::from_body(
-            401,
-            r#"{"error":"unauthorized","error_description":"Bad credentials"}"#,
-        );
+        let err = ApiError::from_body(401, r#"{"error":"unauthorized","error_description":"Bad credentials"}"#);
         assert_eq!(err.to_string(), "Bad credentials");
         assert!(!err.is_invalid_token());
-        let expired = ApiError::from_body(
-            401,
-            r#"{"error":"invalid_token","error_description":"expired"}"#,
-        );
+        let expired = ApiError::from_body(401, r#"{"error":"invalid_token","error_description":"expired"}"#);
         assert!(expired.is_invalid_token());
     }
 
@@ -173,14 +132,8 @@ mod tests {
 
     #[test]
     fn plain_text_bodies_are_kept_short() {
-        assert_eq!(
-            ApiError::from_body(502, "").to_string(),
-            "The server answered 502 Bad Gateway"
-        );
-        assert_eq!(
-            ApiError::from_body(500, "boom").to_string(),
-            "The server answered 500 Internal Server Error: boom"
-        );
+        assert_eq!(ApiError::from_body(502, "").to_string(), "The server answered 502 Bad Gateway");
+        assert_eq!(ApiError::from_body(500, "boom").to_string(), "The server answered 500 Internal Server Error: boom");
     }
 
     #[test]

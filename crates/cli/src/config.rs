@@ -49,9 +49,8 @@ impl Config {
         if let Some(home) = std::env::var_os("HEARTH_HOME").filter(|h| !h.is_empty()) {
             return Ok(PathBuf::from(home).join("config.json"));
         }
-        let home = dirs::home_dir().context(
-            "cannot find your home directory; set HEARTH_HOME to a directory for the hearth config",
-        )?;
+        let home = dirs::home_dir()
+            .context("cannot find your home directory; set HEARTH_HOME to a directory for the hearth config")?;
         Ok(home.join(".hearth").join("config.json"))
     }
 
@@ -81,9 +80,7 @@ impl Config {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut file = options
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut file = options.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
         let json = serde_json::to_vec_pretty(self).context("cannot encode the config")?;
         file.write_all(&json)
             .and_then(|()| file.write_all(b"\n"))
@@ -144,14 +141,8 @@ mod tests {
             client_credentials: true,
             client_id: Some("admin".into()),
             client_secret: Some("s".into()),
-            org: Some(Targeted {
-                name: "o".into(),
-                guid: "1".into(),
-            }),
-            space: Some(Targeted {
-                name: "s".into(),
-                guid: "2".into(),
-            }),
+            org: Some(Targeted { name: "o".into(), guid: "1".into() }),
+            space: Some(Targeted { name: "s".into(), guid: "2".into() }),
         };
         config.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), config);
@@ -177,10 +168,7 @@ mod tests {
         let mut config = Config {
             api: Some("http://x".into()),
             access_token: Some("t".into()),
-            org: Some(Targeted {
-                name: "o".into(),
-                guid: "1".into(),
-            }),
+            org: Some(Targeted { name: "o".into(), guid: "1".into() }),
             ..Config::default()
         };
         config.clear_session();
@@ -190,10 +178,7 @@ mod tests {
 
     #[test]
     fn authorization_uses_token_type() {
-        let config = Config {
-            access_token: Some("t".into()),
-            ..Config::default()
-        };
+        let config = Config { access_token: Some("t".into()), ..Config::default() };
         assert_eq!(config.authorization().as_deref(), Some("bearer t"));
     }
 }

@@ -59,10 +59,7 @@ mod tests {
     use super::*;
 
     fn token(payload: &str) -> String {
-        format!(
-            "eyJhbGciOiJSUzI1NiJ9.{}.sig",
-            URL_SAFE_NO_PAD.encode(payload)
-        )
+        format!("eyJhbGciOiJSUzI1NiJ9.{}.sig", URL_SAFE_NO_PAD.encode(payload))
     }
 
     #[test]
@@ -81,10 +78,7 @@ mod tests {
 
     #[test]
     fn client_token_shows_client_id() {
-        let claims = Claims::parse(&token(
-            r#"{"client_id":"admin","grant_type":"client_credentials"}"#,
-        ))
-        .unwrap();
+        let claims = Claims::parse(&token(r#"{"client_id":"admin","grant_type":"client_credentials"}"#)).unwrap();
         assert_eq!(claims.display_name(), Some("admin"));
         assert!(claims.is_client());
         assert!(!claims.is_expired(i64::MAX - 100, 30));
@@ -92,10 +86,7 @@ mod tests {
 
     #[test]
     fn accepts_padded_payload() {
-        let padded = format!(
-            "h.{}.s",
-            base64::engine::general_purpose::URL_SAFE.encode(r#"{"exp":5}"#)
-        );
+        let padded = format!("h.{}.s", base64::engine::general_purpose::URL_SAFE.encode(r#"{"exp":5}"#));
         assert_eq!(Claims::parse(&padded).unwrap().exp, Some(5));
     }
 

@@ -85,10 +85,7 @@ pub enum Command {
 
 /// Runs one client command; prints the error and fails when it does.
 pub fn run(cmd: Command) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("Cannot start: {e}");
@@ -154,42 +151,24 @@ mod tests {
 
     #[test]
     fn parses_cf_style_arguments() {
-        let top = Top::try_parse_from([
-            "hearth", "login", "-a", "http://x", "-u", "admin", "-p", "pw", "-o", "o",
-        ])
-        .unwrap();
-        let Command::Login(args) = top.command else {
-            panic!("not login")
-        };
+        let top =
+            Top::try_parse_from(["hearth", "login", "-a", "http://x", "-u", "admin", "-p", "pw", "-o", "o"]).unwrap();
+        let Command::Login(args) = top.command else { panic!("not login") };
         assert_eq!(args.username.as_deref(), Some("admin"));
         assert_eq!(args.org.as_deref(), Some("o"));
 
         let top = Top::try_parse_from([
-            "hearth", "curl", "/v3/apps", "-X", "POST", "-H", "A: b", "-H", "C: d", "-d", "@f",
-            "-i",
+            "hearth", "curl", "/v3/apps", "-X", "POST", "-H", "A: b", "-H", "C: d", "-d", "@f", "-i",
         ])
         .unwrap();
-        let Command::Curl(args) = top.command else {
-            panic!("not curl")
-        };
+        let Command::Curl(args) = top.command else { panic!("not curl") };
         assert_eq!(args.headers.len(), 2);
         assert!(args.include);
 
-        let top = Top::try_parse_from([
-            "hearth",
-            "set-space-role",
-            "bob",
-            "o",
-            "s",
-            "SpaceDeveloper",
-        ])
-        .unwrap();
+        let top = Top::try_parse_from(["hearth", "set-space-role", "bob", "o", "s", "SpaceDeveloper"]).unwrap();
         assert!(matches!(top.command, Command::SetSpaceRole(_)));
         assert!(Top::try_parse_from(["hearth", "delete-org", "o", "-f"]).is_ok());
         assert!(Top::try_parse_from(["hearth", "oauth-token"]).is_ok());
-        assert!(
-            Top::try_parse_from(["hearth", "auth", "admin", "secret", "--client-credentials"])
-                .is_ok()
-        );
+        assert!(Top::try_parse_from(["hearth", "auth", "admin", "secret", "--client-credentials"]).is_ok());
     }
 }

@@ -15,10 +15,7 @@ pub fn ask(label: &str) -> Result<String> {
     print!("{label}> ");
     std::io::stdout().flush().ok();
     let mut line = String::new();
-    let read = std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read from the terminal")?;
+    let read = std::io::stdin().lock().read_line(&mut line).context("cannot read from the terminal")?;
     if read == 0 {
         bail!("No answer given for '{label}' (end of input). Pass it as a flag instead.");
     }
@@ -31,8 +28,7 @@ pub fn ask_password(label: &str) -> Result<String> {
         // No terminal: read the secret from stdin as a plain line.
         return ask(label);
     }
-    rpassword::prompt_password(format!("{label}> "))
-        .context("cannot read the password from the terminal")
+    rpassword::prompt_password(format!("{label}> ")).context("cannot read the password from the terminal")
 }
 
 /// Asks a yes/no question; anything but y/yes is no.

@@ -21,75 +21,46 @@ pub fn with_query(path: &str, params: &[(&str, &str)]) -> Result<String> {
 
 /// The `guid` of a V3 resource.
 pub fn guid(resource: &Value) -> &str {
-    resource
-        .get("guid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
+    resource.get("guid").and_then(Value::as_str).unwrap_or_default()
 }
 
 /// The `name` of a V3 resource.
 pub fn name(resource: &Value) -> &str {
-    resource
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
+    resource.get("name").and_then(Value::as_str).unwrap_or_default()
 }
 
 /// A resource as the config remembers it.
 pub fn targeted(resource: &Value) -> Targeted {
-    Targeted {
-        name: name(resource).to_owned(),
-        guid: guid(resource).to_owned(),
-    }
+    Targeted { name: name(resource).to_owned(), guid: guid(resource).to_owned() }
 }
 
 /// The org called `org_name`, if the user can see it.
 pub async fn lookup_org(session: &mut Session, org_name: &str) -> Result<Option<Value>> {
     let path = with_query("/v3/organizations", &[("names", org_name)])?;
-    Ok(session
-        .list(&path)
-        .await?
-        .into_iter()
-        .find(|o| name(o) == org_name))
+    Ok(session.list(&path).await?.into_iter().find(|o| name(o) == org_name))
 }
 
 /// The org called `org_name`, or an error telling the user how to list orgs.
 pub async fn find_org(session: &mut Session, org_name: &str) -> Result<Value> {
-    lookup_org(session, org_name).await?.ok_or_else(|| {
-        anyhow!("Org '{org_name}' not found. Run 'hearth orgs' to see the orgs you can use.")
-    })
+    lookup_org(session, org_name)
+        .await?
+        .ok_or_else(|| anyhow!("Org '{org_name}' not found. Run 'hearth orgs' to see the orgs you can use."))
 }
 
 /// The space called `space_name` in `org`, if the user can see it.
-pub async fn lookup_space(
-    session: &mut Session,
-    org: &Targeted,
-    space_name: &str,
-) -> Result<Option<Value>> {
-    let path = with_query(
-        "/v3/spaces",
-        &[
-            ("names", space_name),
-            ("organization_guids", org.guid.as_str()),
-        ],
-    )?;
-    Ok(session
-        .list(&path)
-        .await?
-        .into_iter()
-        .find(|s| name(s) == space_name))
+pub async fn lookup_space(session: &mut Session, org: &Targeted, space_name: &str) -> Result<Option<Value>> {
+    let path = with_query("/v3/spaces", &[("names", space_name), ("organization_guids", org.guid.as_str())])?;
+    Ok(session.list(&path).await?.into_iter().find(|s| name(s) == space_name))
 }
 
 /// The space called `space_name` in `org`, or an error telling the user how to list spaces.
 pub async fn find_space(session: &mut Session, org: &Targeted, space_name: &str) -> Result<Value> {
-    lookup_space(session, org, space_name)
-        .await?
-        .ok_or_else(|| {
-            anyhow!(
-                "Space '{space_name}' not found in org '{}'. Run 'hearth spaces' to see the spaces you can use.",
-                org.name
-            )
-        })
+    lookup_space(session, org, space_name).await?.ok_or_else(|| {
+        anyhow!(
+            "Space '{space_name}' not found in org '{}'. Run 'hearth spaces' to see the spaces you can use.",
+            org.name
+        )
+    })
 }
 
 /// The org named on the command line, else the targeted org.
@@ -102,11 +73,7 @@ pub async fn org_or_targeted(session: &mut Session, org_name: Option<&str>) -> R
 
 /// The targeted org, or an error saying how to target one.
 pub fn targeted_org(session: &Session) -> Result<Targeted> {
-    session
-        .config
-        .org
-        .clone()
-        .ok_or_else(|| anyhow!("No org targeted. Use 'hearth target -o ORG' to target an org."))
+    session.config.org.clone().ok_or_else(|| anyhow!("No org targeted. Use 'hearth target -o ORG' to target an org."))
 }
 
 /// The targeted space, or an error saying how to target one.
@@ -125,29 +92,16 @@ mod tests {
     #[test]
     fn query_values_are_encoded() {
         assert_eq!(
-            with_query(
-                "/v3/spaces",
-                &[("names", "my space&co"), ("organization_guids", "g")]
-            )
-            .unwrap(),
+            with_query("/v3/spaces", &[("names", "my space&co"), ("organization_guids", "g")]).unwrap(),
             "/v3/spaces?names=my+space%26co&organization_guids=g"
         );
-        assert_eq!(
-            with_query("/v3/organizations", &[]).unwrap(),
-            "/v3/organizations"
-        );
+        assert_eq!(with_query("/v3/organizations", &[]).unwrap(), "/v3/organizations");
     }
 
     #[test]
     fn reads_names_and_guids() {
         let org = serde_json::json!({"guid": "g1", "name": "o"});
-        assert_eq!(
-            targeted(&org),
-            Targeted {
-                name: "o".into(),
-                guid: "g1".into()
-            }
-        );
+        assert_eq!(targeted(&org), Targeted { name: "o".into(), guid: "g1".into() });
         assert_eq!(name(&serde_json::json!({})), "");
     }
 }

@@ -20,12 +20,7 @@ pub enum Role {
 pub const ORG_ROLES: [Role; 3] = [Role::OrgManager, Role::BillingManager, Role::OrgAuditor];
 
 /// The space roles `set-space-role` accepts, in the order `space-users` lists them.
-pub const SPACE_ROLES: [Role; 4] = [
-    Role::SpaceManager,
-    Role::SpaceDeveloper,
-    Role::SpaceAuditor,
-    Role::SpaceSupporter,
-];
+pub const SPACE_ROLES: [Role; 4] = [Role::SpaceManager, Role::SpaceDeveloper, Role::SpaceAuditor, Role::SpaceSupporter];
 
 impl Role {
     /// The role's `type` in the V3 API.
@@ -82,17 +77,11 @@ impl Role {
 }
 
 fn parse_from(roles: &[Role], name: &str, scope: &str) -> Result<Role> {
-    if let Some(role) = roles
-        .iter()
-        .find(|r| r.cli_name().eq_ignore_ascii_case(name))
-    {
+    if let Some(role) = roles.iter().find(|r| r.cli_name().eq_ignore_ascii_case(name)) {
         return Ok(*role);
     }
     let names: Vec<&str> = roles.iter().map(|r| r.cli_name()).collect();
-    bail!(
-        "'{name}' is not {scope} role. Use one of: {}.",
-        names.join(", ")
-    )
+    bail!("'{name}' is not {scope} role. Use one of: {}.", names.join(", "))
 }
 
 #[cfg(test)]
@@ -101,47 +90,23 @@ mod tests {
 
     #[test]
     fn org_roles_map_to_api_types() {
-        assert_eq!(
-            Role::parse_org("OrgManager").unwrap().api_type(),
-            "organization_manager"
-        );
-        assert_eq!(
-            Role::parse_org("billingmanager").unwrap().api_type(),
-            "organization_billing_manager"
-        );
-        assert_eq!(
-            Role::parse_org("ORGAUDITOR").unwrap().api_type(),
-            "organization_auditor"
-        );
+        assert_eq!(Role::parse_org("OrgManager").unwrap().api_type(), "organization_manager");
+        assert_eq!(Role::parse_org("billingmanager").unwrap().api_type(), "organization_billing_manager");
+        assert_eq!(Role::parse_org("ORGAUDITOR").unwrap().api_type(), "organization_auditor");
     }
 
     #[test]
     fn space_roles_map_to_api_types() {
-        assert_eq!(
-            Role::parse_space("SpaceManager").unwrap().api_type(),
-            "space_manager"
-        );
-        assert_eq!(
-            Role::parse_space("SpaceDeveloper").unwrap().api_type(),
-            "space_developer"
-        );
-        assert_eq!(
-            Role::parse_space("SpaceAuditor").unwrap().api_type(),
-            "space_auditor"
-        );
-        assert_eq!(
-            Role::parse_space("spacesupporter").unwrap().api_type(),
-            "space_supporter"
-        );
+        assert_eq!(Role::parse_space("SpaceManager").unwrap().api_type(), "space_manager");
+        assert_eq!(Role::parse_space("SpaceDeveloper").unwrap().api_type(), "space_developer");
+        assert_eq!(Role::parse_space("SpaceAuditor").unwrap().api_type(), "space_auditor");
+        assert_eq!(Role::parse_space("spacesupporter").unwrap().api_type(), "space_supporter");
     }
 
     #[test]
     fn wrong_scope_is_rejected_with_the_choices() {
         let err = Role::parse_org("SpaceDeveloper").unwrap_err().to_string();
-        assert!(
-            err.contains("OrgManager, BillingManager, OrgAuditor"),
-            "{err}"
-        );
+        assert!(err.contains("OrgManager, BillingManager, OrgAuditor"), "{err}");
         assert!(Role::parse_space("OrgManager").is_err());
         assert!(Role::parse_space("").is_err());
     }

@@ -19,8 +19,7 @@ use crate::uaa::{self, Grant};
 pub const NOT_LOGGED_IN: &str = "Not logged in. Use 'hearth login' to log in.";
 
 /// What the user is told when no API is set.
-pub const NO_API: &str =
-    "No API endpoint set. Use 'hearth api URL' to set one, or 'hearth login -a URL'.";
+pub const NO_API: &str = "No API endpoint set. Use 'hearth api URL' to set one, or 'hearth login -a URL'.";
 
 /// Renew a token this many seconds before it expires.
 const EXPIRY_SKEW_SECS: i64 = 30;
@@ -77,11 +76,7 @@ impl Session {
         let path = Config::default_path()?;
         let config = Config::load(&path)?;
         let client = build_client(config.skip_ssl_validation)?;
-        Ok(Self {
-            config,
-            path,
-            client,
-        })
+        Ok(Self { config, path, client })
     }
 
     /// The HTTP client (honours `--skip-ssl-validation`).
@@ -122,19 +117,12 @@ impl Session {
 
     /// The claims of the current access token.
     pub fn claims(&self) -> Claims {
-        self.config
-            .access_token
-            .as_deref()
-            .and_then(Claims::parse)
-            .unwrap_or_default()
+        self.config.access_token.as_deref().and_then(Claims::parse).unwrap_or_default()
     }
 
     /// The name of whoever is logged in, for progress lines ("as admin").
     pub fn user_name(&self) -> String {
-        self.claims()
-            .display_name()
-            .unwrap_or("unknown user")
-            .to_owned()
+        self.claims().display_name().unwrap_or("unknown user").to_owned()
     }
 
     /// Stores the tokens of a fresh grant.
@@ -149,33 +137,16 @@ impl Session {
     pub async fn refresh(&mut self) -> Result<()> {
         let uaa = self.uaa_url()?;
         let token = if self.config.client_credentials {
-            let (Some(id), Some(secret)) = (
-                self.config.client_id.clone(),
-                self.config.client_secret.clone(),
-            ) else {
+            let (Some(id), Some(secret)) = (self.config.client_id.clone(), self.config.client_secret.clone()) else {
                 bail!(NOT_LOGGED_IN);
             };
-            uaa::request_token(
-                &self.client,
-                &uaa,
-                Grant::ClientCredentials {
-                    client_id: &id,
-                    client_secret: &secret,
-                },
-            )
-            .await
+            uaa::request_token(&self.client, &uaa, Grant::ClientCredentials { client_id: &id, client_secret: &secret })
+                .await
         } else {
             let Some(refresh_token) = self.config.refresh_token.clone() else {
                 bail!(NOT_LOGGED_IN);
             };
-            uaa::request_token(
-                &self.client,
-                &uaa,
-                Grant::RefreshToken {
-                    refresh_token: &refresh_token,
-                },
-            )
-            .await
+            uaa::request_token(&self.client, &uaa, Grant::RefreshToken { refresh_token: &refresh_token }).await
         };
         let token = match token {
             Ok(token) => token,
@@ -184,10 +155,7 @@ impl Session {
             // The server could not be reached: say so, the login may still be fine.
             Err(e) => return Err(e),
         };
-        let refresh_token = token
-            .refresh_token
-            .clone()
-            .or_else(|| self.config.refresh_token.clone());
+        let refresh_token = token.refresh_token.clone().or_else(|| self.config.refresh_token.clone());
         self.store_tokens(token);
         if !self.config.client_credentials {
             self.config.refresh_token = refresh_token;
@@ -203,9 +171,7 @@ impl Session {
         if self.claims().is_expired(now_secs(), EXPIRY_SKEW_SECS) {
             self.refresh().await?;
         }
-        self.config
-            .authorization()
-            .ok_or_else(|| anyhow!(NOT_LOGGED_IN))
+        self.config.authorization().ok_or_else(|| anyhow!(NOT_LOGGED_IN))
     }
 
     /// Sends a request with the token; on a 401 for a rejected token, renews
@@ -236,24 +202,12 @@ impl Session {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| anyhow!("{}", describe_transport_error(&e)))?;
+        let response = builder.send().await.map_err(|e| anyhow!("{}", describe_transport_error(&e)))?;
         let status = response.status().as_u16();
         let version = response.version();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .context("the server closed the connection")?
-            .to_vec();
-        Ok(Response {
-            status,
-            version,
-            headers,
-            body,
-        })
+        let body = response.bytes().await.context("the server closed the connection")?.to_vec();
+        Ok(Response { status, version, headers, body })
     }
 
     /// Resolves a path against the API (`/v3/orgs`) or keeps an absolute URL.
@@ -262,38 +216,21 @@ impl Session {
             return Ok(path_or_url.to_owned());
         }
         let api = self.api()?;
-        let sep = if path_or_url.starts_with('/') {
-            ""
-        } else {
-            "/"
-        };
+        let sep = if path_or_url.starts_with('/') { "" } else { "/" };
         Ok(format!("{api}{sep}{path_or_url}"))
     }
 
     /// Sends a JSON request and fails on a non-2xx answer.
-    pub async fn request(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Response> {
+    pub async fn request(&mut self, method: Method, path: &str, body: Option<&Value>) -> Result<Response> {
         let mut headers = Vec::new();
         let body = match body {
             Some(value) => {
-                headers.push((
-                    CONTENT_TYPE.as_str().to_owned(),
-                    "application/json".to_owned(),
-                ));
+                headers.push((CONTENT_TYPE.as_str().to_owned(), "application/json".to_owned()));
                 Some(serde_json::to_vec(value).context("cannot encode the request")?)
             }
             None => None,
         };
-        let request = Request {
-            method,
-            url: self.url(path)?,
-            headers,
-            body,
-        };
+        let request = Request { method, url: self.url(path)?, headers, body };
         self.send(&request).await?.into_result()
     }
 
@@ -328,10 +265,7 @@ impl Session {
                 Some("FAILED") => {
                     let body = serde_json::to_string(&job).unwrap_or_default();
                     let err = ApiError::from_body(200, &body);
-                    let detail = if job
-                        .get("errors")
-                        .is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()))
-                    {
+                    let detail = if job.get("errors").is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty())) {
                         err.to_string()
                     } else {
                         "the job failed without saying why".to_owned()
@@ -357,11 +291,7 @@ impl Session {
 
     /// Every resource of a V3 list and every `included.{kind}` resource
     /// (for `?include=kind`), following `pagination.next.href`.
-    pub async fn list_including(
-        &mut self,
-        path: &str,
-        kind: &str,
-    ) -> Result<(Vec<Value>, Vec<Value>)> {
+    pub async fn list_including(&mut self, path: &str, kind: &str) -> Result<(Vec<Value>, Vec<Value>)> {
         let mut resources = Vec::new();
         let mut included = Vec::new();
         let mut next = Some(self.url(path)?);
@@ -374,17 +304,10 @@ impl Session {
             if let Some(items) = page.get("resources").and_then(Value::as_array) {
                 resources.extend(items.iter().cloned());
             }
-            if let Some(items) = page
-                .get("included")
-                .and_then(|i| i.get(kind))
-                .and_then(Value::as_array)
-            {
+            if let Some(items) = page.get("included").and_then(|i| i.get(kind)).and_then(Value::as_array) {
                 included.extend(items.iter().cloned());
             }
-            next = page
-                .pointer("/pagination/next/href")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+            next = page.pointer("/pagination/next/href").and_then(Value::as_str).map(str::to_owned);
         }
         Ok((resources, included))
     }
@@ -409,10 +332,7 @@ pub fn describe_transport_error(err: &reqwest::Error) -> String {
         cause = s.to_string();
         source = s.source();
     }
-    let url = err
-        .url()
-        .map(|u| u.as_str().to_owned())
-        .unwrap_or_else(|| "the server".into());
+    let url = err.url().map(|u| u.as_str().to_owned()).unwrap_or_else(|| "the server".into());
     let lower = cause.to_ascii_lowercase();
     if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
         format!(
@@ -421,14 +341,8 @@ pub fn describe_transport_error(err: &reqwest::Error) -> String {
     } else if err.is_timeout() {
         format!("Request to {url} timed out. Check that the server is running and reachable.")
     } else if err.is_connect() {
-        let why = if cause.is_empty() {
-            err.to_string()
-        } else {
-            cause
-        };
-        format!(
-            "Cannot connect to {url}: {why}. Check that the server is running and that 'hearth api' points at it."
-        )
+        let why = if cause.is_empty() { err.to_string() } else { cause };
+        format!("Cannot connect to {url}: {why}. Check that the server is running and that 'hearth api' points at it.")
     } else if cause.is_empty() {
         format!("Request to {url} failed: {err}")
     } else {

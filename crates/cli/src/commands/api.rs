@@ -49,11 +49,7 @@ pub async fn run(session: &mut Session, args: ApiArgs) -> Result<()> {
 
 /// Discovers the platform at `url` and saves it as the target, forgetting
 /// any login and targeted org and space (they belong to the old API).
-pub async fn set_api(
-    session: &mut Session,
-    url: &str,
-    skip_ssl_validation: bool,
-) -> Result<Endpoints> {
+pub async fn set_api(session: &mut Session, url: &str, skip_ssl_validation: bool) -> Result<Endpoints> {
     session.set_skip_ssl_validation(skip_ssl_validation)?;
     let endpoints = root::discover(session.client(), url).await?;
     session.config.clear_session();
@@ -71,10 +67,7 @@ fn show(session: &Session, ui: Ui) -> Result<()> {
         return ui.json(&json!({ "api": null }));
     };
     let version = session.config.api_version.clone().unwrap_or_default();
-    ui.print(render_key_values(&[
-        ("API endpoint", api.clone()),
-        ("API version", version.clone()),
-    ]));
+    ui.print(render_key_values(&[("API endpoint", api.clone()), ("API version", version.clone())]));
     ui.json(&json!({
         "api": api,
         "api_version": version,

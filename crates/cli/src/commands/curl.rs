@@ -41,24 +41,11 @@ pub async fn run(session: &mut Session, args: CurlArgs) -> Result<()> {
         None if body.is_some() => Method::POST,
         None => Method::GET,
     };
-    let mut headers = args
-        .headers
-        .iter()
-        .map(|h| parse_header(h))
-        .collect::<Result<Vec<_>>>()?;
-    if body.is_some()
-        && !headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-    {
+    let mut headers = args.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>>>()?;
+    if body.is_some() && !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
         headers.push(("Content-Type".into(), "application/json".into()));
     }
-    let request = Request {
-        method,
-        url: session.url(&args.path)?,
-        headers,
-        body,
-    };
+    let request = Request { method, url: session.url(&args.path)?, headers, body };
     let response = session.send(&request).await?;
     print_response(&response, args.include)?;
     if args.fail && response.status >= 400 {
@@ -70,8 +57,7 @@ pub async fn run(session: &mut Session, args: CurlArgs) -> Result<()> {
 /// `-d` data: literal text, or the contents of a file for `@FILE`.
 fn read_data(data: &str) -> Result<Vec<u8>> {
     match data.strip_prefix('@') {
-        Some(path) => std::fs::read(path)
-            .with_context(|| format!("cannot read the request body from '{path}'")),
+        Some(path) => std::fs::read(path).with_context(|| format!("cannot read the request body from '{path}'")),
         None => Ok(data.as_bytes().to_vec()),
     }
 }
@@ -91,10 +77,8 @@ fn parse_header(header: &str) -> Result<(String, String)> {
 fn print_response(response: &Response, include: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if include {
-        let reason = reqwest::StatusCode::from_u16(response.status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("");
+        let reason =
+            reqwest::StatusCode::from_u16(response.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
         writeln!(out, "{:?} {} {reason}", response.version, response.status)?;
         for (name, value) in &response.headers {
             writeln!(out, "{name}: {}", String::from_utf8_lossy(value.as_bytes()))?;
@@ -127,10 +111,7 @@ mod tests {
     fn data_can_come_from_a_file() {
         let path = std::env::temp_dir().join(format!("hearth-curl-{}.json", std::process::id()));
         std::fs::write(&path, b"{\"a\":1}").unwrap();
-        assert_eq!(
-            read_data(&format!("@{}", path.display())).unwrap(),
-            b"{\"a\":1}"
-        );
+        assert_eq!(read_data(&format!("@{}", path.display())).unwrap(), b"{\"a\":1}");
         assert_eq!(read_data("{}").unwrap(), b"{}");
         assert!(read_data("@/nonexistent/file").is_err());
         std::fs::remove_file(path).unwrap();

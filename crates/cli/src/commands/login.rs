@@ -61,38 +61,23 @@ pub async fn login(session: &mut Session, args: LoginArgs) -> Result<()> {
     let api_url = match (&args.api, &session.config.api) {
         (Some(url), _) => normalize_api_url(url),
         (None, Some(url)) => url.clone(),
-        (None, None) if prompt::is_interactive() => {
-            normalize_api_url(&prompt::ask("API endpoint")?)
-        }
+        (None, None) if prompt::is_interactive() => normalize_api_url(&prompt::ask("API endpoint")?),
         (None, None) => bail!(NO_API),
     };
     ui.say(format!("API endpoint: {api_url}"));
     ui.say("");
-    api::set_api(
-        session,
-        &api_url,
-        args.skip_ssl_validation || session.config.skip_ssl_validation,
-    )
-    .await?;
+    api::set_api(session, &api_url, args.skip_ssl_validation || session.config.skip_ssl_validation).await?;
 
     let login_url = session.config.login_url.clone().unwrap_or_default();
     let prompts = root::login_prompts(session.client(), &login_url).await;
     let label = |key: &str, fallback: &str| {
-        prompts
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, l)| l.clone())
-            .unwrap_or_else(|| fallback.to_owned())
+        prompts.iter().find(|(k, _)| k == key).map(|(_, l)| l.clone()).unwrap_or_else(|| fallback.to_owned())
     };
     let username = match args.username {
         Some(u) => u,
         None => prompt::ask(&label("username", "Email"))?,
     };
-    let attempts = if args.password.is_some() {
-        1
-    } else {
-        PASSWORD_ATTEMPTS
-    };
+    let attempts = if args.password.is_some() { 1 } else { PASSWORD_ATTEMPTS };
     let uaa_url = session.uaa_url()?;
     let mut last_error = None;
     for attempt in 1..=attempts {
@@ -101,10 +86,7 @@ pub async fn login(session: &mut Session, args: LoginArgs) -> Result<()> {
             None => prompt::ask_password(&label("password", "Password"))?,
         };
         ui.say("Authenticating...");
-        let grant = Grant::Password {
-            username: &username,
-            password: &password,
-        };
+        let grant = Grant::Password { username: &username, password: &password };
         match uaa::request_token(session.client(), &uaa_url, grant).await {
             Ok(token) => {
                 session.store_tokens(token);
@@ -121,9 +103,7 @@ pub async fn login(session: &mut Session, args: LoginArgs) -> Result<()> {
         }
     }
     if let Some(e) = last_error {
-        bail!(
-            "Unable to authenticate: {e}. Check the username and password, then run 'hearth login' again."
-        );
+        bail!("Unable to authenticate: {e}. Check the username and password, then run 'hearth login' again.");
     }
     session.save()?;
     ui.ok();
@@ -137,8 +117,7 @@ pub async fn login(session: &mut Session, args: LoginArgs) -> Result<()> {
 
 /// True when UAA refused the credentials (as opposed to being unreachable).
 fn is_rejected(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<ApiError>()
-        .is_some_and(|e| matches!(e.status, 400 | 401 | 403))
+    err.downcast_ref::<ApiError>().is_some_and(|e| matches!(e.status, 400 | 401 | 403))
 }
 
 /// Prints UAA's `previous_logon_time` from `/userinfo`, when it offers one.
@@ -158,12 +137,7 @@ async fn show_previous_logon(session: &mut Session, ui: Ui) {
 }
 
 /// Targets the org and space given, or the only one there is, or asks.
-async fn target_after_login(
-    session: &mut Session,
-    ui: Ui,
-    org: Option<&str>,
-    space: Option<&str>,
-) -> Result<()> {
+async fn target_after_login(session: &mut Session, ui: Ui, org: Option<&str>, space: Option<&str>) -> Result<()> {
     let org = match org {
         Some(org_name) => Some(find_org(session, org_name).await?),
         None => pick(session, "/v3/organizations", &[], "Select an org:").await?,
@@ -180,15 +154,7 @@ async fn target_after_login(
     let org = targeted_org(session)?;
     let space = match space {
         Some(space_name) => Some(find_space(session, &org, space_name).await?),
-        None => {
-            pick(
-                session,
-                "/v3/spaces",
-                &[("organization_guids", org.guid.as_str())],
-                "Select a space:",
-            )
-            .await?
-        }
+        None => pick(session, "/v3/spaces", &[("organization_guids", org.guid.as_str())], "Select a space:").await?,
     };
     if let Some(space) = space {
         session.config.space = Some(targeted(&space));
@@ -200,12 +166,7 @@ async fn target_after_login(
 
 /// The only resource of a list, or the one the user picks when there are
 /// several and a terminal to ask on.
-async fn pick(
-    session: &mut Session,
-    path: &str,
-    filters: &[(&str, &str)],
-    heading: &str,
-) -> Result<Option<Value>> {
+async fn pick(session: &mut Session, path: &str, filters: &[(&str, &str)], heading: &str) -> Result<Option<Value>> {
     let mut params = filters.to_vec();
     params.push(("order_by", "name"));
     let mut items = session.list(&with_query(path, &params)?).await?;
@@ -228,26 +189,14 @@ pub async fn auth(session: &mut Session, args: AuthArgs) -> Result<()> {
     ui.say("Authenticating...");
     session.config.clear_session();
     let grant = if args.client_credentials {
-        Grant::ClientCredentials {
-            client_id: &args.username,
-            client_secret: &args.password,
-        }
+        Grant::ClientCredentials { client_id: &args.username, client_secret: &args.password }
     } else {
-        Grant::Password {
-            username: &args.username,
-            password: &args.password,
-        }
+        Grant::Password { username: &args.username, password: &args.password }
     };
-    let token = uaa::request_token(session.client(), &uaa_url, grant)
-        .await
-        .map_err(|e| {
-            let what = if args.client_credentials {
-                "client id and secret"
-            } else {
-                "username and password"
-            };
-            anyhow!("Unable to authenticate: {e}. Check the {what}, then run 'hearth auth' again.")
-        })?;
+    let token = uaa::request_token(session.client(), &uaa_url, grant).await.map_err(|e| {
+        let what = if args.client_credentials { "client id and secret" } else { "username and password" };
+        anyhow!("Unable to authenticate: {e}. Check the {what}, then run 'hearth auth' again.")
+    })?;
     session.store_tokens(token);
     if args.client_credentials {
         session.config.client_credentials = true;
@@ -264,11 +213,7 @@ pub async fn auth(session: &mut Session, args: AuthArgs) -> Result<()> {
 
 pub async fn logout(session: &mut Session, _args: LogoutArgs) -> Result<()> {
     let ui = Ui::new(false);
-    let who = if session.config.is_logged_in() {
-        session.user_name()
-    } else {
-        "you".to_owned()
-    };
+    let who = if session.config.is_logged_in() { session.user_name() } else { "you".to_owned() };
     ui.say(format!("Logging out {who}..."));
     session.config.clear_session();
     session.save()?;
@@ -279,10 +224,7 @@ pub async fn logout(session: &mut Session, _args: LogoutArgs) -> Result<()> {
 pub async fn oauth_token(session: &mut Session, _args: OauthTokenArgs) -> Result<()> {
     session.require_login()?;
     session.refresh().await?;
-    let token = session
-        .config
-        .authorization()
-        .ok_or_else(|| anyhow!(crate::session::NOT_LOGGED_IN))?;
+    let token = session.config.authorization().ok_or_else(|| anyhow!(crate::session::NOT_LOGGED_IN))?;
     println!("{token}");
     Ok(())
 }

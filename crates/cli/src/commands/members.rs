@@ -37,24 +37,13 @@ pub struct SpaceUsersArgs {
 pub async fn org_users(session: &mut Session, args: OrgUsersArgs) -> Result<()> {
     let ui = Ui::new(args.json);
     session.require_login()?;
-    ui.say(format!(
-        "Getting users in org {} as {}...",
-        args.org,
-        session.user_name()
-    ));
+    ui.say(format!("Getting users in org {} as {}...", args.org, session.user_name()));
     ui.say("");
     let org = find_org(session, &args.org).await?;
-    let path = with_query(
-        "/v3/roles",
-        &[("organization_guids", guid(&org)), ("include", "user")],
-    )?;
+    let path = with_query("/v3/roles", &[("organization_guids", guid(&org)), ("include", "user")])?;
     let (roles, users) = session.list_including(&path, "users").await?;
     let users = unique_by_guid(users);
-    let shown: &[Role] = if args.all {
-        &[Role::OrgUser]
-    } else {
-        &ORG_ROLES
-    };
+    let shown: &[Role] = if args.all { &[Role::OrgUser] } else { &ORG_ROLES };
     ui.print(render_roles(shown, &roles, &users));
     ui.json(&json!({ "roles": roles, "users": users }))
 }
@@ -62,19 +51,11 @@ pub async fn org_users(session: &mut Session, args: OrgUsersArgs) -> Result<()> 
 pub async fn space_users(session: &mut Session, args: SpaceUsersArgs) -> Result<()> {
     let ui = Ui::new(args.json);
     session.require_login()?;
-    ui.say(format!(
-        "Getting users in org {} / space {} as {}...",
-        args.org,
-        args.space,
-        session.user_name()
-    ));
+    ui.say(format!("Getting users in org {} / space {} as {}...", args.org, args.space, session.user_name()));
     ui.say("");
     let org = targeted(&find_org(session, &args.org).await?);
     let space = find_space(session, &org, &args.space).await?;
-    let path = with_query(
-        "/v3/roles",
-        &[("space_guids", guid(&space)), ("include", "user")],
-    )?;
+    let path = with_query("/v3/roles", &[("space_guids", guid(&space)), ("include", "user")])?;
     let (roles, users) = session.list_including(&path, "users").await?;
     let users = unique_by_guid(users);
     ui.print(render_roles(&SPACE_ROLES, &roles, &users));
@@ -84,10 +65,7 @@ pub async fn space_users(session: &mut Session, args: SpaceUsersArgs) -> Result<
 /// Included resources repeat across pages; keep each once.
 fn unique_by_guid(items: Vec<Value>) -> Vec<Value> {
     let mut seen = std::collections::HashSet::new();
-    items
-        .into_iter()
-        .filter(|i| seen.insert(guid(i).to_owned()))
-        .collect()
+    items.into_iter().filter(|i| seen.insert(guid(i).to_owned())).collect()
 }
 
 /// One block per role: the heading, then its users as `name (origin)`, sorted.
@@ -103,10 +81,7 @@ pub fn render_roles(shown: &[Role], roles: &[Value], users: &[Value]) -> String 
         let mut names: Vec<String> = roles
             .iter()
             .filter(|r| r.get("type").and_then(Value::as_str) == Some(role.api_type()))
-            .filter_map(|r| {
-                r.pointer("/relationships/user/data/guid")
-                    .and_then(Value::as_str)
-            })
+            .filter_map(|r| r.pointer("/relationships/user/data/guid").and_then(Value::as_str))
             .map(|user_guid| display_user(user_guid, by_guid.get(user_guid).copied()))
             .collect();
         names.sort();

@@ -71,54 +71,22 @@ pub async fn org(session: &mut Session, args: OrgArgs) -> Result<()> {
         println!("{}", guid(&org));
         return Ok(());
     }
-    ui.say(format!(
-        "Getting info for org {} as {}...",
-        args.name,
-        session.user_name()
-    ));
+    ui.say(format!("Getting info for org {} as {}...", args.name, session.user_name()));
     ui.say("");
     let org_guid = guid(&org).to_owned();
-    let spaces = session
-        .list(&with_query(
-            "/v3/spaces",
-            &[("organization_guids", &org_guid), ("order_by", "name")],
-        )?)
-        .await?;
-    let domains = optional(
-        session
-            .list(&format!("/v3/organizations/{org_guid}/domains"))
-            .await,
-    )?
-    .unwrap_or_default();
-    let quota = match org
-        .pointer("/relationships/quota/data/guid")
-        .and_then(Value::as_str)
-    {
-        Some(quota_guid) => optional(
-            session
-                .get(&format!("/v3/organization_quotas/{quota_guid}"))
-                .await,
-        )?,
+    let spaces =
+        session.list(&with_query("/v3/spaces", &[("organization_guids", &org_guid), ("order_by", "name")])?).await?;
+    let domains = optional(session.list(&format!("/v3/organizations/{org_guid}/domains")).await)?.unwrap_or_default();
+    let quota = match org.pointer("/relationships/quota/data/guid").and_then(Value::as_str) {
+        Some(quota_guid) => optional(session.get(&format!("/v3/organization_quotas/{quota_guid}")).await)?,
         None => None,
     };
-    let names = |items: &[Value]| {
-        items
-            .iter()
-            .map(|i| name(i).to_owned())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let names = |items: &[Value]| items.iter().map(|i| name(i).to_owned()).collect::<Vec<_>>().join(", ");
     ui.print(render_key_values(&[
         ("name", name(&org).to_owned()),
         ("guid", org_guid.clone()),
         ("domains", names(&domains)),
-        (
-            "quota",
-            quota
-                .as_ref()
-                .map(|q| name(q).to_owned())
-                .unwrap_or_default(),
-        ),
+        ("quota", quota.as_ref().map(|q| name(q).to_owned()).unwrap_or_default()),
         ("spaces", names(&spaces)),
     ]));
     ui.json(&json!({ "organization": org, "spaces": spaces, "domains": domains, "quota": quota }))
@@ -128,12 +96,7 @@ pub async fn org(session: &mut Session, args: OrgArgs) -> Result<()> {
 pub fn optional<T>(result: Result<T>) -> Result<Option<T>> {
     match result {
         Ok(value) => Ok(Some(value)),
-        Err(e)
-            if e.downcast_ref::<ApiError>()
-                .is_some_and(ApiError::is_not_found) =>
-        {
-            Ok(None)
-        }
+        Err(e) if e.downcast_ref::<ApiError>().is_some_and(ApiError::is_not_found) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -143,15 +106,9 @@ pub async fn create_org(session: &mut Session, args: CreateOrgArgs) -> Result<()
     session.require_login()?;
     let user = session.user_name();
     ui.say(format!("Creating org {} as {user}...", args.name));
-    let org = match session
-        .post("/v3/organizations", &json!({ "name": args.name }))
-        .await
-    {
+    let org = match session.post("/v3/organizations", &json!({ "name": args.name })).await {
         Ok(org) => org,
-        Err(e)
-            if e.downcast_ref::<ApiError>()
-                .is_some_and(ApiError::is_already_exists) =>
-        {
+        Err(e) if e.downcast_ref::<ApiError>().is_some_and(ApiError::is_already_exists) => {
             ui.warn(format!("Org '{}' already exists.", args.name));
             ui.ok();
             return Ok(());
@@ -161,18 +118,12 @@ pub async fn create_org(session: &mut Session, args: CreateOrgArgs) -> Result<()
     ui.ok();
     ui.say("");
     if let Some(subject) = Subject::current_user(session) {
-        ui.say(format!(
-            "Assigning role OrgManager to user {user} in org {} as {user}...",
-            args.name
-        ));
+        ui.say(format!("Assigning role OrgManager to user {user} in org {} as {user}...", args.name));
         create_org_role(session, Role::OrgManager, guid(&org), &subject).await?;
         ui.ok();
         ui.say("");
     }
-    ui.say(format!(
-        "TIP: Use 'hearth target -o \"{}\"' to target new org",
-        args.name
-    ));
+    ui.say(format!("TIP: Use 'hearth target -o \"{}\"' to target new org", args.name));
     Ok(())
 }
 
@@ -188,11 +139,7 @@ pub async fn delete_org(session: &mut Session, args: DeleteOrgArgs) -> Result<()
         ui.say("Org has not been deleted.");
         return Ok(());
     }
-    ui.say(format!(
-        "Deleting org {} as {}...",
-        args.name,
-        session.user_name()
-    ));
+    ui.say(format!("Deleting org {} as {}...", args.name, session.user_name()));
     let org = match lookup_org(session, &args.name).await? {
         Some(org) => org,
         None => {
@@ -202,15 +149,8 @@ pub async fn delete_org(session: &mut Session, args: DeleteOrgArgs) -> Result<()
         }
     };
     let org_guid = guid(&org).to_owned();
-    session
-        .delete_and_wait(&format!("/v3/organizations/{org_guid}"))
-        .await?;
-    if session
-        .config
-        .org
-        .as_ref()
-        .is_some_and(|o| o.guid == org_guid)
-    {
+    session.delete_and_wait(&format!("/v3/organizations/{org_guid}")).await?;
+    if session.config.org.as_ref().is_some_and(|o| o.guid == org_guid) {
         session.config.org = None;
         session.config.space = None;
         session.save()?;

@@ -27,20 +27,14 @@ impl Subject {
         if session.config.client_credentials || claims.is_client() {
             return None;
         }
-        Some(Subject::User {
-            username: claims.user_name?,
-            origin: claims.origin.unwrap_or_else(|| "uaa".into()),
-        })
+        Some(Subject::User { username: claims.user_name?, origin: claims.origin.unwrap_or_else(|| "uaa".into()) })
     }
 
     fn from_args(user: &str, origin: &str, client: bool) -> Self {
         if client {
             Subject::Client(user.to_owned())
         } else {
-            Subject::User {
-                username: user.to_owned(),
-                origin: origin.to_owned(),
-            }
+            Subject::User { username: user.to_owned(), origin: origin.to_owned() }
         }
     }
 
@@ -95,12 +89,7 @@ pub struct SpaceRoleArgs {
 }
 
 /// Gives `subject` an org role; having it already is fine.
-pub async fn create_org_role(
-    session: &mut Session,
-    role: Role,
-    org_guid: &str,
-    subject: &Subject,
-) -> Result<()> {
+pub async fn create_org_role(session: &mut Session, role: Role, org_guid: &str, subject: &Subject) -> Result<()> {
     let body = json!({
         "type": role.api_type(),
         "relationships": {
@@ -136,12 +125,7 @@ pub async fn create_space_role(
 async fn create_role(session: &mut Session, body: &Value) -> Result<()> {
     match session.post("/v3/roles", body).await {
         Ok(_) => Ok(()),
-        Err(e)
-            if e.downcast_ref::<ApiError>()
-                .is_some_and(ApiError::is_already_exists) =>
-        {
-            Ok(())
-        }
+        Err(e) if e.downcast_ref::<ApiError>().is_some_and(ApiError::is_already_exists) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -159,9 +143,7 @@ pub async fn set_org_role(session: &mut Session, args: OrgRoleArgs) -> Result<()
         session.user_name()
     ));
     let org = find_org(session, &args.org).await?;
-    create_org_role(session, role, guid(&org), &subject)
-        .await
-        .map_err(|e| user_hint(e, &subject))?;
+    create_org_role(session, role, guid(&org), &subject).await.map_err(|e| user_hint(e, &subject))?;
     ui.ok();
     Ok(())
 }
@@ -181,9 +163,7 @@ pub async fn set_space_role(session: &mut Session, args: SpaceRoleArgs) -> Resul
     ));
     let org = targeted(&find_org(session, &args.org).await?);
     let space = find_space(session, &org, &args.space).await?;
-    create_space_role(session, role, &org.guid, guid(&space), &subject)
-        .await
-        .map_err(|e| user_hint(e, &subject))?;
+    create_space_role(session, role, &org.guid, guid(&space), &subject).await.map_err(|e| user_hint(e, &subject))?;
     ui.ok();
     Ok(())
 }
@@ -202,11 +182,7 @@ pub async fn unset_org_role(session: &mut Session, args: OrgRoleArgs) -> Result<
     ));
     let org = find_org(session, &args.org).await?;
     let user_guid = user_guid(session, &subject).await?;
-    let filter = [
-        ("types", role.api_type()),
-        ("user_guids", &user_guid),
-        ("organization_guids", guid(&org)),
-    ];
+    let filter = [("types", role.api_type()), ("user_guids", &user_guid), ("organization_guids", guid(&org))];
     delete_roles(session, &filter).await?;
     ui.ok();
     Ok(())
@@ -228,11 +204,7 @@ pub async fn unset_space_role(session: &mut Session, args: SpaceRoleArgs) -> Res
     let org = targeted(&find_org(session, &args.org).await?);
     let space = find_space(session, &org, &args.space).await?;
     let user_guid = user_guid(session, &subject).await?;
-    let filter = [
-        ("types", role.api_type()),
-        ("user_guids", &user_guid),
-        ("space_guids", guid(&space)),
-    ];
+    let filter = [("types", role.api_type()), ("user_guids", &user_guid), ("space_guids", guid(&space))];
     delete_roles(session, &filter).await?;
     ui.ok();
     Ok(())
@@ -248,12 +220,8 @@ async fn user_guid(session: &mut Session, subject: &Subject) -> Result<String> {
     let users = session.list(&path).await?;
     match users.as_slice() {
         [user] => Ok(guid(user).to_owned()),
-        [] => bail!(
-            "User '{username}' not found. Check the name, or create it with 'hearth create-user'."
-        ),
-        _ => bail!(
-            "More than one user is called '{username}' in origin '{origin}'; use --origin to choose one."
-        ),
+        [] => bail!("User '{username}' not found. Check the name, or create it with 'hearth create-user'."),
+        _ => bail!("More than one user is called '{username}' in origin '{origin}'; use --origin to choose one."),
     }
 }
 
@@ -261,18 +229,16 @@ async fn user_guid(session: &mut Session, subject: &Subject) -> Result<String> {
 async fn delete_roles(session: &mut Session, filter: &[(&str, &str)]) -> Result<()> {
     let roles = session.list(&with_query("/v3/roles", filter)?).await?;
     for role in &roles {
-        session
-            .delete_and_wait(&format!("/v3/roles/{}", guid(role)))
-            .await?;
+        session.delete_and_wait(&format!("/v3/roles/{}", guid(role))).await?;
     }
     Ok(())
 }
 
 /// Adds what to do next when the user a role was meant for does not exist.
 fn user_hint(err: anyhow::Error, subject: &Subject) -> anyhow::Error {
-    let unknown_user = err.downcast_ref::<ApiError>().is_some_and(|e| {
-        e.status == 404 || (e.status == 422 && e.detail.to_ascii_lowercase().contains("user"))
-    });
+    let unknown_user = err
+        .downcast_ref::<ApiError>()
+        .is_some_and(|e| e.status == 404 || (e.status == 422 && e.detail.to_ascii_lowercase().contains("user")));
     if unknown_user {
         let name = subject.name().to_owned();
         err.context(format!("Cannot give '{name}' the role. If the user does not exist yet, create it with 'hearth create-user {name} PASSWORD'"))

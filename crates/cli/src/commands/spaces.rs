@@ -10,9 +10,7 @@ use crate::commands::roles::{Subject, create_space_role};
 use crate::output::Ui;
 use crate::output::table::{render, render_key_values};
 use crate::prompt;
-use crate::resources::{
-    find_space, guid, lookup_space, name, org_or_targeted, targeted_org, with_query,
-};
+use crate::resources::{find_space, guid, lookup_space, name, org_or_targeted, targeted_org, with_query};
 use crate::roles::Role;
 use crate::session::Session;
 
@@ -60,19 +58,9 @@ pub async fn spaces(session: &mut Session, args: SpacesArgs) -> Result<()> {
     let ui = Ui::new(args.json);
     session.require_login()?;
     let org = targeted_org(session)?;
-    ui.say(format!(
-        "Getting spaces in org {} as {}...",
-        org.name,
-        session.user_name()
-    ));
+    ui.say(format!("Getting spaces in org {} as {}...", org.name, session.user_name()));
     ui.say("");
-    let path = with_query(
-        "/v3/spaces",
-        &[
-            ("organization_guids", org.guid.as_str()),
-            ("order_by", "name"),
-        ],
-    )?;
+    let path = with_query("/v3/spaces", &[("organization_guids", org.guid.as_str()), ("order_by", "name")])?;
     let spaces = session.list(&path).await?;
     if spaces.is_empty() {
         ui.say("No spaces found.");
@@ -93,23 +81,11 @@ pub async fn space(session: &mut Session, args: SpaceArgs) -> Result<()> {
         println!("{}", guid(&space));
         return Ok(());
     }
-    ui.say(format!(
-        "Getting info for space {} in org {} as {}...",
-        args.name,
-        org.name,
-        session.user_name()
-    ));
+    ui.say(format!("Getting info for space {} in org {} as {}...", args.name, org.name, session.user_name()));
     ui.say("");
-    let path = with_query(
-        "/v3/apps",
-        &[("space_guids", guid(&space)), ("order_by", "name")],
-    )?;
+    let path = with_query("/v3/apps", &[("space_guids", guid(&space)), ("order_by", "name")])?;
     let apps = optional(session.list(&path).await)?.unwrap_or_default();
-    let app_names = apps
-        .iter()
-        .map(|a| name(a).to_owned())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let app_names = apps.iter().map(|a| name(a).to_owned()).collect::<Vec<_>>().join(", ");
     ui.print(render_key_values(&[
         ("name", name(&space).to_owned()),
         ("guid", guid(&space).to_owned()),
@@ -124,20 +100,14 @@ pub async fn create_space(session: &mut Session, args: CreateSpaceArgs) -> Resul
     session.require_login()?;
     let org = org_or_targeted(session, args.org.as_deref()).await?;
     let user = session.user_name();
-    ui.say(format!(
-        "Creating space {} in org {} as {user}...",
-        args.name, org.name
-    ));
+    ui.say(format!("Creating space {} in org {} as {user}...", args.name, org.name));
     let body = json!({
         "name": args.name,
         "relationships": { "organization": { "data": { "guid": org.guid } } },
     });
     let space = match session.post("/v3/spaces", &body).await {
         Ok(space) => space,
-        Err(e)
-            if e.downcast_ref::<ApiError>()
-                .is_some_and(ApiError::is_already_exists) =>
-        {
+        Err(e) if e.downcast_ref::<ApiError>().is_some_and(ApiError::is_already_exists) => {
             ui.warn(format!("Space '{}' already exists.", args.name));
             ui.ok();
             return Ok(());
@@ -159,10 +129,7 @@ pub async fn create_space(session: &mut Session, args: CreateSpaceArgs) -> Resul
             ui.say("");
         }
     }
-    ui.say(format!(
-        "TIP: Use 'hearth target -o \"{}\" -s \"{}\"' to target new space",
-        org.name, args.name
-    ));
+    ui.say(format!("TIP: Use 'hearth target -o \"{}\" -s \"{}\"' to target new space", org.name, args.name));
     Ok(())
 }
 
@@ -174,27 +141,15 @@ pub async fn delete_space(session: &mut Session, args: DeleteSpaceArgs) -> Resul
         ui.say("Space has not been deleted.");
         return Ok(());
     }
-    ui.say(format!(
-        "Deleting space {} in org {} as {}...",
-        args.name,
-        org.name,
-        session.user_name()
-    ));
+    ui.say(format!("Deleting space {} in org {} as {}...", args.name, org.name, session.user_name()));
     let Some(space) = lookup_space(session, &org, &args.name).await? else {
         ui.warn(format!("Space '{}' does not exist.", args.name));
         ui.ok();
         return Ok(());
     };
     let space_guid = guid(&space).to_owned();
-    session
-        .delete_and_wait(&format!("/v3/spaces/{space_guid}"))
-        .await?;
-    if session
-        .config
-        .space
-        .as_ref()
-        .is_some_and(|s| s.guid == space_guid)
-    {
+    session.delete_and_wait(&format!("/v3/spaces/{space_guid}")).await?;
+    if session.config.space.as_ref().is_some_and(|s| s.guid == space_guid) {
         session.config.space = None;
         session.save()?;
     }

@@ -45,13 +45,7 @@ pub async fn run(session: &mut Session, args: TargetArgs) -> Result<()> {
 /// Targets the org's space when it has exactly one, as the cf CLI does.
 pub async fn auto_target_space(session: &mut Session) -> Result<()> {
     let org = targeted_org(session)?;
-    let path = with_query(
-        "/v3/spaces",
-        &[
-            ("organization_guids", org.guid.as_str()),
-            ("order_by", "name"),
-        ],
-    )?;
+    let path = with_query("/v3/spaces", &[("organization_guids", org.guid.as_str()), ("order_by", "name")])?;
     let spaces = session.list(&path).await?;
     if let [space] = spaces.as_slice() {
         session.config.space = Some(targeted(space));
@@ -73,10 +67,7 @@ pub fn show(session: &Session, ui: Ui) -> Result<()> {
     };
     ui.print(render_key_values(&[
         ("API endpoint", config.api.clone().unwrap_or_default()),
-        (
-            "API version",
-            config.api_version.clone().unwrap_or_default(),
-        ),
+        ("API version", config.api_version.clone().unwrap_or_default()),
         ("user", session.user_name()),
         ("org", org),
         ("space", space),

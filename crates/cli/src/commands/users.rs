@@ -33,23 +33,13 @@ pub struct DeleteUserArgs {
 pub async fn create_user(session: &mut Session, args: CreateUserArgs) -> Result<()> {
     let ui = Ui::new(false);
     session.require_login()?;
-    ui.say(format!(
-        "Creating user {} as {}...",
-        args.username,
-        session.user_name()
-    ));
-    let id = match uaa::create_user(session, &args.username, &args.password)
-        .await
-        .map_err(scim_hint)?
-    {
+    ui.say(format!("Creating user {} as {}...", args.username, session.user_name()));
+    let id = match uaa::create_user(session, &args.username, &args.password).await.map_err(scim_hint)? {
         Created::New(id) => id,
         Created::AlreadyExisted => {
             ui.warn(format!("User '{}' already exists.", args.username));
             // Make sure the API knows the user too (an earlier run may have stopped halfway).
-            match uaa::find_user_ids(session, &args.username, Some("uaa"))
-                .await?
-                .pop()
-            {
+            match uaa::find_user_ids(session, &args.username, Some("uaa")).await?.pop() {
                 Some(id) => id,
                 None => {
                     ui.ok();
@@ -60,9 +50,7 @@ pub async fn create_user(session: &mut Session, args: CreateUserArgs) -> Result<
     };
     match session.post("/v3/users", &json!({ "guid": id })).await {
         Ok(_) => {}
-        Err(e)
-            if e.downcast_ref::<ApiError>()
-                .is_some_and(ApiError::is_already_exists) => {}
+        Err(e) if e.downcast_ref::<ApiError>().is_some_and(ApiError::is_already_exists) => {}
         Err(e) => {
             return Err(e.context("The user was created in UAA but the API did not accept it"));
         }
@@ -80,14 +68,8 @@ pub async fn delete_user(session: &mut Session, args: DeleteUserArgs) -> Result<
         ui.say("User has not been deleted.");
         return Ok(());
     }
-    ui.say(format!(
-        "Deleting user {} as {}...",
-        args.username,
-        session.user_name()
-    ));
-    let ids = uaa::find_user_ids(session, &args.username, args.origin.as_deref())
-        .await
-        .map_err(scim_hint)?;
+    ui.say(format!("Deleting user {} as {}...", args.username, session.user_name()));
+    let ids = uaa::find_user_ids(session, &args.username, args.origin.as_deref()).await.map_err(scim_hint)?;
     let id = match ids.as_slice() {
         [] => {
             ui.warn(format!("User '{}' does not exist.", args.username));
@@ -102,9 +84,7 @@ pub async fn delete_user(session: &mut Session, args: DeleteUserArgs) -> Result<
     };
     match session.delete_and_wait(&format!("/v3/users/{id}")).await {
         Ok(()) => {}
-        Err(e)
-            if e.downcast_ref::<ApiError>()
-                .is_some_and(ApiError::is_not_found) => {}
+        Err(e) if e.downcast_ref::<ApiError>().is_some_and(ApiError::is_not_found) => {}
         Err(e) => return Err(e),
     }
     uaa::delete_user(session, &id).await?;
@@ -114,9 +94,7 @@ pub async fn delete_user(session: &mut Session, args: DeleteUserArgs) -> Result<
 
 /// Explains a refused SCIM call: only admins manage users.
 fn scim_hint(err: anyhow::Error) -> anyhow::Error {
-    let forbidden = err
-        .downcast_ref::<ApiError>()
-        .is_some_and(|e| e.status == 403);
+    let forbidden = err.downcast_ref::<ApiError>().is_some_and(|e| e.status == 403);
     if forbidden {
         err.context("You are not allowed to manage users. Log in as an admin with 'hearth login'")
     } else {

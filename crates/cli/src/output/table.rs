@@ -32,10 +32,7 @@ pub fn render(rows: &[Vec<String>]) -> String {
 
 /// Renders `key: value` pairs with the values aligned, as `cf org` does.
 pub fn render_key_values(pairs: &[(&str, String)]) -> String {
-    let rows: Vec<Vec<String>> = pairs
-        .iter()
-        .map(|(k, v)| vec![format!("{k}:"), v.clone()])
-        .collect();
+    let rows: Vec<Vec<String>> = pairs.iter().map(|(k, v)| vec![format!("{k}:"), v.clone()]).collect();
     render(&rows)
 }
 
@@ -49,11 +46,7 @@ mod tests {
 
     #[test]
     fn aligns_columns_and_trims() {
-        let out = render(&[
-            row(&["name", "state"]),
-            row(&["a-long-name", "up"]),
-            row(&["b", ""]),
-        ]);
+        let out = render(&[row(&["name", "state"]), row(&["a-long-name", "up"]), row(&["b", ""])]);
         assert_eq!(out, "name          state\na-long-name   up\nb\n");
     }
 
