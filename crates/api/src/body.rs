@@ -43,6 +43,11 @@ impl Body {
         Ok(Body { obj })
     }
 
+    /// The raw JSON value of a field.
+    pub fn raw(&self, key: &str) -> Option<&Value> {
+        self.obj.get(key)
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.obj.contains_key(key)
     }
@@ -240,12 +245,5 @@ mod tests {
             let b = Body::parse(bad.as_bytes(), &["metadata"]).ok().unwrap();
             assert!(b.metadata().is_err(), "{bad}");
         }
-    }
-}
-
-impl Body {
-    /// The raw JSON value of a field.
-    pub fn raw(&self, key: &str) -> Option<&Value> {
-        self.obj.get(key)
     }
 }

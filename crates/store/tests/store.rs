@@ -10,24 +10,38 @@ async fn stores() -> Vec<(String, Store)> {
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("t.db").display());
     let mut out = vec![("sqlite".to_string(), Store::open(&url).await.unwrap())];
-    if let Ok(admin) = std::env::var("HEARTH_TEST_DATABASE_URL") {
-        if !admin.is_empty() {
-            let name = format!("hearth_store_{}", store::new_guid().replace('-', "")[..12].to_string());
-            let url = store::create_postgres_database(&admin, &name).await.unwrap();
-            out.push(("postgres".to_string(), Store::open(&url).await.unwrap()));
-        }
+    if let Ok(admin) = std::env::var("HEARTH_TEST_DATABASE_URL")
+        && !admin.is_empty()
+    {
+        let name = format!("hearth_store_{}", &store::new_guid().replace('-', "")[..12]);
+        let url = store::create_postgres_database(&admin, &name).await.unwrap();
+        out.push(("postgres".to_string(), Store::open(&url).await.unwrap()));
     }
     out
 }
 
 fn org(name: &str) -> Org {
     let now = store::now();
-    Org { guid: store::new_guid(), name: name.into(), suspended: false, quota_guid: None, created_at: now.clone(), updated_at: now }
+    Org {
+        guid: store::new_guid(),
+        name: name.into(),
+        suspended: false,
+        quota_guid: None,
+        created_at: now.clone(),
+        updated_at: now,
+    }
 }
 
 fn space(org: &str, name: &str) -> Space {
     let now = store::now();
-    Space { guid: store::new_guid(), name: name.into(), org_guid: org.into(), allow_ssh: true, created_at: now.clone(), updated_at: now }
+    Space {
+        guid: store::new_guid(),
+        name: name.into(),
+        org_guid: org.into(),
+        allow_ssh: true,
+        created_at: now.clone(),
+        updated_at: now,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,9 +124,15 @@ async fn lists_page_order_and_select_by_label() {
         assert_eq!(page.total, 7, "{backend}");
         let names: Vec<&str> = page.items.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(names, ["org-3", "org-2", "org-1"], "{backend}");
-        let prod = ListSpec::all(vec![Cond::Label(LabelRequirement { key: "env".into(), op: LabelOp::In(vec!["prod".into()]) })]);
+        let prod = ListSpec::all(vec![Cond::Label(LabelRequirement {
+            key: "env".into(),
+            op: LabelOp::In(vec!["prod".into()]),
+        })]);
         assert_eq!(store::list::<Org>(&mut conn, &prod).await.unwrap().total, 4, "{backend}");
-        let not_prod = ListSpec::all(vec![Cond::Label(LabelRequirement { key: "env".into(), op: LabelOp::NotIn(vec!["prod".into()]) })]);
+        let not_prod = ListSpec::all(vec![Cond::Label(LabelRequirement {
+            key: "env".into(),
+            op: LabelOp::NotIn(vec!["prod".into()]),
+        })]);
         assert_eq!(store::list::<Org>(&mut conn, &not_prod).await.unwrap().total, 3, "{backend}");
         let md = store::metadata_for(&mut conn, &guids).await.unwrap();
         assert_eq!(md[&guids[1]].labels["env"], "dev", "{backend}");

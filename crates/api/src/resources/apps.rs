@@ -124,7 +124,7 @@ async fn lifecycle(conn: &mut Conn, body: &Body) -> ApiResult<(String, Value)> {
                     let known: Option<Stack> =
                         store::find_one(conn, &[Cond::Eq("name", SqlValue::Text(s.clone()))]).await?;
                     if known.is_none() {
-                        return Err(ApiError::Unprocessable(format!("Stack must be an existing stack")));
+                        return Err(ApiError::Unprocessable("Stack must be an existing stack".to_string()));
                     }
                     stack = s;
                 }

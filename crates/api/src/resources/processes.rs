@@ -265,12 +265,12 @@ async fn check_quota(conn: &mut Conn, p: &Process, app: &App) -> ApiResult<()> {
     let quota: Option<OrgQuota> = store::get(conn, &quota_guid).await?;
     let Some(quota) = quota else { return Ok(()) };
     let apps = &quota.spec["apps"];
-    if let Some(per) = apps["per_process_memory_in_mb"].as_i64() {
-        if p.memory_in_mb > per {
-            return Err(ApiError::Unprocessable(
-                "memory_in_mb exceeds organization memory quota for a single process".into(),
-            ));
-        }
+    if let Some(per) = apps["per_process_memory_in_mb"].as_i64()
+        && p.memory_in_mb > per
+    {
+        return Err(ApiError::Unprocessable(
+            "memory_in_mb exceeds organization memory quota for a single process".into(),
+        ));
     }
     let others: Vec<Process> = store::find_all(
         conn,

@@ -56,10 +56,10 @@ fn apply_limits(body: &Body, spec: &mut Value) -> ApiResult<()> {
                 spec[*group][*key] = json!(v);
             }
         }
-        if *group == "services" {
-            if let Some(b) = g.opt_bool("paid_services_allowed")? {
-                spec["services"]["paid_services_allowed"] = json!(b);
-            }
+        if *group == "services"
+            && let Some(b) = g.opt_bool("paid_services_allowed")?
+        {
+            spec["services"]["paid_services_allowed"] = json!(b);
         }
     }
     Ok(())

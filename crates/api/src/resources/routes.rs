@@ -230,14 +230,14 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
     if body.opt_int("port")?.flatten().is_some() {
         return Err(ApiError::Unprocessable("Routes with protocol 'http' do not support ports.".into()));
     }
-    if let Some(opts) = body.sub("options", &["loadbalancing"])? {
-        if let Some(lb) = opts.opt_str("loadbalancing")? {
-            if lb != "round-robin" && lb != "least-connection" {
-                return Err(ApiError::Unprocessable(
-                    "Loadbalancing must be one of 'round-robin, least-connection' if present".into(),
-                ));
-            }
-        }
+    if let Some(opts) = body.sub("options", &["loadbalancing"])?
+        && let Some(lb) = opts.opt_str("loadbalancing")?
+        && lb != "round-robin"
+        && lb != "least-connection"
+    {
+        return Err(ApiError::Unprocessable(
+            "Loadbalancing must be one of 'round-robin, least-connection' if present".into(),
+        ));
     }
     let space_guid = body.relationship_guid("space")?;
     let domain_guid = body.relationship_guid("domain")?;

@@ -111,7 +111,7 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
     )
     .await?;
     if clash.is_some() {
-        return Err(ApiError::Unprocessable(format!("Name must be unique per organization")));
+        return Err(ApiError::Unprocessable("Name must be unique per organization".to_string()));
     }
     let now = store::now();
     let space = Space {

@@ -15,24 +15,25 @@ use crate::{Auth, OAuthError};
 
 /// Client credentials from HTTP Basic (RFC 6749 §2.3.1: form-urlencoded parts) or form fields.
 fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> Result<(String, String), OAuthError> {
-    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Some((scheme, b64)) = value.split_once(' ') {
-            if scheme.eq_ignore_ascii_case("basic") {
-                let decoded = STANDARD
-                    .decode(b64.trim())
-                    .ok()
-                    .and_then(|d| String::from_utf8(d).ok())
-                    .ok_or_else(|| OAuthError::bad_credentials())?;
-                let (id, secret) = decoded.split_once(':').unwrap_or((&decoded, ""));
-                let unescape = |s: &str| {
-                    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
-                        .ok()
-                        .and_then(|v| v.into_iter().next().map(|(_, v)| v))
-                        .unwrap_or_else(|| s.to_string())
-                };
-                return Ok((unescape(id), unescape(secret)));
-            }
-        }
+    let basic = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"));
+    if let Some((_, b64)) = basic {
+        let decoded = STANDARD
+            .decode(b64.trim())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok())
+            .ok_or_else(OAuthError::bad_credentials)?;
+        let (id, secret) = decoded.split_once(':').unwrap_or((&decoded, ""));
+        let unescape = |s: &str| {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+                .ok()
+                .and_then(|v| v.into_iter().next().map(|(_, v)| v))
+                .unwrap_or_else(|| s.to_string())
+        };
+        return Ok((unescape(id), unescape(secret)));
     }
     match form.get("client_id") {
         Some(id) => Ok((id.clone(), form.get("client_secret").cloned().unwrap_or_default())),
