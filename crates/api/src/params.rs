@@ -182,6 +182,9 @@ pub fn parse_label_selector(s: &str) -> ApiResult<Vec<LabelRequirement>> {
             return Err(bad());
         }
     }
+    if depth != 0 {
+        return Err(bad());
+    }
     parts.push(&s[start..]);
     let valid_key =
         |k: &str| !k.is_empty() && k.len() <= 316 && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
@@ -207,7 +210,13 @@ pub fn parse_label_selector(s: &str) -> ApiResult<Vec<LabelRequirement>> {
         } else {
             LabelRequirement { key: part.into(), op: LabelOp::Exists }
         };
-        if !valid_key(&req.key) {
+        let valid_value =
+            |v: &String| v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        let values_ok = match &req.op {
+            LabelOp::In(vs) | LabelOp::NotIn(vs) => vs.iter().all(valid_value),
+            LabelOp::Exists | LabelOp::NotExists => true,
+        };
+        if !valid_key(&req.key) || !values_ok {
             return Err(bad());
         }
         out.push(req);
