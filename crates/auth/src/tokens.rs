@@ -431,6 +431,15 @@ impl Auth {
         Ok(jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)?.claims)
     }
 
+    /// Verifies any token Hearth issued (access or refresh) and answers its claims.
+    pub async fn verify_any_token(&self, token: &str) -> Result<Claims, TokenRejection> {
+        let claims = self.decode(token).await.map_err(|_| TokenRejection::Invalid)?;
+        if claims.iss != self.config.issuer {
+            return Err(TokenRejection::Invalid);
+        }
+        Ok(claims)
+    }
+
     /// Verifies an access token (signature, expiry, issuer) and answers its claims.
     pub async fn verify_access_token(&self, token: &str) -> Result<Claims, TokenRejection> {
         let claims = self.decode(token).await.map_err(|e| match e {

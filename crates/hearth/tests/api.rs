@@ -502,3 +502,56 @@ async fn a_restart_loses_nothing() {
     assert_eq!(p.admin_password, "first-password");
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_cf_cli_needs_beyond_the_basics() {
+    let p = TestPlatform::start().await;
+    let t = p.admin_token().await;
+    // `cf logout` revokes the refresh token by presenting it.
+    let login: Value = p
+        .http
+        .post(format!("{}/oauth/token", p.url))
+        .basic_auth("cf", Some(""))
+        .form(&[("grant_type", "password"), ("username", "admin"), ("password", "admin-secret")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rt = login["refresh_token"].as_str().unwrap();
+    let jti = login["jti"].as_str().unwrap();
+    let r = p.http.delete(format!("{}/oauth/token/revoke/{jti}-r", p.url)).bearer_auth(rt).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = p
+        .http
+        .post(format!("{}/oauth/token", p.url))
+        .basic_auth("cf", Some(""))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", rt)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a revoked refresh token no longer works");
+    // `cf apps` reads per-process stats; `cf space` lists security groups.
+    let org = p.create_org(&t, "cli-needs").await;
+    let space = p.create_space(&t, &org, "s").await;
+    let (_, app) =
+        p.post("/v3/apps", &t, json!({"name": "a", "relationships": {"space": {"data": {"guid": space}}}})).await;
+    let (s, stats) = p.get(&format!("/v3/processes/{}/stats", app["guid"].as_str().unwrap()), &t).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(stats["resources"][0]["state"], "DOWN", "nothing runs until the scheduler lands");
+    let (s, _) = p.get(&format!("/v3/spaces/{space}/running_security_groups"), &t).await;
+    assert_eq!(s, StatusCode::OK);
+    // `cf create-space` as a client gives the client roles by its id.
+    let (s, client) = p.get("/oauth/clients/admin", &t).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(client.get("client_secret").is_none());
+    let (s, role) = p
+        .post("/v3/roles", &t, json!({"type": "organization_manager", "relationships": {"user": {"data": {"guid": "admin"}}, "organization": {"data": {"guid": org}}}}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{role}");
+    let (_, users) = p.get(&format!("/v3/roles?organization_guids={org}&include=user"), &t).await;
+    assert_eq!(users["included"]["users"][0]["username"], "admin");
+    assert_eq!(users["included"]["users"][0]["origin"], Value::Null, "a client shows no origin");
+    p.stop().await;
+}

@@ -40,6 +40,9 @@ const ANY_FILTERS: ListRules = ListRules {
         "staging_space_guids",
         "globally_enabled_running",
         "globally_enabled_staging",
+        "route_guids",
+        "service_instance_names",
+        "app_guids",
     ],
     order_by: &[
         ("created_at", "created_at"),

@@ -372,3 +372,46 @@ pub async fn scale_for_app(
     drop(conn);
     apply_scale(&state, &ctx, p, app, body).await
 }
+
+/// One entry of `/stats` per desired instance. Until the scheduler runs instances, every
+/// instance is DOWN (as CF reports instances of a stopped app).
+fn stats_json(p: &Process) -> Value {
+    let resources: Vec<Value> = (0..p.instances.max(0))
+        .map(|index| {
+            json!({
+                "type": p.process_type,
+                "index": index,
+                "state": "DOWN",
+                "routable": false,
+                "usage": {},
+                "host": "",
+                "instance_internal_ip": null,
+                "instance_ports": [],
+                "uptime": 0,
+                "mem_quota": p.memory_in_mb * 1024 * 1024,
+                "disk_quota": p.disk_in_mb * 1024 * 1024,
+                "fds_quota": 16384,
+                "isolation_segment": null,
+                "log_rate_limit": if p.log_rate_limit_in_bytes_per_second < 0 { Value::Null } else { json!(p.log_rate_limit_in_bytes_per_second) },
+                "details": null,
+            })
+        })
+        .collect();
+    json!({"resources": resources})
+}
+
+pub async fn stats(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {
+    let mut conn = state.store.conn().await?;
+    let (p, _) = find_visible(&mut conn, &ctx, &guid).await?;
+    Ok(ok(stats_json(&p)))
+}
+
+pub async fn stats_for_app(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Path((guid, ptype)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let mut conn = state.store.conn().await?;
+    let (p, _) = find_for_app(&mut conn, &ctx, &guid, &ptype).await?;
+    Ok(ok(stats_json(&p)))
+}

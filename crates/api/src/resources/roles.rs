@@ -156,10 +156,12 @@ async fn resolve_user(conn: &mut Conn, body: &Body) -> ApiResult<(String, String
     if let Some(guid) = data.opt_str("guid")? {
         let uaa: Option<UaaUser> = store::get(conn, &guid).await?;
         let cc: Option<CcUser> = store::get(conn, &guid).await?;
-        return match (uaa, cc) {
-            (Some(u), _) => Ok((u.guid, u.username)),
-            (None, Some(c)) => Ok((c.guid.clone(), c.guid)),
-            (None, None) => Err(ApiError::Unprocessable(
+        let client: Option<store::UaaClient> = store::get(conn, &guid).await?;
+        return match (uaa, cc, client) {
+            (Some(u), _, _) => Ok((u.guid, u.username)),
+            (None, Some(c), _) => Ok((c.guid.clone(), c.guid)),
+            (None, None, Some(c)) => Ok((c.client_id.clone(), c.client_id)),
+            (None, None, None) => Err(ApiError::Unprocessable(
                 "Invalid user. Ensure that the user exists and you have access to it.".into(),
             )),
         };

@@ -1,6 +1,7 @@
 //! UAA's HTTP surface: `/oauth/token`, `/token_keys`, `/userinfo`, `/login`, OpenID
 //! discovery and SCIM `/Users` and `/Groups`, answering exactly as UAA does.
 
+mod clients;
 mod info;
 mod scim_groups;
 mod scim_users;
@@ -19,6 +20,7 @@ pub fn router(auth: Auth) -> Router {
     Router::new()
         .route("/oauth/token", post(token::token))
         .route("/oauth/token/revoke/{jti}", delete(token::revoke))
+        .route("/oauth/clients/{id}", get(clients::get_one))
         .route("/token_keys", get(info::token_keys))
         .route("/token_key", get(info::token_key))
         .route("/userinfo", get(info::userinfo))

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::http::require_token;
 use crate::{Auth, OAuthError};
 
 /// Client credentials from HTTP Basic (RFC 6749 §2.3.1: form-urlencoded parts) or form fields.
@@ -78,11 +77,16 @@ async fn issue(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Result<crate::t
 }
 
 pub(super) async fn revoke(State(auth): State<Auth>, headers: HeaderMap, Path(jti): Path<String>) -> Response {
-    let claims = match require_token(&auth, &headers).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
+    // `cf logout` presents each token to revoke itself (the refresh token too).
+    let Some(token) = crate::http::bearer_token(&headers) else {
+        return OAuthError::unauthorized("Full authentication is required to access this resource").into_response();
     };
-    let own = claims.jti == jti || format!("{}-r", claims.jti) == jti;
+    let claims = match auth.verify_any_token(token).await {
+        Ok(c) => c,
+        Err(_) => return OAuthError::invalid_token("The token could not be verified").into_response(),
+    };
+    let base = |j: &str| j.trim_end_matches("-r").to_string();
+    let own = base(&claims.jti) == base(&jti);
     if !own && !claims.has_scope("uaa.admin") && !claims.has_scope("tokens.revoke") {
         return OAuthError::access_denied("Access denied").into_response();
     }
