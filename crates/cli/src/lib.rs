@@ -49,7 +49,7 @@ pub enum Command {
     Orgs(orgs::OrgsArgs),
     /// Show one org
     Org(orgs::OrgArgs),
-    /// Create an org (and make yourself its manager)
+    /// Create an org (a non-admin creator becomes its manager)
     CreateOrg(orgs::CreateOrgArgs),
     /// Delete an org with everything in it
     DeleteOrg(orgs::DeleteOrgArgs),

@@ -5,12 +5,10 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::api_error::ApiError;
-use crate::commands::roles::{Subject, create_org_role};
 use crate::output::Ui;
 use crate::output::table::{render, render_key_values};
 use crate::prompt;
 use crate::resources::{find_org, guid, lookup_org, name, with_query};
-use crate::roles::Role;
 use crate::session::Session;
 
 #[derive(Debug, Args)]
@@ -106,8 +104,8 @@ pub async fn create_org(session: &mut Session, args: CreateOrgArgs) -> Result<()
     session.require_login()?;
     let user = session.user_name();
     ui.say(format!("Creating org {} as {user}...", args.name));
-    let org = match session.post("/v3/organizations", &json!({ "name": args.name })).await {
-        Ok(org) => org,
+    match session.post("/v3/organizations", &json!({ "name": args.name })).await {
+        Ok(_) => {}
         Err(e) if e.downcast_ref::<ApiError>().is_some_and(ApiError::is_already_exists) => {
             ui.warn(format!("Org '{}' already exists.", args.name));
             ui.ok();
@@ -116,13 +114,8 @@ pub async fn create_org(session: &mut Session, args: CreateOrgArgs) -> Result<()
         Err(e) => return Err(e),
     };
     ui.ok();
+    // As in CF, the server makes a non-admin creator the org's manager; admins get no role.
     ui.say("");
-    if let Some(subject) = Subject::current_user(session) {
-        ui.say(format!("Assigning role OrgManager to user {user} in org {} as {user}...", args.name));
-        create_org_role(session, Role::OrgManager, guid(&org), &subject).await?;
-        ui.ok();
-        ui.say("");
-    }
     ui.say(format!("TIP: Use 'hearth target -o \"{}\"' to target new org", args.name));
     Ok(())
 }
