@@ -174,7 +174,38 @@ impl Viewer {
     /// Read secrets (environment variables) of apps in the space.
     pub fn can_read_secrets(&self, space: &str) -> bool {
         matches!(self.global, Global::Admin | Global::AdminReadOnly)
-            || (self.can_read && self.has_space_role(space, RoleType::SpaceDeveloper))
+            || (self.can_read
+                && (self.has_space_role(space, RoleType::SpaceDeveloper)
+                    || self.has_space_role(space, RoleType::SpaceSupporter)))
+    }
+
+    /// Orgs holding one of `roles` for the caller.
+    pub fn orgs_with(&self, roles: &[RoleType]) -> Vec<String> {
+        self.org_roles.iter().filter(|(_, r)| roles.iter().any(|x| r.contains(x))).map(|(o, _)| o.clone()).collect()
+    }
+
+    /// Spaces holding one of `roles` for the caller.
+    pub fn spaces_with(&self, roles: &[RoleType]) -> Vec<String> {
+        self.space_roles
+            .iter()
+            .filter(|(_, (_, r))| roles.iter().any(|x| r.contains(x)))
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    /// Orgs whose private domains the caller sees: those it manages or audits, and
+    /// those it is a member of a space in (not org users or billing managers alone).
+    pub fn domain_readable_orgs(&self) -> Option<Vec<String>> {
+        if self.reads_all() {
+            return None;
+        }
+        if !self.can_read {
+            return Some(vec![]);
+        }
+        let mut set: BTreeSet<String> =
+            self.orgs_with(&[RoleType::OrganizationManager, RoleType::OrganizationAuditor]).into_iter().collect();
+        set.extend(self.space_roles.values().map(|(org, _)| org.clone()));
+        Some(set.into_iter().collect())
     }
 
     /// Assign or remove a role.

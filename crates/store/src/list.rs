@@ -24,6 +24,8 @@ pub enum Cond {
     Label(LabelRequirement),
     /// Any of the conditions.
     Or(Vec<Cond>),
+    /// All of the conditions.
+    All(Vec<Cond>),
     /// Never true.
     False,
 }
@@ -130,6 +132,11 @@ fn cond_sql(table: &str, key: &str, cond: &Cond, binds: &mut Vec<Value>) -> Stri
         Cond::Or(conds) => {
             let parts: Vec<String> = conds.iter().map(|c| cond_sql(table, key, c, binds)).collect();
             format!("({})", parts.join(" OR "))
+        }
+        Cond::All(conds) if conds.is_empty() => "1 = 1".into(),
+        Cond::All(conds) => {
+            let parts: Vec<String> = conds.iter().map(|c| cond_sql(table, key, c, binds)).collect();
+            format!("({})", parts.join(" AND "))
         }
         Cond::False => "1 = 0".into(),
     }

@@ -404,7 +404,7 @@ pub async fn patch_env_vars(
     let patch = env_patch(&body.opt_object("var")?.unwrap_or_default())?;
     let mut tx = state.store.begin().await?;
     let mut app = find_visible(&mut tx, &ctx, &guid).await?;
-    if !ctx.viewer.can_develop_space(&app.space_guid) {
+    if !ctx.viewer.can_operate_space(&app.space_guid) {
         return Err(ApiError::NotAuthorized);
     }
     let mut vars = app.environment_variables.as_object().cloned().unwrap_or_default();

@@ -76,13 +76,10 @@ fn visibility(ctx: &Ctx) -> Option<Cond> {
     if !v.can_read {
         return Some(Cond::False);
     }
-    let spaces: Vec<String> = v.space_roles.keys().cloned().collect();
-    let orgs: Vec<String> = v
-        .org_roles
-        .iter()
-        .filter(|(_, r)| r.contains(&RoleType::OrganizationAuditor) || r.contains(&RoleType::OrganizationManager))
-        .map(|(o, _)| o.clone())
-        .collect();
+    // CF: org auditors see their orgs' events; space auditors, developers and
+    // supporters their spaces'; managers none.
+    let spaces = v.spaces_with(&[RoleType::SpaceAuditor, RoleType::SpaceDeveloper, RoleType::SpaceSupporter]);
+    let orgs = v.orgs_with(&[RoleType::OrganizationAuditor]);
     Some(Cond::Or(vec![Cond::In("space_guid", spaces), Cond::In("org_guid", orgs)]))
 }
 

@@ -63,7 +63,7 @@ async fn render_many(conn: &mut Conn, ctx: &Ctx, domains: &[Domain]) -> ApiResul
 
 /// Domains the caller may see: shared ones, and private ones of (or shared with) its orgs.
 fn visibility(ctx: &Ctx) -> Option<Cond> {
-    let orgs = ctx.viewer.readable_orgs()?;
+    let orgs = ctx.viewer.domain_readable_orgs()?;
     Some(Cond::Or(vec![
         Cond::Null("org_guid"),
         Cond::In("org_guid", orgs.clone()),
@@ -204,11 +204,15 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
         None => {}
         Some(o) => {
             let org: Option<Org> = store::get(&mut tx, o).await?;
-            let org = org.filter(|x| ctx.viewer.can_read_org(&x.guid)).ok_or_else(|| {
-                ApiError::Unprocessable(format!(
-                    "Organization with guid '{o}' does not exist or you do not have access to it."
-                ))
-            })?;
+            let org = match org.filter(|x| ctx.viewer.can_read_org(&x.guid)) {
+                Some(x) => x,
+                None if !ctx.viewer.is_admin() => return Err(ApiError::NotAuthorized),
+                None => {
+                    return Err(ApiError::Unprocessable(format!(
+                        "Organization with guid '{o}' does not exist or you do not have access to it."
+                    )));
+                }
+            };
             if !ctx.viewer.can_manage_org(&org.guid) {
                 return Err(ApiError::NotAuthorized);
             }

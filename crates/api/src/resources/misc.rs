@@ -1,14 +1,14 @@
 //! Endpoints whose resources later components fill: they answer with CF's empty shapes
 //! so that clients listing them work today.
 
-use axum::extract::{OriginalUri, RawQuery};
+use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 
 use super::ok;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::params::{ListParams, ListRules};
-use crate::render;
+use crate::{ApiState, render};
 
 const ANY_FILTERS: ListRules = ListRules {
     filters: &[
@@ -69,8 +69,30 @@ pub async fn empty_list(ctx: Ctx, OriginalUri(uri): OriginalUri, RawQuery(q): Ra
     Ok(ok(render::list(&ctx, uri.path(), &params, 0, vec![], None)))
 }
 
-pub async fn null_relationship(_ctx: Ctx) -> Response {
-    ok(super::empty_relationship())
+/// `GET /v3/organizations/:guid/relationships/default_isolation_segment` (none yet).
+pub async fn org_isolation_segment(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    let mut conn = state.store.conn().await?;
+    super::orgs::find_visible(&mut conn, &ctx, &guid).await?;
+    Ok(ok(relationship(&ctx, &format!("/v3/organizations/{guid}/relationships/default_isolation_segment"))))
+}
+
+/// `GET /v3/spaces/:guid/relationships/isolation_segment` (none yet).
+pub async fn space_isolation_segment(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Path(guid): Path<String>,
+) -> ApiResult<Response> {
+    let mut conn = state.store.conn().await?;
+    super::spaces::find_visible(&mut conn, &ctx, &guid).await?;
+    Ok(ok(relationship(&ctx, &format!("/v3/spaces/{guid}/relationships/isolation_segment"))))
+}
+
+fn relationship(ctx: &Ctx, path: &str) -> serde_json::Value {
+    serde_json::json!({"data": null, "links": {"self": render::link(ctx, path)}})
 }
 
 pub async fn unknown() -> Response {

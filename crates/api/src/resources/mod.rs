@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hearth_store::{self as store, Conn, Metadata};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::body::MetadataPatch;
 use crate::context::Ctx;
@@ -42,12 +42,12 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/organizations/{guid}/domains", get(domains::list_for_org))
         .route("/v3/organizations/{guid}/domains/default", get(domains::default_for_org))
         .route("/v3/organizations/{guid}/users", get(users::list_for_org))
-        .route("/v3/organizations/{guid}/relationships/default_isolation_segment", get(misc::null_relationship))
+        .route("/v3/organizations/{guid}/relationships/default_isolation_segment", get(misc::org_isolation_segment))
         .route("/v3/spaces", get(spaces::list).post(spaces::create))
         .route("/v3/spaces/{guid}", get(spaces::get_one).patch(spaces::update).delete(spaces::delete_one))
         .route("/v3/spaces/{guid}/users", get(users::list_for_space))
         .route("/v3/spaces/{guid}/features", get(spaces::features))
-        .route("/v3/spaces/{guid}/relationships/isolation_segment", get(misc::null_relationship))
+        .route("/v3/spaces/{guid}/relationships/isolation_segment", get(misc::space_isolation_segment))
         .route("/v3/spaces/{guid}/running_security_groups", get(misc::empty_list))
         .route("/v3/spaces/{guid}/staging_security_groups", get(misc::empty_list))
         .route("/v3/users", get(users::list).post(users::create))
@@ -152,11 +152,6 @@ pub async fn seed(store: &store::Store, config: &ApiConfig) -> Result<(), store:
     stacks::seed(&mut tx).await?;
     feature_flags::seed(&mut tx).await?;
     tx.commit().await
-}
-
-/// `{"data": null}` style empty relationship, links omitted.
-pub fn empty_relationship() -> Value {
-    json!({"data": null})
 }
 
 /// 202 with a JSON body (CF answers a scale this way).

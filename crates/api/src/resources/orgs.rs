@@ -163,7 +163,7 @@ pub async fn update(
     let metadata = body.metadata()?;
     let mut tx = state.store.begin().await?;
     let mut org = find_visible(&mut tx, &ctx, &guid).await?;
-    if !ctx.viewer.can_manage_org(&org.guid) || (suspended.is_some() && !ctx.viewer.is_admin()) {
+    if !ctx.viewer.can_manage_org(&org.guid) || (suspended == Some(true) && !ctx.viewer.is_admin()) {
         return Err(ApiError::NotAuthorized);
     }
     if let Some(name) = name {

@@ -197,7 +197,7 @@ fn health_check(body: &Body, key: &str, readiness: bool) -> ApiResult<Option<Val
 
 async fn apply_update(state: &ApiState, ctx: &Ctx, mut p: Process, app: App, body: Bytes) -> ApiResult<Response> {
     let body = Body::parse(&body, &["command", "health_check", "readiness_health_check", "metadata"])?;
-    if !ctx.viewer.can_develop_space(&app.space_guid) {
+    if !ctx.viewer.can_operate_space(&app.space_guid) {
         return Err(ApiError::NotAuthorized);
     }
     if body.has("command") {

@@ -83,10 +83,9 @@ async fn render(conn: &mut Conn, ctx: &Ctx, q: &OrgQuota) -> ApiResult<Value> {
     Ok(out)
 }
 
-/// Quotas the caller may see: all for readers; else those of orgs it can see.
-fn visibility(ctx: &Ctx) -> Option<Cond> {
-    let orgs = ctx.viewer.readable_orgs()?;
-    Some(Cond::Sub("organization_quotas.guid IN (SELECT quota_guid FROM organizations WHERE guid IN ({}))", orgs))
+/// Every caller may read every organization quota (as in CF).
+fn visibility(_ctx: &Ctx) -> Option<Cond> {
+    None
 }
 
 const RULES: ListRules = ListRules {
@@ -174,6 +173,9 @@ pub async fn update(
     Path(guid): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    if !ctx.viewer.is_admin() {
+        return Err(ApiError::NotAuthorized);
+    }
     let body = Body::parse(&body, &["name", "apps", "services", "routes", "domains"])?;
     let mut tx = state.store.begin().await?;
     let mut q = find_visible(&mut tx, &ctx, &guid).await?;
@@ -200,6 +202,9 @@ pub async fn update(
 }
 
 pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {
+    if !ctx.viewer.is_admin() {
+        return Err(ApiError::NotAuthorized);
+    }
     let mut tx = state.store.begin().await?;
     let q = find_visible(&mut tx, &ctx, &guid).await?;
     if !ctx.viewer.is_admin() {
@@ -224,6 +229,9 @@ pub async fn apply(
     Path(guid): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    if !ctx.viewer.is_admin() {
+        return Err(ApiError::NotAuthorized);
+    }
     let body = Body::parse(&body, &["data"])?;
     let data = match body.raw("data") {
         Some(Value::Array(items)) => items.clone(),

@@ -49,8 +49,10 @@ fn visibility(ctx: &Ctx) -> Option<Cond> {
     if v.reads_all() {
         return None;
     }
+    // Org roles through the org; space roles only through their space (CF shows org
+    // auditors and billing managers organization roles only).
     Some(Cond::Or(vec![
-        Cond::In("org_guid", v.readable_orgs().unwrap_or_default()),
+        Cond::All(vec![Cond::Null("space_guid"), Cond::In("org_guid", v.readable_orgs().unwrap_or_default())]),
         Cond::In("space_guid", v.readable_spaces().unwrap_or_default()),
     ]))
 }
@@ -198,19 +200,31 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
     let (org, space) = if kind.is_space_role() {
         let space_guid = body.relationship_guid("space")?;
         let space: Option<Space> = store::get(&mut tx, &space_guid).await?;
-        let space = space.filter(|s| ctx.viewer.can_read_space(&s.guid)).ok_or_else(|| {
-            ApiError::Unprocessable("Invalid space. Ensure that the space exists and you have access to it.".into())
-        })?;
+        let space = match space.filter(|s| ctx.viewer.can_read_space(&s.guid)) {
+            Some(s) => s,
+            // As CF: the caller's right to assign roles is checked before the space's existence.
+            None if !ctx.viewer.is_admin() => return Err(ApiError::NotAuthorized),
+            None => {
+                return Err(ApiError::Unprocessable(
+                    "Invalid space. Ensure that the space exists and you have access to it.".into(),
+                ));
+            }
+        };
         let org: Option<Org> = store::get(&mut tx, &space.org_guid).await?;
         (org.ok_or(ApiError::NotFound("Organization"))?, Some(space))
     } else {
         let org_guid = body.relationship_guid("organization")?;
         let org: Option<Org> = store::get(&mut tx, &org_guid).await?;
-        let org = org.filter(|o| ctx.viewer.can_read_org(&o.guid)).ok_or_else(|| {
-            ApiError::Unprocessable(
-                "Invalid organization. Ensure that the organization exists and you have access to it.".into(),
-            )
-        })?;
+        let org = match org.filter(|o| ctx.viewer.can_read_org(&o.guid)) {
+            Some(o) => o,
+            // As CF: the caller's right to assign roles is checked before the org's existence.
+            None if !ctx.viewer.is_admin() => return Err(ApiError::NotAuthorized),
+            None => {
+                return Err(ApiError::Unprocessable(
+                    "Invalid organization. Ensure that the organization exists and you have access to it.".into(),
+                ));
+            }
+        };
         (org, None)
     };
     if !ctx.viewer.can_manage_role(kind, &org.guid, space.as_ref().map(|s| s.guid.as_str())) {
@@ -293,9 +307,7 @@ pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Pat
     let kind = RoleType::parse(&role.role_type)
         .ok_or_else(|| ApiError::Internal(format!("stored role type '{}'", role.role_type)))?;
     let org = role.org_guid.clone().unwrap_or_default();
-    // Users may always remove their own roles, as in CF.
-    let own = role.user_guid == ctx.viewer.guid && ctx.viewer.can_write;
-    if !own && !ctx.viewer.can_manage_role(kind, &org, role.space_guid.as_deref()) {
+    if !ctx.viewer.can_manage_role(kind, &org, role.space_guid.as_deref()) {
         return Err(ApiError::NotAuthorized);
     }
     let st = state.clone();

@@ -58,8 +58,14 @@ async fn render_many(conn: &mut Conn, ctx: &Ctx, routes: &[Route]) -> ApiResult<
         .collect())
 }
 
+/// Routes of spaces the caller sees, and (as CF) of orgs it audits.
 fn visibility(ctx: &Ctx) -> Option<Cond> {
-    ctx.viewer.readable_spaces().map(|s| Cond::In("space_guid", s))
+    let spaces = ctx.viewer.readable_spaces()?;
+    let audited = ctx.viewer.orgs_with(&[crate::authz::RoleType::OrganizationAuditor]);
+    Some(Cond::Or(vec![
+        Cond::In("space_guid", spaces),
+        Cond::Sub("routes.space_guid IN (SELECT guid FROM spaces WHERE org_guid IN ({}))", audited),
+    ]))
 }
 
 const RULES: ListRules = ListRules {
@@ -244,10 +250,16 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
     let metadata = body.metadata()?;
     let mut tx = state.store.begin().await?;
     let space: Option<Space> = store::get(&mut tx, &space_guid).await?;
-    let space = space.filter(|s| ctx.viewer.can_read_space(&s.guid)).ok_or_else(|| {
-        ApiError::Unprocessable("Invalid space. Ensure that the space exists and you have access to it.".into())
-    })?;
-    if !ctx.viewer.can_develop_space(&space.guid) {
+    let space = match space.filter(|s| ctx.viewer.can_read_space(&s.guid)) {
+        Some(s) => s,
+        None if !ctx.viewer.is_admin() => return Err(ApiError::NotAuthorized),
+        None => {
+            return Err(ApiError::Unprocessable(
+                "Invalid space. Ensure that the space exists and you have access to it.".into(),
+            ));
+        }
+    };
+    if !ctx.viewer.can_operate_space(&space.guid) {
         return Err(ApiError::NotAuthorized);
     }
     let domain = super::domains::usable_domain(&mut tx, &domain_guid, &space.org_guid).await?.ok_or_else(|| {
@@ -316,7 +328,7 @@ pub async fn update(
     let metadata = body.metadata()?;
     let mut tx = state.store.begin().await?;
     let mut r = find_visible(&mut tx, &ctx, &guid).await?;
-    if !ctx.viewer.can_develop_space(&r.space_guid) {
+    if !ctx.viewer.can_operate_space(&r.space_guid) {
         return Err(ApiError::NotAuthorized);
     }
     r.updated_at = store::now();
@@ -332,7 +344,7 @@ pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Pat
     let r = find_visible(&mut conn, &ctx, &guid).await?;
     let space: Option<Space> = store::get(&mut conn, &r.space_guid).await?;
     drop(conn);
-    if !ctx.viewer.can_develop_space(&r.space_guid) {
+    if !ctx.viewer.can_operate_space(&r.space_guid) {
         return Err(ApiError::NotAuthorized);
     }
     let st = state.clone();
@@ -378,7 +390,7 @@ pub async fn reservations(
     let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
     let mut conn = state.store.conn().await?;
     let mut conds = vec![Cond::Eq("guid", SqlValue::Text(guid.clone()))];
-    if let Some(orgs) = ctx.viewer.readable_orgs() {
+    if let Some(orgs) = ctx.viewer.domain_readable_orgs() {
         conds.push(Cond::Or(vec![
             Cond::Null("org_guid"),
             Cond::In("org_guid", orgs.clone()),
