@@ -126,6 +126,15 @@ impl ListParams {
         self.filters.get(name)
     }
 
+    /// Adds `column IN (values)` for each `(filter, column)` the request used.
+    pub fn in_filters(&self, conds: &mut Vec<Cond>, map: &[(&str, &'static str)]) {
+        for (filter, col) in map {
+            if let Some(v) = self.filter(filter) {
+                conds.push(Cond::In(col, v.clone()));
+            }
+        }
+    }
+
     /// The store conditions for the generic parts (labels, times) plus `extra`.
     pub fn spec(&self, mut conds: Vec<Cond>) -> ListSpec {
         conds.extend(self.time_conds.iter().cloned());

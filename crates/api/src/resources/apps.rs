@@ -70,13 +70,10 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     if let Some(spaces) = ctx.viewer.readable_spaces() {
         conds.push(Cond::In("space_guid", spaces));
     }
-    for (filter, col) in
-        [("names", "name"), ("guids", "guid"), ("space_guids", "space_guid"), ("lifecycle_type", "lifecycle_type")]
-    {
-        if let Some(v) = params.filter(filter) {
-            conds.push(Cond::In(col, v.clone()));
-        }
-    }
+    params.in_filters(
+        &mut conds,
+        &[("names", "name"), ("guids", "guid"), ("space_guids", "space_guid"), ("lifecycle_type", "lifecycle_type")],
+    );
     if let Some(v) = params.filter("organization_guids") {
         conds.push(Cond::Sub("apps.space_guid IN (SELECT guid FROM spaces WHERE org_guid IN ({}))", v.clone()));
     }

@@ -94,16 +94,15 @@ const RULES: ListRules = ListRules {
 pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let params = ListParams::parse(q.as_deref(), &RULES)?;
     let mut conds: Vec<Cond> = visibility(&ctx).into_iter().collect();
-    for (filter, col) in [
-        ("types", "event_type"),
-        ("target_guids", "target_guid"),
-        ("space_guids", "space_guid"),
-        ("organization_guids", "org_guid"),
-    ] {
-        if let Some(values) = params.filter(filter) {
-            conds.push(Cond::In(col, values.clone()));
-        }
-    }
+    params.in_filters(
+        &mut conds,
+        &[
+            ("types", "event_type"),
+            ("target_guids", "target_guid"),
+            ("space_guids", "space_guid"),
+            ("organization_guids", "org_guid"),
+        ],
+    );
     let mut conn = state.store.conn().await?;
     let page = store::list::<AuditEvent>(&mut conn, &params.spec(conds)).await?;
     let resources = page.items.iter().map(|e| render(&ctx, e)).collect();

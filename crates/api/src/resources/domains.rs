@@ -105,11 +105,7 @@ async fn list_with(
 ) -> ApiResult<Response> {
     let params = ListParams::parse(q, &RULES)?;
     conds.extend(visibility(ctx));
-    for (filter, col) in [("names", "name"), ("guids", "guid"), ("organization_guids", "org_guid")] {
-        if let Some(v) = params.filter(filter) {
-            conds.push(Cond::In(col, v.clone()));
-        }
-    }
+    params.in_filters(&mut conds, &[("names", "name"), ("guids", "guid"), ("organization_guids", "org_guid")]);
     let mut conn = state.store.conn().await?;
     let page = store::list::<Domain>(&mut conn, &params.spec(conds)).await?;
     let resources = render_many(&mut conn, ctx, &page.items).await?;

@@ -64,11 +64,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     if let Some(orgs) = ctx.viewer.readable_orgs() {
         conds.push(Cond::In("guid", orgs));
     }
-    for (filter, col) in [("names", "name"), ("guids", "guid")] {
-        if let Some(v) = params.filter(filter) {
-            conds.push(Cond::In(col, v.clone()));
-        }
-    }
+    params.in_filters(&mut conds, &[("names", "name"), ("guids", "guid")]);
     let mut conn = state.store.conn().await?;
     let page = store::list::<Org>(&mut conn, &params.spec(conds)).await?;
     let resources = render_many(&mut conn, &ctx, &page.items).await?;

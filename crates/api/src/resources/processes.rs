@@ -80,11 +80,7 @@ async fn list_with(
 ) -> ApiResult<Response> {
     let params = ListParams::parse(q, &RULES)?;
     conds.extend(visibility(ctx));
-    for (filter, col) in [("guids", "guid"), ("types", "process_type"), ("app_guids", "app_guid")] {
-        if let Some(v) = params.filter(filter) {
-            conds.push(Cond::In(col, v.clone()));
-        }
-    }
+    params.in_filters(&mut conds, &[("guids", "guid"), ("types", "process_type"), ("app_guids", "app_guid")]);
     if let Some(v) = params.filter("space_guids") {
         conds.push(Cond::Sub("processes.app_guid IN (SELECT guid FROM apps WHERE space_guid IN ({}))", v.clone()));
     }

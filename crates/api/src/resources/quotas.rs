@@ -99,11 +99,7 @@ const RULES: ListRules = ListRules {
 pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let params = ListParams::parse(q.as_deref(), &RULES)?;
     let mut conds: Vec<Cond> = visibility(&ctx).into_iter().collect();
-    for (filter, col) in [("names", "name"), ("guids", "guid")] {
-        if let Some(v) = params.filter(filter) {
-            conds.push(Cond::In(col, v.clone()));
-        }
-    }
+    params.in_filters(&mut conds, &[("names", "name"), ("guids", "guid")]);
     if let Some(v) = params.filter("organization_guids") {
         conds.push(Cond::Sub(
             "organization_quotas.guid IN (SELECT quota_guid FROM organizations WHERE guid IN ({}))",

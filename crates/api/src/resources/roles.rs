@@ -94,13 +94,10 @@ async fn included(conn: &mut Conn, ctx: &Ctx, roles: &[Role], include: &[String]
 pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let params = ListParams::parse(q.as_deref(), &RULES)?;
     let mut conds: Vec<Cond> = visibility(&ctx).into_iter().collect();
-    for (filter, col) in
-        [("guids", "guid"), ("types", "role_type"), ("space_guids", "space_guid"), ("user_guids", "user_guid")]
-    {
-        if let Some(v) = params.filter(filter) {
-            conds.push(Cond::In(col, v.clone()));
-        }
-    }
+    params.in_filters(
+        &mut conds,
+        &[("guids", "guid"), ("types", "role_type"), ("space_guids", "space_guid"), ("user_guids", "user_guid")],
+    );
     if let Some(v) = params.filter("organization_guids") {
         conds.push(Cond::In("org_guid", v.clone()));
         conds.push(Cond::Null("space_guid"));

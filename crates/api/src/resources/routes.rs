@@ -113,17 +113,16 @@ async fn list_with(
 ) -> ApiResult<Response> {
     let params = ListParams::parse(q, &RULES)?;
     conds.extend(visibility(ctx));
-    for (filter, col) in [
-        ("hosts", "host"),
-        ("paths", "path"),
-        ("domain_guids", "domain_guid"),
-        ("space_guids", "space_guid"),
-        ("guids", "guid"),
-    ] {
-        if let Some(v) = params.filter(filter) {
-            conds.push(Cond::In(col, v.clone()));
-        }
-    }
+    params.in_filters(
+        &mut conds,
+        &[
+            ("hosts", "host"),
+            ("paths", "path"),
+            ("domain_guids", "domain_guid"),
+            ("space_guids", "space_guid"),
+            ("guids", "guid"),
+        ],
+    );
     if let Some(v) = params.filter("organization_guids") {
         conds.push(Cond::Sub("routes.space_guid IN (SELECT guid FROM spaces WHERE org_guid IN ({}))", v.clone()));
     }

@@ -71,11 +71,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     if let Some(spaces) = ctx.viewer.readable_spaces() {
         conds.push(Cond::In("guid", spaces));
     }
-    for (filter, col) in [("names", "name"), ("guids", "guid"), ("organization_guids", "org_guid")] {
-        if let Some(v) = params.filter(filter) {
-            conds.push(Cond::In(col, v.clone()));
-        }
-    }
+    params.in_filters(&mut conds, &[("names", "name"), ("guids", "guid"), ("organization_guids", "org_guid")]);
     let mut conn = state.store.conn().await?;
     let page = store::list::<Space>(&mut conn, &params.spec(conds)).await?;
     let resources = render_many(&mut conn, &ctx, &page.items).await?;

@@ -46,11 +46,7 @@ const RULES: ListRules = ListRules {
 pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let params = ListParams::parse(q.as_deref(), &RULES)?;
     let mut conds = Vec::new();
-    for (filter, col) in [("names", "name"), ("guids", "guid")] {
-        if let Some(v) = params.filter(filter) {
-            conds.push(Cond::In(col, v.clone()));
-        }
-    }
+    params.in_filters(&mut conds, &[("names", "name"), ("guids", "guid")]);
     if let Some(v) = params.filter("default") {
         conds.push(Cond::Eq("is_default", SqlValue::Int(i64::from(v.first().is_some_and(|x| x == "true")))));
     }
