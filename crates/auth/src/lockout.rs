@@ -20,7 +20,7 @@ impl LockoutPolicy {
     /// any order) is locked at `now`.
     pub fn is_locked(&self, failures: &[i64], now: i64) -> bool {
         let mut recent: Vec<i64> =
-            failures.iter().copied().filter(|t| now - t < self.window_secs.max(self.lockout_secs)).collect();
+            failures.iter().copied().filter(|t| now - t < self.window_secs + self.lockout_secs).collect();
         recent.sort_unstable();
         if recent.len() < self.max_failures {
             return false;
