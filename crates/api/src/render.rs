@@ -1,6 +1,9 @@
 //! Pieces every CF resource shape shares: links, metadata, pagination, times.
 
+use std::collections::BTreeMap;
+
 use hearth_store::{Metadata, format_cf_time};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::context::Ctx;
@@ -50,18 +53,101 @@ pub fn pagination(ctx: &Ctx, path: &str, params: &ListParams, total: u64) -> Val
     })
 }
 
-/// A list response: `pagination`, `resources` and, when asked for, `included`.
-pub fn list(
+/// A list response: `pagination`, `resources` and, when asked for, `included`. Typed so
+/// that a page serialises straight to bytes, without building a JSON tree first.
+#[derive(Serialize)]
+pub struct ListBody<T: Serialize> {
+    pagination: Value,
+    resources: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    included: Option<Value>,
+}
+
+pub fn list<T: Serialize>(
     ctx: &Ctx,
     path: &str,
     params: &ListParams,
     total: u64,
-    resources: Vec<Value>,
+    resources: Vec<T>,
     included: Option<Value>,
-) -> Value {
-    let mut out = json!({"pagination": pagination(ctx, path, params, total), "resources": resources});
-    if let Some(inc) = included {
-        out["included"] = inc;
+) -> ListBody<T> {
+    ListBody { pagination: pagination(ctx, path, params, total), resources, included }
+}
+
+/// `{"href": …}`.
+#[derive(Serialize)]
+pub struct Href {
+    pub href: String,
+}
+
+/// `{"href": BASE + SUFFIX}`, written straight into the output without building the URL
+/// first (a list page has a dozen links per resource).
+pub struct Joined<'a> {
+    pub base: &'a str,
+    pub suffix: &'static str,
+    pub method: Option<&'static str>,
+}
+
+impl<'a> Joined<'a> {
+    pub fn link(base: &'a str, suffix: &'static str) -> Joined<'a> {
+        Joined { base, suffix, method: None }
     }
-    out
+
+    pub fn action(base: &'a str, suffix: &'static str) -> Joined<'a> {
+        Joined { base, suffix, method: Some("POST") }
+    }
+}
+
+impl Serialize for Joined<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Concat<'a>(&'a str, &'static str);
+        impl std::fmt::Display for Concat<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)?;
+                f.write_str(self.1)
+            }
+        }
+        let mut map = s.serialize_map(Some(if self.method.is_some() { 2 } else { 1 }))?;
+        map.serialize_entry("href", &format_args!("{}", Concat(self.base, self.suffix)))?;
+        if let Some(m) = self.method {
+            map.serialize_entry("method", m)?;
+        }
+        map.end()
+    }
+}
+
+/// `{"data": {"guid": …}}` or `{"data": null}`.
+#[derive(Serialize)]
+pub struct Rel<'a> {
+    pub data: Option<Guid<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct Guid<'a> {
+    pub guid: &'a str,
+}
+
+impl<'a> Rel<'a> {
+    pub fn to(guid: Option<&'a str>) -> Rel<'a> {
+        Rel { data: guid.map(|guid| Guid { guid }) }
+    }
+}
+
+static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+
+/// `{"labels": {…}, "annotations": {…}}`.
+#[derive(Serialize)]
+pub struct MetadataJson<'a> {
+    pub labels: &'a BTreeMap<String, String>,
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+impl<'a> MetadataJson<'a> {
+    pub fn of(md: Option<&'a Metadata>) -> MetadataJson<'a> {
+        match md {
+            Some(m) => MetadataJson { labels: &m.labels, annotations: &m.annotations },
+            None => MetadataJson { labels: &EMPTY, annotations: &EMPTY },
+        }
+    }
 }

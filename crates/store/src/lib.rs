@@ -72,7 +72,10 @@ impl Tx {
     }
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "list indexes", include_str!("../migrations/0002_list_indexes.sql")),
+];
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.

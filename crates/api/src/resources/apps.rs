@@ -1,9 +1,12 @@
 //! Apps: their lifecycle settings, environment variables and state.
 
+use std::collections::BTreeMap;
+
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use hearth_store::{self as store, App, Cond, Conn, Metadata, Org, Process, Space, Stack, Value as SqlValue};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::audit_events::Target;
@@ -13,42 +16,91 @@ use crate::body::Body;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::params::{ListParams, ListRules, only_params};
+use crate::render::{Href, Joined, MetadataJson, Rel};
 use crate::{ApiState, render};
 
-pub fn render(ctx: &Ctx, a: &App, md: Option<&Metadata>) -> Value {
-    let p = format!("/v3/apps/{}", a.guid);
-    let l = |s: &str| render::link(ctx, &format!("{p}{s}"));
-    json!({
-        "guid": a.guid,
-        "name": a.name,
-        "state": a.state,
-        "created_at": render::time(&a.created_at),
-        "updated_at": render::time(&a.updated_at),
-        "lifecycle": {"type": a.lifecycle_type, "data": a.lifecycle_data},
-        "relationships": {"space": render::rel(Some(&a.space_guid))},
-        "metadata": render::metadata(md),
-        "links": {
-            "self": l(""),
-            "space": render::link(ctx, &format!("/v3/spaces/{}", a.space_guid)),
-            "processes": l("/processes"),
-            "packages": l("/packages"),
-            "environment_variables": l("/environment_variables"),
-            "current_droplet": l("/droplets/current"),
-            "droplets": l("/droplets"),
-            "tasks": l("/tasks"),
-            "start": {"href": ctx.url(&format!("{p}/actions/start")), "method": "POST"},
-            "stop": {"href": ctx.url(&format!("{p}/actions/stop")), "method": "POST"},
-            "revisions": l("/revisions"),
-            "deployed_revisions": l("/revisions/deployed"),
-            "features": l("/features"),
-        },
-    })
+/// An app as CF shows it.
+#[derive(Serialize)]
+pub struct AppJson<'a> {
+    guid: &'a str,
+    name: &'a str,
+    state: &'a str,
+    created_at: String,
+    updated_at: String,
+    lifecycle: Lifecycle<'a>,
+    relationships: AppRelationships<'a>,
+    metadata: MetadataJson<'a>,
+    links: AppLinks<'a>,
 }
 
-async fn render_many(conn: &mut Conn, ctx: &Ctx, apps: &[App]) -> ApiResult<Vec<Value>> {
+#[derive(Serialize)]
+struct Lifecycle<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a Value,
+}
+
+#[derive(Serialize)]
+struct AppRelationships<'a> {
+    space: Rel<'a>,
+}
+
+#[derive(Serialize)]
+struct AppLinks<'a> {
+    #[serde(rename = "self")]
+    this: Joined<'a>,
+    space: Href,
+    processes: Joined<'a>,
+    packages: Joined<'a>,
+    environment_variables: Joined<'a>,
+    current_droplet: Joined<'a>,
+    droplets: Joined<'a>,
+    tasks: Joined<'a>,
+    start: Joined<'a>,
+    stop: Joined<'a>,
+    revisions: Joined<'a>,
+    deployed_revisions: Joined<'a>,
+    features: Joined<'a>,
+}
+
+/// Renders apps that share one `base` (`ctx.url("/v3/apps/")` + guid is built once per app).
+pub fn render<'a>(ctx: &Ctx, a: &'a App, md: Option<&'a Metadata>, base: &'a str) -> AppJson<'a> {
+    let l = |s: &'static str| Joined::link(base, s);
+    AppJson {
+        guid: &a.guid,
+        name: &a.name,
+        state: &a.state,
+        created_at: render::time(&a.created_at),
+        updated_at: render::time(&a.updated_at),
+        lifecycle: Lifecycle { kind: &a.lifecycle_type, data: &a.lifecycle_data },
+        relationships: AppRelationships { space: Rel::to(Some(&a.space_guid)) },
+        metadata: MetadataJson::of(md),
+        links: AppLinks {
+            this: l(""),
+            space: Href { href: ctx.url(&format!("/v3/spaces/{}", a.space_guid)) },
+            processes: l("/processes"),
+            packages: l("/packages"),
+            environment_variables: l("/environment_variables"),
+            current_droplet: l("/droplets/current"),
+            droplets: l("/droplets"),
+            tasks: l("/tasks"),
+            start: Joined::action(base, "/actions/start"),
+            stop: Joined::action(base, "/actions/stop"),
+            revisions: l("/revisions"),
+            deployed_revisions: l("/revisions/deployed"),
+            features: l("/features"),
+        },
+    }
+}
+
+/// The URL of an app (the base its links extend).
+pub fn app_url(ctx: &Ctx, a: &App) -> String {
+    ctx.url(&format!("/v3/apps/{}", a.guid))
+}
+
+async fn metadata_of_many(conn: &mut Conn, apps: &[App]) -> ApiResult<BTreeMap<String, Metadata>> {
     let guids: Vec<String> = apps.iter().map(|a| a.guid.clone()).collect();
-    let md = store::metadata_for(conn, &guids).await?;
-    Ok(apps.iter().map(|a| render(ctx, a, md.get(&a.guid))).collect())
+    Ok(store::metadata_for(conn, &guids).await?)
 }
 
 pub async fn find_visible(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<App> {
@@ -84,7 +136,10 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
             a.lifecycle_data.get("stack").and_then(Value::as_str).is_some_and(|s| stacks.iter().any(|x| x == s))
         });
     }
-    let resources = render_many(&mut conn, &ctx, &page.items).await?;
+    let md = metadata_of_many(&mut conn, &page.items).await?;
+    let bases: Vec<String> = page.items.iter().map(|a| app_url(&ctx, a)).collect();
+    let resources: Vec<AppJson> =
+        page.items.iter().zip(&bases).map(|(a, base)| render(&ctx, a, md.get(&a.guid), base)).collect();
     let included = if params.include.is_empty() {
         None
     } else {
@@ -250,7 +305,7 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
     .await?;
     let md = metadata_of(&mut tx, &app.guid).await?;
     tx.commit().await?;
-    Ok(created(render(&ctx, &app, Some(&md))))
+    Ok(created(render(&ctx, &app, Some(&md), &app_url(&ctx, &app))))
 }
 
 pub async fn get_one(
@@ -263,7 +318,8 @@ pub async fn get_one(
     let mut conn = state.store.conn().await?;
     let app = find_visible(&mut conn, &ctx, &guid).await?;
     let md = metadata_of(&mut conn, &app.guid).await?;
-    let mut out = render(&ctx, &app, Some(&md));
+    let mut out = serde_json::to_value(render(&ctx, &app, Some(&md), &app_url(&ctx, &app)))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let include: Vec<&str> = pairs.iter().filter(|(k, _)| k == "include").flat_map(|(_, v)| v.split(',')).collect();
     if let Some(bad) = include.iter().find(|i| !RULES.includes.contains(i)) {
         return Err(ApiError::BadQueryParameter(format!("Invalid included resource: '{bad}'")));
@@ -334,7 +390,7 @@ pub async fn update(
     .await?;
     let md = metadata_of(&mut tx, &app.guid).await?;
     tx.commit().await?;
-    Ok(ok(render(&ctx, &app, Some(&md))))
+    Ok(ok(render(&ctx, &app, Some(&md), &app_url(&ctx, &app))))
 }
 
 pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {

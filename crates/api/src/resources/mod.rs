@@ -102,12 +102,12 @@ pub fn routes() -> Router<ApiState> {
 }
 
 /// 200 with a JSON body.
-pub fn ok(v: Value) -> Response {
+pub fn ok<T: serde::Serialize>(v: T) -> Response {
     Json(v).into_response()
 }
 
 /// 201 with a JSON body.
-pub fn created(v: Value) -> Response {
+pub fn created<T: serde::Serialize>(v: T) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
