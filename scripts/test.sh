@@ -3,8 +3,8 @@
 #   - tidy checks (rustfmt, clippy with warnings denied, crate docs),
 #   - the Rust unit and integration tests on SQLite, then again on PostgreSQL,
 #   - the real-client suite (PyPI cloudfoundry-client) on SQLite and PostgreSQL.
-# As root it installs and starts what the tests need (PostgreSQL from Debian's
-# packages, Python packages from PyPI); otherwise it expects them to be there.
+# As root it installs and starts what the tests need (Debian packages listed below,
+# Python packages from PyPI); otherwise it expects them to be there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,11 +12,17 @@ PG_URL="${HEARTH_PG_ADMIN_URL:-postgres://postgres:postgres@127.0.0.1:5432/postg
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Debian packages the tests use: PostgreSQL (the store on PostgreSQL), a registry and
+# busybox (image pulls and root filesystems), htpasswd/openssl (registry auth), libseccomp
+# (the container runtime's seccomp filter).
+PACKAGES="postgresql docker-registry busybox-static apache2-utils openssl libseccomp-dev pkg-config"
+
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    if ! command -v pg_ctlcluster >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-        step "installing PostgreSQL"
+    missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+    if [ -n "$missing" ]; then
+        step "installing" $missing
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     fi
     step "starting PostgreSQL"
     ver=$(ls /usr/lib/postgresql | sort -n | tail -1)

@@ -1,0 +1,56 @@
+//! The image store (what GrootFS is to Garden): pulls OCI and Docker v2 images from registries,
+//! keeps their layers in a content-addressed store on disk shared by every image, and builds one
+//! overlayfs root filesystem per container from a stack of layers.
+//!
+//! Layout of a store directory (`Store::open`):
+//!
+//! ```text
+//! blobs/sha256/<hex>          manifests and image configs, exactly the bytes the registry sent
+//! layers/sha256/<diff-id>/    one unpacked layer: `diff/` (overlay format) and `layer.json`
+//! images/<hex>.json           one record per pulled reference (manifest, config, layers, runtime config)
+//! stacks/<name>/              stack skeletons (the host stack's `/etc` copy and mount points)
+//! rootfs/<id>/                one container's `upper/`, `work/` and `merged/` (the mount point)
+//! tmp/                        downloads and unpacks in progress; emptied when the store opens
+//! ```
+//!
+//! Invariants:
+//! - A blob or layer directory is only ever seen complete and verified: it is written under `tmp/`
+//!   and renamed into place after its sha256 (compressed digest and uncompressed diff id) matched.
+//!   A failed or refused pull removes what it wrote.
+//! - Layers are keyed by their diff id (the digest of the uncompressed tar), so the same content
+//!   compressed with gzip or zstd is stored once; one process downloads a given layer once, however
+//!   many pulls want it at the same moment.
+//! - Unpacking never follows a symlink and never writes outside the layer directory: `..` paths,
+//!   entries or hard links through symlinks are refused; device nodes and overlay xattrs in a layer
+//!   are dropped. OCI whiteouts become overlayfs whiteouts (0/0 character devices, opaque xattr), so
+//!   overlayfs applies them when layers are combined.
+//! - Layers are read-only once stored; containers write only to their own `upper/`.
+//! - Destroying a root filesystem is idempotent and unmounts everything under it before removing a
+//!   single file.
+//!
+//! This crate knows nothing of the container runtime, the scheduler or the platform's HTTP API.
+
+mod config;
+mod digest;
+mod error;
+mod extract;
+mod mounts;
+mod progress;
+mod pull;
+mod rootfs;
+mod stack;
+mod store;
+
+pub use config::RuntimeConfig;
+pub use digest::{Digest, Sha256Writer};
+pub use error::Error;
+pub use extract::{UnpackReport, unpack_layer};
+pub use mounts::mounts_under;
+pub use progress::{Progress, PullEvent};
+pub use pull::{Credentials, Platform, PullOptions, Puller, RegistryConfig};
+pub use rootfs::{ReadOnlyBind, Rootfs, RootfsSpec};
+pub use stack::Stack;
+pub use store::{ImageLayer, ImageRecord, LayerRecord, Metrics, Store};
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

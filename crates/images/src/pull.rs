@@ -1,0 +1,441 @@
+//! Pulling an image from an OCI or Docker v2 registry into the store.
+//!
+//! The registry protocol (auth challenges, tokens, URLs) is `oci-client`'s; this module decides
+//! what to trust. Every manifest, config and layer blob is hashed here and compared with the digest
+//! that named it; each layer's uncompressed stream is compared with the config's diff id. A layer
+//! is downloaded to `tmp/downloads/` (resumed from there after a network failure), unpacked, and
+//! renamed into the store; a mismatch removes everything the pull wrote.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::manifest::{
+    IMAGE_DOCKER_CONFIG_MEDIA_TYPE, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
+    OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
+};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use tokio::io::AsyncWriteExt;
+
+use crate::store::{ImageLayer, remove_any};
+use crate::{Digest, Error, ImageRecord, Progress, PullEvent, Result, RuntimeConfig, Store};
+
+const MANIFEST_TYPES: &[&str] =
+    &[OCI_IMAGE_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, IMAGE_MANIFEST_LIST_MEDIA_TYPE];
+const CONFIG_TYPES: &[&str] = &["application/vnd.oci.image.config.v1+json", IMAGE_DOCKER_CONFIG_MEDIA_TYPE];
+/// Layer media types whose content is a tar stream (plain, gzip or zstd; the bytes decide).
+const LAYER_TYPES: &[&str] = &[
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+];
+/// Attempts per layer download; each one resumes where the last stopped.
+const DOWNLOAD_ATTEMPTS: usize = 3;
+
+/// The platform to pick from an index or manifest list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self { os: "linux".into(), architecture: "amd64".into(), variant: None }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        match &self.variant {
+            Some(v) => write!(f, "/{v}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How the puller reaches registries.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Registries (`host:port`) spoken to over plain HTTP; all others use HTTPS.
+    pub insecure_registries: Vec<String>,
+    pub platform: Platform,
+    /// Layers of one image fetched at the same time.
+    pub concurrent_layers: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self { insecure_registries: Vec::new(), platform: Platform::default(), concurrent_layers: 4 }
+    }
+}
+
+/// Credentials for one pull. Basic credentials also answer a token (bearer) challenge.
+#[derive(Clone, Default)]
+pub enum Credentials {
+    #[default]
+    Anonymous,
+    Basic {
+        username: String,
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+        }
+    }
+}
+
+/// Per-pull options.
+#[derive(Default, Clone)]
+pub struct PullOptions {
+    pub credentials: Credentials,
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+/// Pulls images into a store.
+#[derive(Clone)]
+pub struct Puller {
+    client: Client,
+    store: Store,
+    config: RegistryConfig,
+}
+
+/// The fully qualified form of a reference, as image records are keyed.
+pub(crate) fn canonical_reference(reference: &str) -> Result<String> {
+    Ok(parse_reference(reference)?.whole())
+}
+
+fn parse_reference(reference: &str) -> Result<Reference> {
+    reference
+        .parse::<Reference>()
+        .map_err(|e| Error::BadReference { reference: reference.to_string(), reason: e.to_string() })
+}
+
+/// Everything one pull needs while its layers are fetched.
+struct Job<'a> {
+    reference: &'a Reference,
+    name: String,
+    progress: Option<&'a dyn Progress>,
+}
+
+impl Job<'_> {
+    fn report(&self, event: PullEvent) {
+        if let Some(p) = self.progress {
+            p.event(event);
+        }
+    }
+
+    fn registry_error(&self, e: oci_client::errors::OciDistributionError) -> Error {
+        Error::Registry { reference: self.name.clone(), source: Box::new(e) }
+    }
+}
+
+impl Puller {
+    pub fn new(store: Store, config: RegistryConfig) -> Self {
+        let client = Client::new(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(config.insecure_registries.clone()),
+            // Platform choice is ours (below); the client must not pick silently.
+            platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            read_timeout: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        });
+        Self { client, store, config }
+    }
+
+    /// The store this puller fills.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Pulls `reference` (`registry/repository:tag` or `…@sha256:…`) and records it.
+    pub async fn pull(&self, reference: &str, options: &PullOptions) -> Result<ImageRecord> {
+        let parsed = parse_reference(reference)?;
+        let job = Job { reference: &parsed, name: parsed.whole(), progress: options.progress.as_deref() };
+        let auth = match &options.credentials {
+            Credentials::Anonymous => RegistryAuth::Anonymous,
+            Credentials::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
+        };
+        let (mut bytes, mut digest) = self.manifest(&job, &parsed, &auth).await?;
+        let mut index_digest = None;
+        if is_index(&bytes, &job)? {
+            let index = ImageIndex::from_reader(&bytes[..]).map_err(|e| malformed(&job.name, "index", e))?;
+            let chosen = self.choose(&index, &job)?;
+            self.store.put_blob(&bytes)?;
+            index_digest = Some(digest);
+            (bytes, digest) = self.manifest(&job, &parsed.clone_with_digest(chosen.to_string()), &auth).await?;
+            if is_index(&bytes, &job)? {
+                return Err(malformed(&job.name, "index", "an index entry is itself an index"));
+            }
+        }
+        let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| malformed(&job.name, "manifest", e))?;
+        let config_bytes = self.config_blob(&job, manifest.config()).await?;
+        let config =
+            ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| malformed(&job.name, "image config", e))?;
+        let layers = layer_list(&job, &manifest, &config)?;
+        job.report(PullEvent::Resolved {
+            manifest: digest.clone(),
+            layers: layers.len(),
+            total_bytes: layers.iter().map(|l| l.size).sum(),
+        });
+        stream::iter(layers.iter().map(|layer| self.ensure_layer(&job, layer)))
+            .buffer_unordered(self.config.concurrent_layers.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        self.store.put_blob(&bytes)?;
+        let config_digest = self.store.put_blob(&config_bytes)?;
+        let record = ImageRecord {
+            reference: job.name.clone(),
+            manifest_digest: digest,
+            index_digest,
+            config_digest,
+            layers,
+            runtime: RuntimeConfig::from_image(&config),
+        };
+        self.store.put_image(&record)?;
+        self.store.counters().pulls.fetch_add(1, Ordering::Relaxed);
+        Ok(record)
+    }
+
+    /// Fetches a manifest or index and checks its bytes against the digest that named it (the
+    /// reference's own digest when pulling by digest).
+    async fn manifest(&self, job: &Job<'_>, reference: &Reference, auth: &RegistryAuth) -> Result<(Vec<u8>, Digest)> {
+        let (bytes, _claimed) =
+            self.client.pull_manifest_raw(reference, auth, MANIFEST_TYPES).await.map_err(|e| job.registry_error(e))?;
+        let actual = Digest::of(&bytes);
+        if let Some(expected) = reference.digest() {
+            let expected = Digest::parse(expected)?;
+            if expected != actual {
+                return Err(Error::DigestMismatch { what: format!("manifest of {}", job.name), expected, actual });
+            }
+        }
+        Ok((bytes.to_vec(), actual))
+    }
+
+    fn choose<'i>(&self, index: &'i ImageIndex, job: &Job<'_>) -> Result<&'i oci_spec::image::Digest> {
+        let want = &self.config.platform;
+        index
+            .manifests()
+            .iter()
+            .find(|m| {
+                m.platform().as_ref().is_some_and(|p| {
+                    p.os().to_string() == want.os
+                        && p.architecture().to_string() == want.architecture
+                        && want.variant.as_ref().is_none_or(|v| p.variant().as_ref() == Some(v))
+                })
+            })
+            .map(|m| m.digest())
+            .ok_or_else(|| Error::NoMatchingPlatform { reference: job.name.clone(), platform: want.to_string() })
+    }
+
+    async fn config_blob(&self, job: &Job<'_>, descriptor: &Descriptor) -> Result<Vec<u8>> {
+        let media_type = descriptor.media_type().to_string();
+        if !CONFIG_TYPES.contains(&media_type.as_str()) {
+            return Err(Error::UnsupportedMediaType { reference: job.name.clone(), media_type });
+        }
+        let expected = Digest::parse(descriptor.digest().as_ref())?;
+        let mut bytes = Vec::new();
+        self.client.pull_blob(job.reference, expected.as_str(), &mut bytes).await.map_err(|e| job.registry_error(e))?;
+        check_blob(&format!("config of {}", job.name), &expected, descriptor.size(), &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Makes sure one layer is stored: the first caller downloads it, concurrent callers wait.
+    async fn ensure_layer(&self, job: &Job<'_>, layer: &ImageLayer) -> Result<()> {
+        let cached = || {
+            self.store.counters().layer_cache_hits.fetch_add(1, Ordering::Relaxed);
+            job.report(PullEvent::LayerCached { digest: layer.digest.clone(), size: layer.size });
+        };
+        if self.store.has_layer(&layer.diff_id) {
+            cached();
+            return Ok(());
+        }
+        // Keyed by the blob: its download file is per blob (two configs may even claim different diff ids).
+        let _guard = self.store.lock_layer(&layer.digest).await;
+        if self.store.has_layer(&layer.diff_id) {
+            cached();
+            return Ok(());
+        }
+        let blob = self.store.download_path(&layer.digest);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.download(job, layer).await {
+                Ok(()) => break,
+                Err(e @ Error::Registry { .. }) if attempt < DOWNLOAD_ATTEMPTS => {
+                    tracing::warn!(layer = %layer.digest, error = %e, "layer download failed; resuming");
+                }
+                Err(e) => {
+                    if !matches!(e, Error::Registry { .. }) {
+                        remove_any(&blob)?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.store.counters().layer_downloads.fetch_add(1, Ordering::Relaxed);
+        let staging = self.store.tmp_path("unpack");
+        let (store, diff_id, digest, blob_path, staging_path) =
+            (self.store.clone(), layer.diff_id.clone(), layer.digest.clone(), blob.clone(), staging.clone());
+        let unpacked = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&blob_path).map_err(Error::io(&blob_path))?;
+            store.unpack_and_install(file, &staging_path, Some(&diff_id), Some(&digest))
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()));
+        let cleanup = remove_any(&staging).and(remove_any(&blob));
+        unpacked??;
+        cleanup?;
+        job.report(PullEvent::LayerStored { digest: layer.digest.clone(), size: layer.size });
+        Ok(())
+    }
+
+    /// Downloads a layer blob to its download path, resuming a partial file, and verifies it.
+    async fn download(&self, job: &Job<'_>, layer: &ImageLayer) -> Result<()> {
+        let path = self.store.download_path(&layer.digest);
+        let mut hash = crate::Sha256Writer::default();
+        let partial = tokio::fs::read(&path).await.unwrap_or_default();
+        hash.update(&partial);
+        let digest = layer.digest.as_str();
+        let mut stream = if partial.is_empty() {
+            self.client.pull_blob_stream(job.reference, digest).await.map_err(|e| job.registry_error(e))?
+        } else {
+            match self
+                .client
+                .pull_blob_stream_partial(job.reference, digest, partial.len() as u64, None)
+                .await
+                .map_err(|e| job.registry_error(e))?
+            {
+                BlobResponse::Partial(s) => s,
+                BlobResponse::Full(s) => {
+                    hash = crate::Sha256Writer::default();
+                    tokio::fs::remove_file(&path).await.map_err(Error::io(&path))?;
+                    s
+                }
+            }
+        };
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .await
+            .map_err(Error::io(&path))?;
+        let (mut failure, mut too_long) = (None, false);
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            if hash.len() + chunk.len() as u64 > layer.size {
+                too_long = true; // longer than its descriptor: refused without storing the rest
+                break;
+            }
+            file.write_all(&chunk).await.map_err(Error::io(&path))?;
+            hash.update(&chunk);
+            self.store.counters().bytes_downloaded.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            job.report(PullEvent::LayerBytes { digest: layer.digest.clone(), done: hash.len(), total: layer.size });
+        }
+        file.flush().await.map_err(Error::io(&path))?;
+        let len = hash.len();
+        if len < layer.size && !too_long {
+            // Cut short: a network failure the next attempt resumes from here.
+            let reason = match failure {
+                Some(e) => e.to_string(),
+                None => format!("layer {} ended after {len} of {} bytes", layer.digest, layer.size),
+            };
+            return Err(job.registry_error(oci_client::errors::OciDistributionError::GenericError(Some(reason))));
+        }
+        let actual = hash.finish();
+        if actual != layer.digest || too_long {
+            return Err(Error::DigestMismatch {
+                what: format!("layer blob of {}", job.name),
+                expected: layer.digest.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn is_index(bytes: &[u8], job: &Job<'_>) -> Result<bool> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    let peek: Peek = serde_json::from_slice(bytes).map_err(|e| malformed(&job.name, "manifest", e))?;
+    Ok(match peek.media_type.as_deref() {
+        Some(OCI_IMAGE_INDEX_MEDIA_TYPE | IMAGE_MANIFEST_LIST_MEDIA_TYPE) => true,
+        Some(OCI_IMAGE_MEDIA_TYPE | IMAGE_MANIFEST_MEDIA_TYPE) => false,
+        Some(other) => {
+            return Err(Error::UnsupportedMediaType { reference: job.name.clone(), media_type: other.to_string() });
+        }
+        None => peek.manifests.is_some(),
+    })
+}
+
+/// Pairs the manifest's layers with the config's diff ids, refusing what cannot be a rootfs layer.
+fn layer_list(job: &Job<'_>, manifest: &ImageManifest, config: &ImageConfiguration) -> Result<Vec<ImageLayer>> {
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(malformed(
+            &job.name,
+            "image",
+            format!("{} layers but {} diff ids", manifest.layers().len(), diff_ids.len()),
+        ));
+    }
+    manifest
+        .layers()
+        .iter()
+        .zip(diff_ids)
+        .map(|(layer, diff_id)| {
+            let media_type = layer.media_type().to_string();
+            if !LAYER_TYPES.contains(&media_type.as_str()) {
+                return Err(Error::UnsupportedMediaType { reference: job.name.clone(), media_type });
+            }
+            Ok(ImageLayer {
+                digest: Digest::parse(layer.digest().as_ref())?,
+                diff_id: Digest::parse(diff_id)?,
+                media_type,
+                size: layer.size(),
+            })
+        })
+        .collect()
+}
+
+fn check_blob(what: &str, expected: &Digest, size: u64, bytes: &[u8]) -> Result<()> {
+    let actual = Digest::of(bytes);
+    if actual != *expected {
+        return Err(Error::DigestMismatch { what: what.to_string(), expected: expected.clone(), actual });
+    }
+    if bytes.len() as u64 != size {
+        return Err(Error::SizeMismatch { what: what.to_string(), expected: size, actual: bytes.len() as u64 });
+    }
+    Ok(())
+}
+
+fn malformed(reference: &str, what: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Malformed { what: format!("{what} of {reference}"), reason: reason.to_string() }
+}

@@ -1,0 +1,340 @@
+//! The content-addressed store on disk: blobs, unpacked layers, image records. Everything appears
+//! by an atomic rename from `tmp/`, so a reader never sees half a layer.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::extract::{UnpackReport, unpack_layer};
+use crate::{Digest, Error, Result, RuntimeConfig};
+
+/// A handle on one store directory; cheap to clone, shared by every pull and root filesystem.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    /// One lock per layer blob being fetched: the first pull downloads, the others wait and find it.
+    inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    seq: AtomicU64,
+    counters: Counters,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) pulls: AtomicU64,
+    pub(crate) layer_downloads: AtomicU64,
+    pub(crate) layer_cache_hits: AtomicU64,
+    pub(crate) bytes_downloaded: AtomicU64,
+}
+
+/// Counters since the store was opened, plus what is on disk now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Metrics {
+    pub pulls: u64,
+    pub layer_downloads: u64,
+    pub layer_cache_hits: u64,
+    pub bytes_downloaded: u64,
+    pub layers: u64,
+}
+
+/// What the store knows about one unpacked layer (`layers/sha256/<hex>/layer.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// Digest of the uncompressed tar: the layer's key.
+    pub diff_id: Digest,
+    /// Digest of the blob it was unpacked from, when it came from a registry.
+    pub compressed: Option<Digest>,
+    pub entries: u64,
+    pub bytes: u64,
+    pub dropped_devices: Vec<String>,
+}
+
+/// One layer as an image names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLayer {
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// A pulled image (`images/<sha256 of the reference>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The reference as pulled, fully qualified (`registry/repository:tag` or `@digest`).
+    pub reference: String,
+    /// The platform manifest's digest (the image id a user can pull by).
+    pub manifest_digest: Digest,
+    /// The index or manifest list it was chosen from, if any.
+    pub index_digest: Option<Digest>,
+    pub config_digest: Digest,
+    /// Bottom to top.
+    pub layers: Vec<ImageLayer>,
+    pub runtime: RuntimeConfig,
+}
+
+impl ImageRecord {
+    /// The layer keys, bottom to top.
+    pub fn diff_ids(&self) -> Vec<Digest> {
+        self.layers.iter().map(|l| l.diff_id.clone()).collect()
+    }
+}
+
+impl Store {
+    /// Opens (creating) a store at `root` and empties `tmp/` of what a crash left, keeping
+    /// partial downloads so they resume.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root: PathBuf = root.into();
+        let root =
+            if root.is_absolute() { root } else { std::env::current_dir().map_err(Error::io(&root))?.join(root) };
+        if root.to_str().is_none_or(|s| s.contains([',', ':', '\\'])) {
+            return Err(Error::UnusablePath(root));
+        }
+        for dir in ["blobs/sha256", "layers/sha256", "images", "rootfs", "tmp/downloads"] {
+            let path = root.join(dir);
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(&path).map_err(Error::io(&path))?;
+        }
+        let tmp = root.join("tmp");
+        for entry in fs::read_dir(&tmp).map_err(Error::io(&tmp))? {
+            let path = entry.map_err(Error::io(&tmp))?.path();
+            if path.file_name().is_some_and(|n| n != "downloads") {
+                remove_any(&path)?;
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                root,
+                inflight: Mutex::default(),
+                seq: AtomicU64::new(0),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// The store directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The unpacked content of a layer (an overlay lower directory).
+    pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.layer_home(diff_id).join("diff")
+    }
+
+    fn layer_home(&self, diff_id: &Digest) -> PathBuf {
+        self.inner.root.join("layers/sha256").join(diff_id.hex())
+    }
+
+    /// Whether a layer is stored (complete and verified: it is only ever renamed into place).
+    pub fn has_layer(&self, diff_id: &Digest) -> bool {
+        self.layer_home(diff_id).is_dir()
+    }
+
+    /// A stored layer's record.
+    pub fn layer(&self, diff_id: &Digest) -> Result<LayerRecord> {
+        let path = self.layer_home(diff_id).join("layer.json");
+        match fs::read(&path) {
+            Ok(bytes) => parse_json(&path, &bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::MissingLayer(diff_id.clone())),
+            Err(e) => Err(Error::Io { path, source: e }),
+        }
+    }
+
+    /// Every stored layer's diff id.
+    pub fn layers(&self) -> Result<Vec<Digest>> {
+        let dir = self.inner.root.join("layers/sha256");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(Error::io(&dir))? {
+            let name = entry.map_err(Error::io(&dir))?.file_name();
+            if let Ok(d) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) {
+                out.push(d);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The record of a pulled reference (as given to the pull, or fully qualified).
+    pub fn image(&self, reference: &str) -> Result<ImageRecord> {
+        let canonical = crate::pull::canonical_reference(reference)?;
+        let path = self.image_path(&canonical);
+        match fs::read(&path) {
+            Ok(bytes) => parse_json(&path, &bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::MissingImage(reference.to_string())),
+            Err(e) => Err(Error::Io { path, source: e }),
+        }
+    }
+
+    /// Every image record.
+    pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        let dir = self.inner.root.join("images");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(Error::io(&dir))? {
+            let path = entry.map_err(Error::io(&dir))?.path();
+            let bytes = fs::read(&path).map_err(Error::io(&path))?;
+            out.push(parse_json::<ImageRecord>(&path, &bytes)?);
+        }
+        out.sort_by(|a, b| a.reference.cmp(&b.reference));
+        Ok(out)
+    }
+
+    fn image_path(&self, canonical_reference: &str) -> PathBuf {
+        self.inner.root.join("images").join(format!("{}.json", Digest::of(canonical_reference.as_bytes()).hex()))
+    }
+
+    pub(crate) fn put_image(&self, record: &ImageRecord) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(record).expect("records serialise");
+        self.write_atomic(&self.image_path(&record.reference), &bytes)
+    }
+
+    /// A stored manifest or config blob.
+    pub fn blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let path = self.inner.root.join("blobs/sha256").join(digest.hex());
+        fs::read(&path).map_err(Error::io(path))
+    }
+
+    /// Stores verified bytes under their digest.
+    pub(crate) fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        let path = self.inner.root.join("blobs/sha256").join(digest.hex());
+        if !path.exists() {
+            self.write_atomic(&path, bytes)?;
+        }
+        Ok(digest)
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = self.tmp_path("write");
+        let mut file =
+            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(Error::io(&tmp))?;
+        file.write_all(bytes).and_then(|_| file.sync_all()).map_err(Error::io(&tmp))?;
+        fs::rename(&tmp, path).map_err(Error::io(path))
+    }
+
+    /// A fresh path under `tmp/`.
+    pub(crate) fn tmp_path(&self, what: &str) -> PathBuf {
+        let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        self.inner.root.join("tmp").join(format!("{what}-{}-{n}", std::process::id()))
+    }
+
+    /// Where a layer blob is downloaded to (kept across failures so the download resumes).
+    pub(crate) fn download_path(&self, digest: &Digest) -> PathBuf {
+        self.inner.root.join("tmp/downloads").join(digest.hex())
+    }
+
+    /// Adds a layer from a tarball (plain, gzip or zstd), e.g. a droplet. Blocking.
+    pub fn import_layer(&self, tarball: impl Read) -> Result<LayerRecord> {
+        let staging = self.tmp_path("import");
+        let result = self.unpack_and_install(tarball, &staging, None, None);
+        let _ = remove_any(&staging);
+        result
+    }
+
+    /// Unpacks into `staging/diff`, checks the diff id if one is expected, and renames the
+    /// layer into place. The caller removes `staging` whatever happens.
+    pub(crate) fn unpack_and_install(
+        &self,
+        tarball: impl Read,
+        staging: &Path,
+        expected: Option<&Digest>,
+        compressed: Option<&Digest>,
+    ) -> Result<LayerRecord> {
+        let diff = staging.join("diff");
+        fs::DirBuilder::new().recursive(true).mode(0o755).create(&diff).map_err(Error::io(&diff))?;
+        let report: UnpackReport = unpack_layer(tarball, &diff)?;
+        if let Some(expected) = expected
+            && *expected != report.diff_id
+        {
+            return Err(Error::DigestMismatch {
+                what: format!("uncompressed layer {}", compressed.unwrap_or(expected)),
+                expected: expected.clone(),
+                actual: report.diff_id,
+            });
+        }
+        let record = LayerRecord {
+            diff_id: report.diff_id.clone(),
+            compressed: compressed.cloned(),
+            entries: report.entries,
+            bytes: report.bytes,
+            dropped_devices: report.dropped_devices,
+        };
+        let json = staging.join("layer.json");
+        fs::write(&json, serde_json::to_vec_pretty(&record).expect("records serialise")).map_err(Error::io(&json))?;
+        let home = self.layer_home(&record.diff_id);
+        match fs::rename(staging, &home) {
+            Ok(()) => Ok(record),
+            // Someone else stored the same content first: theirs is as good as ours.
+            Err(_) if self.has_layer(&record.diff_id) => Ok(record),
+            Err(e) => Err(Error::Io { path: home, source: e }),
+        }
+    }
+
+    /// Held while a layer blob is fetched, so one process fetches a blob once.
+    pub(crate) async fn lock_layer(&self, blob: &Digest) -> LayerGuard {
+        let lock = {
+            let mut inflight = self.inner.inflight.lock().expect("not poisoned");
+            inflight.entry(blob.clone()).or_default().clone()
+        };
+        let guard = lock.clone().lock_owned().await;
+        LayerGuard { store: self.clone(), blob: blob.clone(), lock, _guard: guard }
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// Counters since the store was opened and the number of stored layers.
+    pub fn metrics(&self) -> Metrics {
+        let c = &self.inner.counters;
+        Metrics {
+            pulls: c.pulls.load(Ordering::Relaxed),
+            layer_downloads: c.layer_downloads.load(Ordering::Relaxed),
+            layer_cache_hits: c.layer_cache_hits.load(Ordering::Relaxed),
+            bytes_downloaded: c.bytes_downloaded.load(Ordering::Relaxed),
+            layers: self.layers().map(|l| l.len() as u64).unwrap_or(0),
+        }
+    }
+}
+
+/// Releases a layer's in-flight lock and forgets it when nobody else waits.
+pub(crate) struct LayerGuard {
+    store: Store,
+    blob: Digest,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for LayerGuard {
+    fn drop(&mut self) {
+        let mut inflight = self.store.inner.inflight.lock().expect("not poisoned");
+        // Ours, the map's, and the guard's own clone: nobody else is waiting.
+        if Arc::strong_count(&self.lock) <= 3 {
+            inflight.remove(&self.blob);
+        }
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Malformed { what: path.display().to_string(), reason: e.to_string() })
+}
+
+/// Removes a file or a directory tree; a missing path is fine.
+pub(crate) fn remove_any(path: &Path) -> Result<()> {
+    let result = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    result.map_err(Error::io(path))
+}
