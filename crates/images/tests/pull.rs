@@ -171,11 +171,10 @@ async fn a_corrupted_layer_blob_is_refused_and_leaves_nothing() {
         matches!(err, Error::DigestMismatch { ref expected, .. } if expected.as_str() == image.layers[0].digest),
         "{err}"
     );
-    let left: Vec<String> =
-        leftovers(&store)
-            .into_iter()
-            .filter(|p| !p.contains(&image.layers[1].diff_id[7..]) && !p.contains(&image.layers[1].digest[7..]))
-            .collect();
+    let left: Vec<String> = leftovers(&store)
+        .into_iter()
+        .filter(|p| !p.contains(&image.layers[1].diff_id[7..]) && !p.contains(&image.layers[1].digest[7..]))
+        .collect();
     // The good layer may stay (verified, or as a resumable partial download); the bad one may not.
     assert_eq!(left, Vec::<String>::new(), "the bad layer left nothing");
     assert!(store.image(&registry.reference("bad/blob:1")).is_err());
