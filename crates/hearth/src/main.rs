@@ -24,6 +24,12 @@ enum Top {
     Server(ServerArgs),
     #[command(flatten)]
     Client(hearth_cli::Command),
+    /// Internal: one container-runtime operation, in a single-threaded process
+    #[command(name = "container-helper", hide = true)]
+    ContainerHelper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -31,6 +37,8 @@ fn main() -> ExitCode {
     match cli.command {
         Top::Server(args) => serve(args),
         Top::Client(cmd) => hearth_cli::run(cmd),
+        // No tokio runtime here: libcontainer forks, which needs a single-threaded process.
+        Top::ContainerHelper { args } => hearth_containers::helper::main(&args),
     }
 }
 

@@ -1,0 +1,93 @@
+//! Reading and sweeping a container's cgroup directories, on cgroup v1 (one directory per
+//! hierarchy) and pure v2 (one directory). Plain file reads and `rmdir`s; creating and
+//! configuring cgroups is libcontainer's job, in the helper.
+
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+/// Which cgroup layout the host mounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Controllers in separate v1 hierarchies (a hybrid host's extra cgroup2 mount, which
+    /// libcontainer does not use, is ignored).
+    V1,
+    /// One unified v2 hierarchy.
+    V2,
+}
+
+pub fn mode() -> Mode {
+    if Path::new(ROOT).join("cgroup.controllers").exists() { Mode::V2 } else { Mode::V1 }
+}
+
+/// Every directory a cgroup path (`/hearth/ID`) has on this host.
+pub fn dirs(path: &Path) -> Vec<PathBuf> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    match mode() {
+        Mode::V2 => vec![Path::new(ROOT).join(rel)],
+        Mode::V1 => {
+            let mut dirs = Vec::new();
+            let Ok(entries) = std::fs::read_dir(ROOT) else { return dirs };
+            for entry in entries.flatten() {
+                let hierarchy = entry.path();
+                // Skip the comounted aliases (cpu,cpuacct symlinks) and the hybrid cgroup2 mount.
+                let is_symlink = entry.file_type().is_ok_and(|t| t.is_symlink());
+                let is_v1 = hierarchy.join("cgroup.procs").exists() && !hierarchy.join("cgroup.controllers").exists();
+                if !is_symlink && is_v1 {
+                    dirs.push(hierarchy.join(rel));
+                }
+            }
+            dirs.sort();
+            dirs
+        }
+    }
+}
+
+/// Resource use read from a container's cgroup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Memory charged to the cgroup now, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU time used so far, in nanoseconds.
+    pub cpu_nanos: Option<u64>,
+    /// How many times the kernel's OOM killer killed a process in the cgroup.
+    pub oom_kills: Option<u64>,
+}
+
+pub fn usage(path: &Path) -> Usage {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let root = Path::new(ROOT);
+    let number = |p: PathBuf| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let keyed = |p: PathBuf, key: &str| {
+        let text = std::fs::read_to_string(p).ok()?;
+        text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse::<u64>().ok())
+    };
+    match mode() {
+        Mode::V1 => Usage {
+            memory_bytes: number(root.join("memory").join(rel).join("memory.usage_in_bytes")),
+            cpu_nanos: number(root.join("cpuacct").join(rel).join("cpuacct.usage")),
+            oom_kills: keyed(root.join("memory").join(rel).join("memory.oom_control"), "oom_kill"),
+        },
+        Mode::V2 => {
+            let dir = root.join(rel);
+            Usage {
+                memory_bytes: number(dir.join("memory.current")),
+                cpu_nanos: keyed(dir.join("cpu.stat"), "usage_usec").map(|us| us * 1000),
+                oom_kills: keyed(dir.join("memory.events"), "oom_kill"),
+            }
+        }
+    }
+}
+
+/// Removes whatever is left of a container's cgroup directories (they must be empty of
+/// processes). Missing directories are fine; returns the ones that could not be removed.
+pub fn sweep(path: &Path) -> Vec<(PathBuf, std::io::Error)> {
+    let mut failed = Vec::new();
+    for dir in dirs(path) {
+        match std::fs::remove_dir(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => failed.push((dir, e)),
+            _ => {}
+        }
+    }
+    failed
+}

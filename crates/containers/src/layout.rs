@@ -1,0 +1,77 @@
+//! Where a runtime keeps its files. Shared by the async side and the helper so both
+//! agree on every path.
+//!
+//! ```text
+//! ROOT/state/ID/                 libcontainer's state (state.json, config, notify socket)
+//! ROOT/containers/ID/spec.json   the ContainerSpec (its presence: the container is known)
+//! ROOT/containers/ID/bundle/config.json   the OCI runtime spec
+//! ROOT/containers/ID/stdout, stderr       the main process's output
+//! ROOT/containers/ID/helper.log           the keeper's own diagnostics
+//! ROOT/containers/ID/keeper.pid           the process that waits for the main process
+//! ROOT/containers/ID/exit.json            how the main process ended (written once)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::id::ContainerId;
+
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// libcontainer's root path (`with_root_path`).
+    pub fn state_root(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    /// libcontainer's directory for one container.
+    pub fn state_dir(&self, id: &ContainerId) -> PathBuf {
+        self.state_root().join(id.as_str())
+    }
+
+    pub fn containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    pub fn container_dir(&self, id: &ContainerId) -> PathBuf {
+        self.containers().join(id.as_str())
+    }
+
+    pub fn spec_file(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("spec.json")
+    }
+
+    pub fn bundle(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("bundle")
+    }
+
+    pub fn stdout(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("stdout")
+    }
+
+    pub fn stderr(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("stderr")
+    }
+
+    pub fn helper_log(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("helper.log")
+    }
+
+    pub fn keeper_pid(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("keeper.pid")
+    }
+
+    pub fn exit_file(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("exit.json")
+    }
+}

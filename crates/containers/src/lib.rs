@@ -1,0 +1,41 @@
+//! `hearth-containers`: isolated Linux containers for app instances, tasks and staging
+//! (Garden's job). A [`ContainerSpec`] becomes an OCI runtime spec ([`oci`]) with Garden's
+//! security floor, and youki's `libcontainer`, embedded, runs it.
+//!
+//! Invariants:
+//! - libcontainer forks, so it runs only in the single-threaded helper process
+//!   (`hearth container-helper`, [`helper::main`]), never inside the async [`Runtime`].
+//!   The async side writes bundles, spawns helpers, reads state files and cgroup files.
+//! - Every container gets a user namespace (its root is host uid 100000 by default, never
+//!   host root), its own pid, mount, ipc, uts, cgroup and network namespaces (loopback
+//!   only), Garden's 14 capabilities as the bounding set (none effective unless the
+//!   process is root in the container), `no_new_privileges`, an allow-list seccomp
+//!   profile whose default is `EPERM`, masked and read-only `/proc` and `/sys` paths and
+//!   an explicit `cgroupsPath` (`/<cgroup_parent>/<id>`). There is no option to turn
+//!   any of this off.
+//! - Everything about a container lives in files under the runtime's root ([`layout`]),
+//!   so a restarted server finds its containers again; the keeper process that waits for
+//!   a container's main process outlives the server.
+//! - A rootfs is mounted from inside the user namespace, so every directory above it must
+//!   be searchable by "others" (o+x); `create` refuses one that is not.
+//! - A failed `create` removes what it made; `destroy` releases processes, cgroups,
+//!   libcontainer state and the bundle, and is safe to repeat.
+//! - The crate knows nothing of HTTP, the store, images or the scheduler.
+
+pub mod cgroup;
+mod error;
+pub mod helper;
+mod id;
+pub mod layout;
+pub mod oci;
+mod runtime;
+pub mod seccomp;
+mod spec;
+mod state;
+
+pub use error::Error;
+pub use id::ContainerId;
+pub use oci::{IdMap, Placement};
+pub use runtime::{ContainerInfo, ProcessResult, Runtime, RuntimeConfig};
+pub use spec::{BindMount, ContainerSpec, Limits, User};
+pub use state::{Action, ExitStatus, Status};

@@ -1,0 +1,255 @@
+//! The OCI runtime spec (`config.json`) for a container: Hearth's `ContainerSpec` plus
+//! Garden's security floor. Pure: builds a value, touches nothing.
+
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use crate::error::Error;
+use crate::id::ContainerId;
+use crate::seccomp;
+use crate::spec::ContainerSpec;
+
+/// Garden's capability set: the bounding set of every container process, and the
+/// effective set of processes that run as root inside the container. Non-root processes
+/// have none effective.
+pub const CAPABILITIES: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// Paths replaced by an empty file or directory: they leak host information.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths mounted read-only: writing them would change the host kernel.
+pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Where container ids land on the host: container uid/gid `n` is host `host_* + n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdMap {
+    pub host_uid: u32,
+    pub host_gid: u32,
+    pub size: u32,
+}
+
+impl Default for IdMap {
+    /// Host ids 100000-165535, the first range `useradd` hands out in `/etc/subuid`.
+    fn default() -> Self {
+        Self { host_uid: 100_000, host_gid: 100_000, size: 65_536 }
+    }
+}
+
+/// How the runtime places containers on this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub id_map: IdMap,
+    /// The cgroup under which every container's cgroup is made, e.g. `hearth`.
+    pub cgroup_parent: String,
+}
+
+impl Placement {
+    /// The container's `cgroupsPath`: `/<parent>/<id>` (the same relative path in every
+    /// v1 hierarchy, or under the v2 root).
+    pub fn cgroup_path(&self, id: &ContainerId) -> PathBuf {
+        PathBuf::from(format!("/{}/{}", self.cgroup_parent, id))
+    }
+}
+
+/// Builds the runtime spec, refusing a `ContainerSpec` that would not make a sane container.
+pub fn runtime_spec(id: &ContainerId, spec: &ContainerSpec, placement: &Placement) -> Result<Spec, Error> {
+    validate(spec, &placement.id_map)?;
+    let invalid = |e: oci_spec::OciSpecError| Error::InvalidSpec(e.to_string());
+
+    let all: Capabilities = CAPABILITIES.into_iter().collect();
+    let effective: Capabilities = if spec.user.uid == 0 { all.clone() } else { HashSet::new() };
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(all)
+        .effective(effective.clone())
+        .permitted(effective)
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
+        .build()
+        .map_err(invalid)?;
+    let user =
+        UserBuilder::default().uid(spec.user.uid).gid(spec.user.gid).umask(spec.umask).build().map_err(invalid)?;
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(user)
+        .args(spec.args.clone())
+        .env(spec.env.clone())
+        .cwd(&spec.cwd)
+        .capabilities(capabilities)
+        .no_new_privileges(true)
+        .build()
+        .map_err(invalid)?;
+
+    let id_map = placement.id_map;
+    let uid_map =
+        LinuxIdMappingBuilder::default().container_id(0u32).host_id(id_map.host_uid).size(id_map.size).build();
+    let gid_map =
+        LinuxIdMappingBuilder::default().container_id(0u32).host_id(id_map.host_gid).size(id_map.size).build();
+    let namespaces = [
+        LinuxNamespaceType::User,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Cgroup,
+    ]
+    .into_iter()
+    .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(invalid)?;
+
+    let linux = LinuxBuilder::default()
+        .uid_mappings(vec![uid_map.map_err(invalid)?])
+        .gid_mappings(vec![gid_map.map_err(invalid)?])
+        .namespaces(namespaces)
+        .cgroups_path(placement.cgroup_path(id))
+        .resources(resources(spec).map_err(invalid)?)
+        .seccomp(seccomp::default_profile().map_err(invalid)?)
+        .masked_paths(MASKED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        .readonly_paths(READONLY_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        .rootfs_propagation("private")
+        .build()
+        .map_err(invalid)?;
+
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(RootBuilder::default().path(&spec.rootfs).readonly(spec.rootfs_readonly).build().map_err(invalid)?)
+        .process(process)
+        .hostname(spec.hostname.clone())
+        .mounts(mounts(spec).map_err(invalid)?)
+        .linux(linux)
+        .build()
+        .map_err(invalid)
+}
+
+fn resources(spec: &ContainerSpec) -> Result<oci_spec::runtime::LinuxResources, oci_spec::OciSpecError> {
+    let deny_all_devices = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?;
+    let mut resources = LinuxResourcesBuilder::default().devices(vec![deny_all_devices]);
+    if let Some(bytes) = spec.limits.memory_bytes {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        // swap = memory + swap in the OCI spec: equal to the limit means no swap at all.
+        resources = resources.memory(LinuxMemoryBuilder::default().limit(bytes).swap(bytes).build()?);
+    }
+    if let Some(shares) = spec.limits.cpu_shares {
+        resources = resources.cpu(LinuxCpuBuilder::default().shares(shares).build()?);
+    }
+    if let Some(pids) = spec.limits.pids {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build()?);
+    }
+    resources.build()
+}
+
+fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
+    let m = |dst: &str, typ: &str, src: &str, opts: &[&str]| {
+        MountBuilder::default()
+            .destination(dst)
+            .typ(typ)
+            .source(src)
+            .options(opts.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+            .build()
+    };
+    let mut mounts = vec![
+        m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        m("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        m("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"])?,
+        m("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
+        m("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
+        m("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
+        m("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?,
+    ];
+    for bind in &spec.bind_mounts {
+        let access = if bind.read_only { "ro" } else { "rw" };
+        mounts.push(
+            MountBuilder::default()
+                .destination(&bind.destination)
+                .typ("bind")
+                .source(&bind.source)
+                .options(vec!["rbind".to_string(), access.to_string(), "nosuid".to_string(), "nodev".to_string()])
+                .build()?,
+        );
+    }
+    Ok(mounts)
+}
+
+fn validate(spec: &ContainerSpec, id_map: &IdMap) -> Result<(), Error> {
+    let refuse = |why: String| Err(Error::InvalidSpec(why));
+    if spec.args.is_empty() || spec.args[0].is_empty() {
+        return refuse("args must name a program".into());
+    }
+    if !spec.rootfs.is_absolute() {
+        return refuse(format!("rootfs {} must be an absolute path", spec.rootfs.display()));
+    }
+    if !is_clean_absolute(Path::new(&spec.cwd)) {
+        return refuse(format!("cwd {:?} must be an absolute path without '..'", spec.cwd));
+    }
+    if let Some(bad) = spec.env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
+        return refuse(format!("env entry {bad:?} must be NAME=value"));
+    }
+    if spec.user.uid >= id_map.size || spec.user.gid >= id_map.size {
+        return refuse(format!("user {}:{} is outside the {} mapped ids", spec.user.uid, spec.user.gid, id_map.size));
+    }
+    if spec.hostname.is_empty() || spec.hostname.len() > 63 {
+        return refuse(format!("hostname {:?} must be 1 to 63 characters", spec.hostname));
+    }
+    for bind in &spec.bind_mounts {
+        if !bind.source.is_absolute() || !is_clean_absolute(Path::new(&bind.destination)) || bind.destination == "/" {
+            return refuse(format!(
+                "bind mount {} -> {:?} needs absolute paths without '..', not onto /",
+                bind.source.display(),
+                bind.destination
+            ));
+        }
+    }
+    let limits = &spec.limits;
+    if limits.memory_bytes.is_some_and(|m| m < 1 << 20) {
+        return refuse("memory limit must be at least 1 MiB".into());
+    }
+    if limits.cpu_shares.is_some_and(|s| !(2..=262_144).contains(&s)) {
+        return refuse("cpu shares must be within 2..=262144".into());
+    }
+    if limits.pids.is_some_and(|p| p < 1) {
+        return refuse("pids limit must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn is_clean_absolute(path: &Path) -> bool {
+    path.is_absolute() && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+#[cfg(test)]
+#[path = "oci_tests.rs"]
+mod tests;

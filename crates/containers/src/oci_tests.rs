@@ -1,0 +1,162 @@
+use std::collections::HashSet;
+
+use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccompAction, Spec};
+
+use super::*;
+use crate::spec::{BindMount, Limits, User};
+
+fn placement() -> Placement {
+    Placement { id_map: IdMap::default(), cgroup_parent: "hearth".into() }
+}
+
+fn spec() -> ContainerSpec {
+    let mut spec = ContainerSpec::new("/var/lib/hearth/rootfs/abc", vec!["/bin/sh".into(), "-c".into(), "true".into()]);
+    spec.env.push("GREETING=hi".into());
+    spec.cwd = "/home/vcap".into();
+    spec.hostname = "web-0".into();
+    spec.bind_mounts.push(BindMount { source: "/srv/data".into(), destination: "/data".into(), read_only: true });
+    spec.limits = Limits { memory_bytes: Some(64 << 20), cpu_shares: Some(512), pids: Some(100) };
+    spec
+}
+
+fn build(spec: &ContainerSpec) -> Spec {
+    runtime_spec(&ContainerId::new("web-0").unwrap(), spec, &placement()).unwrap()
+}
+
+#[test]
+fn process_root_and_hostname_come_from_the_spec() {
+    let oci = build(&spec());
+    let process = oci.process().as_ref().unwrap();
+    assert_eq!(process.args().as_ref().unwrap(), &["/bin/sh", "-c", "true"]);
+    assert!(process.env().as_ref().unwrap().contains(&"GREETING=hi".to_string()));
+    assert_eq!(process.cwd(), Path::new("/home/vcap"));
+    assert_eq!((process.user().uid(), process.user().gid()), (2000, 2000));
+    assert_eq!(process.user().umask(), Some(0o022));
+    assert_eq!(process.terminal(), Some(false));
+    let root = oci.root().as_ref().unwrap();
+    assert_eq!(root.path(), Path::new("/var/lib/hearth/rootfs/abc"));
+    assert_eq!(root.readonly(), Some(true));
+    assert_eq!(oci.hostname().as_deref(), Some("web-0"));
+}
+
+#[test]
+fn limits_set_memory_with_swap_off_cpu_shares_and_pids() {
+    let oci = build(&spec());
+    let resources = oci.linux().as_ref().unwrap().resources().as_ref().unwrap();
+    let memory = resources.memory().as_ref().unwrap();
+    assert_eq!(memory.limit(), Some(64 << 20));
+    assert_eq!(memory.swap(), Some(64 << 20), "memory+swap equal to memory: no swap");
+    assert_eq!(resources.cpu().as_ref().unwrap().shares(), Some(512));
+    assert_eq!(resources.pids().as_ref().unwrap().limit(), 100);
+    let devices = resources.devices().as_ref().unwrap();
+    assert!(!devices[0].allow() && devices[0].access().as_deref() == Some("rwm"), "devices: deny all first");
+
+    let unlimited = build(&ContainerSpec { limits: Limits::default(), ..spec() });
+    let resources = unlimited.linux().as_ref().unwrap().resources().as_ref().unwrap();
+    assert!(resources.memory().is_none() && resources.cpu().is_none() && resources.pids().is_none());
+}
+
+#[test]
+fn every_namespace_is_new_and_ids_map_to_the_subordinate_range() {
+    let oci = build(&spec());
+    let linux = oci.linux().as_ref().unwrap();
+    let types: HashSet<LinuxNamespaceType> = linux.namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
+    for typ in [
+        LinuxNamespaceType::User,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Cgroup,
+    ] {
+        assert!(types.contains(&typ), "{typ:?} namespace missing");
+    }
+    assert!(linux.namespaces().as_ref().unwrap().iter().all(|n| n.path().is_none()), "no namespace is joined");
+    for maps in [linux.uid_mappings(), linux.gid_mappings()] {
+        let maps = maps.as_ref().unwrap();
+        assert_eq!(maps.len(), 1);
+        assert_eq!((maps[0].container_id(), maps[0].host_id(), maps[0].size()), (0, 100_000, 65_536));
+    }
+    assert_eq!(linux.cgroups_path().as_deref(), Some(Path::new("/hearth/web-0")));
+}
+
+#[test]
+fn capabilities_are_gardens_fourteen_and_none_effective_for_non_root() {
+    let all: HashSet<Capability> = CAPABILITIES.into_iter().collect();
+    assert_eq!(all.len(), 14);
+    let oci = build(&spec());
+    let caps = oci.process().as_ref().unwrap().capabilities().as_ref().unwrap();
+    assert_eq!(caps.bounding().as_ref().unwrap(), &all);
+    for set in [caps.effective(), caps.permitted(), caps.inheritable(), caps.ambient()] {
+        assert!(set.as_ref().unwrap().is_empty());
+    }
+    assert!(!all.contains(&Capability::SysAdmin) && !all.contains(&Capability::SysModule));
+
+    let root = build(&ContainerSpec { user: User { uid: 0, gid: 0 }, ..spec() });
+    let caps = root.process().as_ref().unwrap().capabilities().as_ref().unwrap();
+    assert_eq!(caps.effective().as_ref().unwrap(), &all);
+    assert_eq!(caps.permitted().as_ref().unwrap(), &all);
+    assert!(caps.ambient().as_ref().unwrap().is_empty());
+}
+
+#[test]
+fn no_new_privileges_seccomp_and_masked_paths_are_always_on() {
+    let oci = build(&spec());
+    assert_eq!(oci.process().as_ref().unwrap().no_new_privileges(), Some(true));
+    let linux = oci.linux().as_ref().unwrap();
+    assert_eq!(linux.seccomp().as_ref().unwrap().default_action(), LinuxSeccompAction::ScmpActErrno);
+    let masked = linux.masked_paths().as_ref().unwrap();
+    for path in ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/sys/firmware"] {
+        assert!(masked.iter().any(|m| m == path), "{path} must be masked");
+    }
+    assert!(linux.readonly_paths().as_ref().unwrap().iter().any(|p| p == "/proc/sys"));
+}
+
+#[test]
+fn mounts_give_proc_dev_sys_tmp_and_the_bind_mounts() {
+    let oci = build(&spec());
+    let mounts = oci.mounts().as_ref().unwrap();
+    let find = |dst: &str| mounts.iter().find(|m| m.destination() == Path::new(dst)).unwrap();
+    assert_eq!(find("/proc").typ().as_deref(), Some("proc"));
+    assert!(find("/sys").options().as_ref().unwrap().contains(&"ro".to_string()));
+    assert_eq!(find("/tmp").typ().as_deref(), Some("tmpfs"));
+    let data = find("/data");
+    assert_eq!(data.typ().as_deref(), Some("bind"));
+    assert_eq!(data.source().as_deref(), Some(Path::new("/srv/data")));
+    assert!(data.options().as_ref().unwrap().contains(&"ro".to_string()));
+}
+
+#[test]
+fn nonsense_is_refused() {
+    let id = ContainerId::new("c").unwrap();
+    type Change = Box<dyn Fn(&mut ContainerSpec)>;
+    let cases: Vec<(&str, Change)> = vec![
+        ("no args", Box::new(|s| s.args.clear())),
+        ("relative rootfs", Box::new(|s| s.rootfs = "rootfs".into())),
+        ("relative cwd", Box::new(|s| s.cwd = "home".into())),
+        ("cwd with ..", Box::new(|s| s.cwd = "/home/../etc".into())),
+        ("env without =", Box::new(|s| s.env.push("JUSTNAME".into()))),
+        ("uid outside the map", Box::new(|s| s.user.uid = 65_536)),
+        ("empty hostname", Box::new(|s| s.hostname.clear())),
+        ("bind onto /", Box::new(|s| s.bind_mounts[0].destination = "/".into())),
+        ("bind with ..", Box::new(|s| s.bind_mounts[0].destination = "/data/../etc".into())),
+        ("tiny memory", Box::new(|s| s.limits.memory_bytes = Some(1000))),
+        ("cpu shares", Box::new(|s| s.limits.cpu_shares = Some(1))),
+        ("pids", Box::new(|s| s.limits.pids = Some(0))),
+    ];
+    for (what, change) in cases {
+        let mut s = spec();
+        change(&mut s);
+        assert!(matches!(runtime_spec(&id, &s, &placement()), Err(Error::InvalidSpec(_))), "{what} must be refused");
+    }
+}
+
+#[test]
+fn the_spec_serialises_as_oci_config_json() {
+    let json = serde_json::to_value(build(&spec())).unwrap();
+    assert_eq!(json["linux"]["cgroupsPath"], "/hearth/web-0");
+    assert_eq!(json["process"]["noNewPrivileges"], true);
+    assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+    assert_eq!(json["linux"]["uidMappings"][0]["hostID"], 100_000);
+}

@@ -1,0 +1,444 @@
+//! The async face of the container runtime. Every libcontainer operation runs in a helper
+//! process (`helper`); this side writes bundles, spawns helpers, reads state files and
+//! cgroup statistics, and cleans up.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::cgroup::{self, Usage};
+use crate::error::Error;
+use crate::helper::{HelperCall, HelperOp, SUBCOMMAND};
+use crate::id::ContainerId;
+use crate::layout::Layout;
+use crate::oci::{self, Placement};
+use crate::spec::ContainerSpec;
+use crate::state::{Action, ExitStatus, Status};
+
+/// How long a helper may take to create a container before the create is abandoned.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long destroy waits for a keeper to record the exit of a killed container.
+const KEEPER_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(2);
+
+/// Where and how a `Runtime` keeps its containers.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// The runtime's directory (state, bundles, output). Created if missing.
+    pub root: PathBuf,
+    /// The `hearth` binary, run as `hearth container-helper ...`.
+    pub helper: PathBuf,
+    pub placement: Placement,
+}
+
+/// What is known about a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: ContainerId,
+    pub status: Status,
+    /// The main process's host pid while it exists.
+    pub pid: Option<i32>,
+    /// How the main process ended, once it has.
+    pub exit: Option<ExitStatus>,
+    pub usage: Usage,
+    pub spec: ContainerSpec,
+}
+
+/// The result of running a container's main process to its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessResult {
+    pub exit: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A keeper this server spawned: its child handle (to reap it) and, until the container
+/// is started, its control pipes.
+struct Keeper {
+    child: Child,
+    control: Option<(ChildStdin, Lines<BufReader<ChildStdout>>)>,
+}
+
+pub struct Runtime {
+    layout: Layout,
+    helper: PathBuf,
+    placement: Placement,
+    keepers: Mutex<HashMap<ContainerId, Keeper>>,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Self {
+        Self {
+            layout: Layout::new(config.root),
+            helper: config.helper,
+            placement: config.placement,
+            keepers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Creates a container whose main process waits to be started. On any failure,
+    /// everything made so far is removed again.
+    pub async fn create(&self, id: &ContainerId, spec: &ContainerSpec) -> Result<ContainerInfo, Error> {
+        let config = oci::runtime_spec(id, spec, &self.placement)?;
+        check_rootfs(&spec.rootfs).await?;
+        self.prepare_root().await?;
+        let dir = self.layout.container_dir(id);
+        match tokio::fs::create_dir(&dir).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists(id.clone())),
+            other => other.map_err(Error::io(&dir))?,
+        }
+        match self.create_in(id, spec, &config).await {
+            Ok(()) => self.info(id).await,
+            Err(e) => {
+                if let Err(cleanup) = self.destroy(id).await {
+                    tracing::warn!(%id, error = %cleanup, "cleanup after a failed create failed too");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn prepare_root(&self) -> Result<(), Error> {
+        use std::os::unix::fs::PermissionsExt;
+        // 0711: container processes run as mapped uids and must traverse to their bundle.
+        for dir in [self.layout.root().to_path_buf(), self.layout.containers(), self.layout.state_root()] {
+            tokio::fs::create_dir_all(&dir).await.map_err(Error::io(&dir))?;
+            tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).await.map_err(Error::io(&dir))?;
+        }
+        Ok(())
+    }
+
+    async fn create_in(
+        &self,
+        id: &ContainerId,
+        spec: &ContainerSpec,
+        config: &oci_spec::runtime::Spec,
+    ) -> Result<(), Error> {
+        let spec_file = self.layout.spec_file(id);
+        let json = serde_json::to_vec_pretty(spec).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        tokio::fs::write(&spec_file, json).await.map_err(Error::io(&spec_file))?;
+        let bundle = self.layout.bundle(id);
+        tokio::fs::create_dir(&bundle).await.map_err(Error::io(&bundle))?;
+        let config_file = bundle.join("config.json");
+        let json = serde_json::to_vec_pretty(config).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        tokio::fs::write(&config_file, json).await.map_err(Error::io(&config_file))?;
+
+        let log_path = self.layout.helper_log(id);
+        let log = std::fs::File::create(&log_path).map_err(Error::io(&log_path))?;
+        let call = HelperCall { op: HelperOp::Keep, root: self.layout.root().to_path_buf(), id: id.clone() };
+        let mut child = Command::new(&self.helper)
+            .arg(SUBCOMMAND)
+            .args(call.to_args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            // Its own process group: a Ctrl-C meant for the server does not reach keepers.
+            .process_group(0)
+            .spawn()
+            .map_err(Error::io(&self.helper))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let first = tokio::time::timeout(CREATE_TIMEOUT, lines.next_line()).await;
+        let failure = |message: String| Error::Helper { id: id.clone(), op: "create", message };
+        let line = match first {
+            Ok(Ok(Some(line))) => line,
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                let _ = child.wait().await;
+                let log = tokio::fs::read_to_string(&log_path).await.unwrap_or_default();
+                return Err(failure(format!("the helper ended without an answer: {}", log.trim())));
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(failure(format!("no answer within {CREATE_TIMEOUT:?}")));
+            }
+        };
+        if line.strip_prefix("created ").and_then(|pid| pid.parse::<i32>().ok()).is_none() {
+            let _ = child.wait().await;
+            return Err(failure(line.strip_prefix("error ").unwrap_or(&line).to_string()));
+        }
+        let keeper = Keeper { child, control: Some((stdin, lines)) };
+        self.keepers.lock().expect("keepers lock").insert(id.clone(), keeper);
+        Ok(())
+    }
+
+    /// Starts the main process of a created container.
+    pub async fn start(&self, id: &ContainerId) -> Result<(), Error> {
+        let info = self.info(id).await?;
+        info.status.apply(id, Action::Start)?;
+        let control = self.keepers.lock().expect("keepers lock").get_mut(id).and_then(|k| k.control.take());
+        let Some((mut stdin, mut lines)) = control else {
+            // A keeper from before a restart: start through a one-off helper.
+            return self.run_helper(id, HelperOp::Start, "start").await;
+        };
+        let failure = |message: String| Error::Helper { id: id.clone(), op: "start", message };
+        stdin.write_all(b"start\n").await.map_err(|e| failure(e.to_string()))?;
+        match lines.next_line().await {
+            Ok(Some(line)) if line == "started" => Ok(()),
+            Ok(Some(line)) => Err(failure(line.strip_prefix("error ").unwrap_or(&line).to_string())),
+            Ok(None) => Err(failure("the keeper ended".into())),
+            Err(e) => Err(failure(e.to_string())),
+        }
+        // Dropping stdin here tells the keeper nothing more is coming: it waits.
+    }
+
+    /// Waits until the main process has ended and returns how.
+    pub async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
+        let keeper = self.keepers.lock().expect("keepers lock").remove(id);
+        if let Some(mut keeper) = keeper {
+            drop(keeper.control.take());
+            let _ = keeper.child.wait().await;
+        }
+        loop {
+            // Check the keeper before the file: a keeper that is gone has written the file
+            // (or never will), so the read after the check is conclusive.
+            let keeper_alive = self.keeper_pid(id).await.is_some();
+            if let Some(exit) = self.read_exit(id).await? {
+                return Ok(exit);
+            }
+            if !self.layout.spec_file(id).exists() {
+                return Err(Error::NotFound(id.clone()));
+            }
+            if !keeper_alive {
+                let message = "its keeper ended without recording an exit status".into();
+                return Err(Error::Helper { id: id.clone(), op: "wait", message });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn read_exit(&self, id: &ContainerId) -> Result<Option<ExitStatus>, Error> {
+        let exit_file = self.layout.exit_file(id);
+        match tokio::fs::read(&exit_file).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Helper {
+                id: id.clone(),
+                op: "wait",
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(exit_file)(e)),
+        }
+    }
+
+    /// Starts the main process, waits for its end, and returns its exit status and output.
+    pub async fn run(&self, id: &ContainerId) -> Result<ProcessResult, Error> {
+        self.start(id).await?;
+        let exit = self.wait(id).await?;
+        let (stdout, stderr) = self.output(id).await?;
+        Ok(ProcessResult { exit, stdout, stderr })
+    }
+
+    /// Everything the main process has written so far to stdout and stderr.
+    pub async fn output(&self, id: &ContainerId) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let read = |p: PathBuf| async move { tokio::fs::read(&p).await.map_err(Error::io(p)) };
+        Ok((read(self.layout.stdout(id)).await?, read(self.layout.stderr(id)).await?))
+    }
+
+    /// Sends a signal (e.g. 15 for SIGTERM) to the main process.
+    pub async fn kill(&self, id: &ContainerId, signal: i32) -> Result<(), Error> {
+        let info = self.info(id).await?;
+        info.status.apply(id, Action::Kill)?;
+        self.run_helper(id, HelperOp::Kill(signal), "kill").await
+    }
+
+    /// State, main pid, exit status and resource use of a container.
+    pub async fn info(&self, id: &ContainerId) -> Result<ContainerInfo, Error> {
+        self.lookup(id).await?.ok_or_else(|| Error::NotFound(id.clone()))
+    }
+
+    /// Like `info`, but `None` for a container that does not exist.
+    pub async fn lookup(&self, id: &ContainerId) -> Result<Option<ContainerInfo>, Error> {
+        let spec_file = self.layout.spec_file(id);
+        let spec: ContainerSpec = match tokio::fs::read(&spec_file).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::InvalidSpec(e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(spec_file)(e)),
+        };
+        let exit = self.read_exit(id).await.ok().flatten();
+        let runtime_state = read_runtime_state(&self.layout.state_dir(id)).await;
+        let alive = runtime_state.as_ref().and_then(|s| s.pid).filter(|&pid| is_alive(pid));
+        let status = status_of(exit, runtime_state.as_ref().map(|s| (s.status.as_str(), alive.is_some())));
+        let cgroup_path = self.placement.cgroup_path(id);
+        let usage = tokio::task::spawn_blocking(move || cgroup::usage(&cgroup_path)).await.unwrap_or_default();
+        Ok(Some(ContainerInfo { id: id.clone(), status, pid: alive, exit, usage, spec }))
+    }
+
+    /// Every container this runtime's directory holds, including ones created before a
+    /// restart of the server.
+    pub async fn list(&self) -> Result<Vec<ContainerId>, Error> {
+        let dir = self.layout.containers();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(dir)(e)),
+        };
+        let mut ids = Vec::new();
+        while let Some(entry) = entries.next_entry().await.map_err(Error::io(&dir))? {
+            if let Some(id) = entry.file_name().to_str().and_then(|n| ContainerId::new(n).ok()) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Releases everything the container holds: its processes, cgroups, libcontainer
+    /// state, bundle and output. Safe to repeat; a container that does not exist is fine.
+    pub async fn destroy(&self, id: &ContainerId) -> Result<(), Error> {
+        let mut problems = Vec::new();
+        if self.layout.state_dir(id).join("state.json").exists()
+            && let Err(e) = self.run_helper(id, HelperOp::Delete, "destroy").await
+        {
+            problems.push(e.to_string());
+        }
+        let cgroup_path = self.placement.cgroup_path(id);
+        // Whatever libcontainer could not kill (a create that failed half-way) goes now.
+        let leftover = cgroup_path.clone();
+        let _ = tokio::task::spawn_blocking(move || kill_cgroup_processes(&leftover)).await;
+        self.reap_keeper(id).await;
+        let failed = tokio::task::spawn_blocking(move || cgroup::sweep(&cgroup_path)).await.unwrap_or_default();
+        for (dir, e) in failed {
+            problems.push(format!("cgroup {}: {e}", dir.display()));
+        }
+        for dir in [self.layout.state_dir(id), self.layout.container_dir(id)] {
+            match tokio::fs::remove_dir_all(&dir).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => problems.push(format!("{}: {e}", dir.display())),
+                _ => {}
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Helper { id: id.clone(), op: "destroy", message: problems.join("; ") })
+        }
+    }
+
+    /// Waits for the container's keeper to end (it ends once the main process is gone).
+    async fn reap_keeper(&self, id: &ContainerId) {
+        let keeper = self.keepers.lock().expect("keepers lock").remove(id);
+        if let Some(mut keeper) = keeper {
+            drop(keeper.control.take());
+            if tokio::time::timeout(KEEPER_EXIT_TIMEOUT, keeper.child.wait()).await.is_err() {
+                let _ = keeper.child.kill().await;
+            }
+            return;
+        }
+        // A keeper from before a restart is not our child: watch its pid instead.
+        let deadline = tokio::time::Instant::now() + KEEPER_EXIT_TIMEOUT;
+        while let Some(pid) = self.keeper_pid(id).await {
+            if tokio::time::Instant::now() > deadline {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The pid of the container's keeper, if that process still runs.
+    async fn keeper_pid(&self, id: &ContainerId) -> Option<i32> {
+        let pid: i32 = tokio::fs::read_to_string(self.layout.keeper_pid(id)).await.ok()?.trim().parse().ok()?;
+        let cmdline = tokio::fs::read(format!("/proc/{pid}/cmdline")).await.ok()?;
+        let ours = cmdline.split(|&b| b == 0).any(|arg| arg == SUBCOMMAND.as_bytes())
+            && cmdline.split(|&b| b == 0).any(|arg| arg == id.as_str().as_bytes());
+        (ours && is_alive(pid)).then_some(pid)
+    }
+
+    async fn run_helper(&self, id: &ContainerId, op: HelperOp, name: &'static str) -> Result<(), Error> {
+        let call = HelperCall { op, root: self.layout.root().to_path_buf(), id: id.clone() };
+        let output = Command::new(&self.helper)
+            .arg(SUBCOMMAND)
+            .args(call.to_args())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(Error::io(&self.helper))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            let message = String::from_utf8_lossy(&output.stderr).trim().to_string();
+            Err(Error::Helper { id: id.clone(), op: name, message })
+        }
+    }
+}
+
+/// The rootfs must be a directory the container's mapped root can reach: it is mounted
+/// from inside the user namespace, where host root's directories count as "others".
+async fn check_rootfs(rootfs: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let refuse = |why: String| Err(Error::InvalidSpec(format!("rootfs {}: {why}", rootfs.display())));
+    match tokio::fs::metadata(rootfs).await {
+        Ok(m) if m.is_dir() => {}
+        _ => return refuse("not a directory".into()),
+    }
+    for dir in rootfs.ancestors() {
+        let mode = tokio::fs::metadata(dir).await.map_err(Error::io(dir))?.permissions().mode();
+        if mode & 0o001 == 0 {
+            return refuse(format!("{} is not searchable by others (needs o+x, e.g. 0711)", dir.display()));
+        }
+    }
+    Ok(())
+}
+
+/// The part of libcontainer's `state.json` this side reads.
+#[derive(Deserialize)]
+struct RuntimeState {
+    status: String,
+    pid: Option<i32>,
+}
+
+async fn read_runtime_state(dir: &Path) -> Option<RuntimeState> {
+    let bytes = tokio::fs::read(dir.join("state.json")).await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// A container's status from what is on disk: the keeper's exit record, and
+/// libcontainer's recorded status with whether its init process still lives.
+fn status_of(exit: Option<ExitStatus>, runtime: Option<(&str, bool)>) -> Status {
+    match (exit, runtime) {
+        (Some(_), _) | (None, None) => Status::Stopped,
+        (None, Some((_, false))) => Status::Stopped,
+        (None, Some(("creating" | "created", true))) => Status::Created,
+        (None, Some((_, true))) => Status::Running,
+    }
+}
+
+/// Alive and not a zombie.
+fn is_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the parenthesised command name, which may itself hold spaces.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|s| s != "Z" && s != "X")
+}
+
+fn kill_cgroup_processes(path: &Path) {
+    for dir in cgroup::dirs(path) {
+        let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else { continue };
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_comes_from_the_exit_record_first_then_the_live_init() {
+        assert_eq!(status_of(Some(ExitStatus::Code(0)), Some(("running", true))), Status::Stopped);
+        assert_eq!(status_of(None, None), Status::Stopped);
+        assert_eq!(status_of(None, Some(("created", true))), Status::Created);
+        assert_eq!(status_of(None, Some(("running", true))), Status::Running);
+        assert_eq!(status_of(None, Some(("running", false))), Status::Stopped);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_pid_zero_is_not() {
+        assert!(is_alive(std::process::id() as i32));
+        assert!(!is_alive(0));
+    }
+}

@@ -1,0 +1,74 @@
+//! What Hearth asks of a container, before it becomes an OCI runtime spec (`oci`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A container as the rest of the platform describes it. Stored beside the bundle so a
+/// restarted server knows what each container was made from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// The root filesystem (from the image store). Must exist and be a directory.
+    pub rootfs: PathBuf,
+    /// Mount the root filesystem read-only (writes go to `/tmp` and bind mounts only).
+    pub rootfs_readonly: bool,
+    /// The main process: program and arguments. Not empty.
+    pub args: Vec<String>,
+    /// `NAME=value` pairs.
+    pub env: Vec<String>,
+    /// Absolute working directory inside the container.
+    pub cwd: String,
+    /// The user the main process runs as, inside the container's user namespace.
+    pub user: User,
+    /// The main process's umask (0o077 keeps files private to their owner).
+    pub umask: u32,
+    pub hostname: String,
+    pub bind_mounts: Vec<BindMount>,
+    pub limits: Limits,
+}
+
+impl ContainerSpec {
+    /// A spec with the usual defaults: read-only rootfs, `PATH` set, `/` as cwd, the
+    /// unprivileged user 2000:2000 (CF's `vcap`), no bind mounts, no limits.
+    pub fn new(rootfs: impl Into<PathBuf>, args: Vec<String>) -> Self {
+        Self {
+            rootfs: rootfs.into(),
+            rootfs_readonly: true,
+            args,
+            env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
+            cwd: "/".into(),
+            user: User { uid: 2000, gid: 2000 },
+            umask: 0o022,
+            hostname: "hearth".into(),
+            bind_mounts: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A user and primary group id as seen inside the container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A host path made visible inside the container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindMount {
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub read_only: bool,
+}
+
+/// Resource limits enforced through cgroups. `None` means unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Memory in bytes. Swap is always off: memory+swap is set to the same value.
+    pub memory_bytes: Option<u64>,
+    /// Relative CPU share (cgroup v1 `cpu.shares`, 2..=262144; converted to `cpu.weight` on v2).
+    pub cpu_shares: Option<u64>,
+    /// Maximum number of processes and threads.
+    pub pids: Option<i64>,
+}

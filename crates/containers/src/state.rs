@@ -1,0 +1,83 @@
+//! A container's lifecycle: its status, the one transition check, and how a process ended.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::id::ContainerId;
+
+/// Where a container is in its life.
+///
+/// `Created`: namespaces, cgroup and mounts exist; the main process waits to be started.
+/// `Running`: the main process runs. `Stopped`: it has exited (or was never started and
+/// its init is gone); only `destroy` is left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Created,
+    Running,
+    Stopped,
+}
+
+/// What a caller asks of a container. `destroy` is always allowed, so it is not here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Kill,
+}
+
+impl Status {
+    /// The one transition function: the status after `action`, or why it is refused.
+    pub fn apply(self, id: &ContainerId, action: Action) -> Result<Status, Error> {
+        match (self, action) {
+            (Status::Created, Action::Start) => Ok(Status::Running),
+            (Status::Created | Status::Running, Action::Kill) => Ok(self),
+            (Status::Running | Status::Stopped, Action::Start) | (Status::Stopped, Action::Kill) => {
+                Err(Error::IllegalTransition { id: id.clone(), status: self, action })
+            }
+        }
+    }
+}
+
+/// How a container's main process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// It called `exit` with this code.
+    Code(i32),
+    /// A signal killed it (9 for SIGKILL, which is what the OOM killer sends).
+    Signal(i32),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions() {
+        let id = ContainerId::new("c").unwrap();
+        assert_eq!(Status::Created.apply(&id, Action::Start).unwrap(), Status::Running);
+        assert_eq!(Status::Created.apply(&id, Action::Kill).unwrap(), Status::Created);
+        assert_eq!(Status::Running.apply(&id, Action::Kill).unwrap(), Status::Running);
+        for (status, action) in
+            [(Status::Running, Action::Start), (Status::Stopped, Action::Start), (Status::Stopped, Action::Kill)]
+        {
+            let err = status.apply(&id, action).unwrap_err();
+            assert!(matches!(err, Error::IllegalTransition { status: s, action: a, .. } if s == status && a == action));
+        }
+    }
+
+    #[test]
+    fn exit_status_round_trips_as_json() {
+        for status in [ExitStatus::Code(0), ExitStatus::Code(3), ExitStatus::Signal(9)] {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(serde_json::from_str::<ExitStatus>(&json).unwrap(), status);
+        }
+        assert!(ExitStatus::Code(0).success() && !ExitStatus::Signal(9).success());
+    }
+}

@@ -1,0 +1,434 @@
+//! Real containers, through `hearth_containers::Runtime` with the real binary as its
+//! helper. Needs root (CI runs as root) and Debian's `busybox-static` for the rootfs.
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hearth_containers::{
+    ContainerId, ContainerSpec, Error, ExitStatus, IdMap, Limits, Placement, Runtime, RuntimeConfig, Status, User,
+    cgroup,
+};
+
+/// Garden's 14 capabilities as the kernel's bit mask (CapBnd in /proc/PID/status).
+const GARDEN_CAPS: u64 = (1 << 0) // CHOWN
+    | (1 << 1) // DAC_OVERRIDE
+    | (1 << 3) // FOWNER
+    | (1 << 4) // FSETID
+    | (1 << 5) // KILL
+    | (1 << 6) // SETGID
+    | (1 << 7) // SETUID
+    | (1 << 8) // SETPCAP
+    | (1 << 10) // NET_BIND_SERVICE
+    | (1 << 13) // NET_RAW
+    | (1 << 18) // SYS_CHROOT
+    | (1 << 27) // MKNOD
+    | (1 << 29) // AUDIT_WRITE
+    | (1 << 31); // SETFCAP
+
+const BASE_PREFIX: &str = "hearth-containers-tests-";
+
+/// This test process's directory (mode 0755: container uids must traverse it). Directories
+/// of earlier test processes that are gone are removed on the way.
+fn base_dir() -> PathBuf {
+    static STALE_REMOVED: OnceLock<()> = OnceLock::new();
+    STALE_REMOVED.get_or_init(|| {
+        for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let pid = name.strip_prefix(BASE_PREFIX).and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("{BASE_PREFIX}{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// A busybox root filesystem, made once per test process.
+fn rootfs() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let busybox = Path::new("/bin/busybox");
+        assert!(busybox.exists(), "install Debian's busybox-static (apt-get install busybox-static)");
+        let root = base_dir().join("rootfs");
+        for dir in ["bin", "etc", "proc", "dev", "sys", "tmp", "mnt", "home/vcap", "root"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+        let list = std::process::Command::new(busybox).arg("--list").output().unwrap();
+        for applet in String::from_utf8(list.stdout).unwrap().lines().filter(|a| *a != "busybox") {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nvcap:x:2000:2000::/home/vcap:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\nvcap:x:2000:\n").unwrap();
+        root
+    })
+}
+
+/// A runtime of its own for one test: its own directory and cgroup parent.
+struct TestRuntime {
+    runtime: Runtime,
+    root: PathBuf,
+    cgroup_parent: String,
+}
+
+impl TestRuntime {
+    fn new(name: &str) -> Self {
+        let root = base_dir().join(name);
+        let cgroup_parent = format!("hearth-test-{}-{name}", std::process::id());
+        Self { runtime: Runtime::new(Self::config(&root, &cgroup_parent)), root, cgroup_parent }
+    }
+
+    fn config(root: &Path, cgroup_parent: &str) -> RuntimeConfig {
+        RuntimeConfig {
+            root: root.to_path_buf(),
+            helper: PathBuf::from(env!("CARGO_BIN_EXE_hearth")),
+            placement: Placement { id_map: IdMap::default(), cgroup_parent: cgroup_parent.to_string() },
+        }
+    }
+
+    /// Another runtime on the same directory: what a restarted server gets.
+    fn reopen(&self) -> Runtime {
+        Runtime::new(Self::config(&self.root, &self.cgroup_parent))
+    }
+
+    /// Creates, runs to the end, destroys; returns exit status, stdout and stderr.
+    async fn run(&self, id: &str, spec: ContainerSpec) -> (ExitStatus, String, String) {
+        let id = ContainerId::new(id).unwrap();
+        self.runtime.create(&id, &spec).await.unwrap();
+        let result = self.runtime.run(&id).await;
+        self.runtime.destroy(&id).await.unwrap();
+        let result = result.unwrap();
+        (result.exit, String::from_utf8(result.stdout).unwrap(), String::from_utf8(result.stderr).unwrap())
+    }
+
+    /// Everything of this runtime still on the host: state and bundle directories, cgroup
+    /// directories, mounts, processes.
+    fn leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for dir in [self.root.join("state"), self.root.join("containers")] {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                found.push(format!("file {}", entry.path().display()));
+            }
+        }
+        for parent in cgroup::dirs(Path::new(&format!("/{}", self.cgroup_parent))) {
+            for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+                if entry.file_type().unwrap().is_dir() {
+                    found.push(format!("cgroup {}", entry.path().display()));
+                }
+            }
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = self.root.to_string_lossy().to_string();
+        for line in mountinfo.lines().filter(|l| l.contains(&root) || l.contains(&self.cgroup_parent)) {
+            found.push(format!("mount {line}"));
+        }
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = entry.file_name();
+            if !name.to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&root) || cgroups.contains(&self.cgroup_parent) {
+                found.push(format!("process {} {:?}", name.to_string_lossy(), String::from_utf8_lossy(&cmdline)));
+            }
+        }
+        found
+    }
+}
+
+/// Removes what a test left (a failed assertion skips its `destroy`) with plain helper
+/// calls: this runs inside the test's tokio runtime, where no other runtime can start.
+impl Drop for TestRuntime {
+    fn drop(&mut self) {
+        for entry in std::fs::read_dir(self.root.join("containers")).into_iter().flatten().flatten() {
+            let _ = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+                .args(["container-helper", "delete"])
+                .arg(&self.root)
+                .arg(entry.file_name())
+                .status();
+            let id = entry.file_name().to_string_lossy().to_string();
+            for dir in cgroup::dirs(Path::new(&format!("/{}/{id}", self.cgroup_parent))) {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        for dir in cgroup::dirs(Path::new(&format!("/{}", self.cgroup_parent))) {
+            let _ = std::fs::remove_dir(dir);
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn sh(script: &str) -> ContainerSpec {
+    ContainerSpec::new(rootfs(), vec!["/bin/sh".into(), "-c".into(), script.into()])
+}
+
+fn as_root(mut spec: ContainerSpec) -> ContainerSpec {
+    spec.user = User { uid: 0, gid: 0 };
+    spec
+}
+
+fn status_field(status: &str, field: &str) -> String {
+    status.lines().find_map(|l| l.strip_prefix(field)).unwrap_or_else(|| panic!("{field} in {status}")).trim().into()
+}
+
+#[tokio::test]
+async fn a_process_runs_and_its_output_and_exit_code_come_back() {
+    let rt = TestRuntime::new("output");
+    let mut spec = sh("echo out $GREETING; pwd; hostname; id -u; echo err >&2; exit 3");
+    spec.env.push("GREETING=hello".into());
+    spec.cwd = "/home/vcap".into();
+    spec.hostname = "web-7".into();
+    let (exit, stdout, stderr) = rt.run("output", spec).await;
+    assert_eq!(exit, ExitStatus::Code(3));
+    assert_eq!(stdout, "out hello\n/home/vcap\nweb-7\n2000\n");
+    assert_eq!(stderr, "err\n");
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_new_process_has_only_stdio_open_and_stdin_is_empty() {
+    let rt = TestRuntime::new("fds");
+    // `ls /proc/1/fd` lists the shell's (pid 1's) descriptors, not those of `ls`.
+    let (exit, stdout, stderr) = rt.run("fds", sh("ls /proc/1/fd; cat; echo end")).await;
+    assert_eq!(exit, ExitStatus::Code(0), "{stderr}");
+    assert_eq!(stdout, "0\n1\n2\nend\n", "only fds 0-2 are inherited (CVE-2024-21626 class)");
+}
+
+#[tokio::test]
+async fn true_runs_create_to_destroy_and_reports_its_latency() {
+    let rt = TestRuntime::new("latency");
+    let mut times = Vec::new();
+    for i in 0..10 {
+        let id = ContainerId::new(format!("true-{i}")).unwrap();
+        let started = Instant::now();
+        rt.runtime.create(&id, &ContainerSpec::new(rootfs(), vec!["/bin/true".into()])).await.unwrap();
+        rt.runtime.start(&id).await.unwrap();
+        let exit = rt.runtime.wait(&id).await.unwrap();
+        rt.runtime.destroy(&id).await.unwrap();
+        times.push(started.elapsed());
+        assert_eq!(exit, ExitStatus::Code(0));
+    }
+    times.sort();
+    eprintln!("create+start+wait+destroy of /bin/true: median {:?}, min {:?}, max {:?}", times[5], times[0], times[9]);
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn memory_limit_is_enforced_by_the_oom_killer() {
+    let rt = TestRuntime::new("memory");
+    let limited = |bs: &str| {
+        let mut spec = ContainerSpec::new(
+            rootfs(),
+            vec!["/bin/dd".into(), "if=/dev/zero".into(), "of=/dev/null".into(), format!("bs={bs}"), "count=1".into()],
+        );
+        spec.limits = Limits { memory_bytes: Some(32 << 20), cpu_shares: Some(256), pids: Some(64) };
+        spec
+    };
+    let (exit, _, _) = rt.run("within", limited("4M")).await;
+    assert_eq!(exit, ExitStatus::Code(0), "a process within the limit runs");
+
+    let id = ContainerId::new("over").unwrap();
+    rt.runtime.create(&id, &limited("96M")).await.unwrap();
+    let result = rt.runtime.run(&id).await.unwrap();
+    assert_eq!(result.exit, ExitStatus::Signal(9), "over the limit: OOM-killed");
+    let info = rt.runtime.info(&id).await.unwrap();
+    assert_eq!(info.status, Status::Stopped);
+    assert!(info.usage.oom_kills.unwrap_or(0) >= 1, "the cgroup counts the OOM kill: {:?}", info.usage);
+    rt.runtime.destroy(&id).await.unwrap();
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn the_container_sees_only_its_own_processes() {
+    let rt = TestRuntime::new("pidns");
+    let (exit, stdout, _) = rt.run("ps", sh("echo $$; ls /proc | grep -c '^[0-9]'; ps -o pid,comm")).await;
+    assert_eq!(exit, ExitStatus::Code(0));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "1", "the shell is pid 1 of its own pid namespace");
+    let visible: usize = lines[1].parse().unwrap();
+    assert!(visible <= 4, "only the container's processes are in /proc: {stdout}");
+    assert!(lines.len() <= 2 + 1 + 4 && !stdout.contains("hearth"), "ps shows no host process: {stdout}");
+}
+
+#[tokio::test]
+async fn container_root_is_not_host_root() {
+    let rt = TestRuntime::new("userns");
+    let id = ContainerId::new("root").unwrap();
+    let spec = as_root(sh("cat /proc/self/uid_map; id -u; echo ready; sleep 30"));
+    rt.runtime.create(&id, &spec).await.unwrap();
+    rt.runtime.start(&id).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stdout = loop {
+        let stdout = String::from_utf8(rt.runtime.output(&id).await.unwrap().0).unwrap();
+        if stdout.contains("ready") || Instant::now() > deadline {
+            break stdout;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(stdout.split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536", "0", "ready"]);
+    let info = rt.runtime.info(&id).await.unwrap();
+    assert_eq!(info.status, Status::Running);
+    let host_status = std::fs::read_to_string(format!("/proc/{}/status", info.pid.unwrap())).unwrap();
+    let uids = status_field(&host_status, "Uid:");
+    assert!(uids.split_whitespace().all(|u| u == "100000"), "container root is host uid 100000: {uids}");
+    rt.runtime.kill(&id, 9).await.unwrap();
+    assert_eq!(rt.runtime.wait(&id).await.unwrap(), ExitStatus::Signal(9));
+    rt.runtime.destroy(&id).await.unwrap();
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn even_container_root_cannot_mount_unshare_or_load_modules() {
+    let rt = TestRuntime::new("denied");
+    let script = "mount -t tmpfs tmpfs /mnt && echo MOUNTED; \
+                  unshare -n true && echo UNSHARED; \
+                  echo junk > /tmp/m.ko; insmod /tmp/m.ko && echo LOADED; \
+                  echo done";
+    let (exit, stdout, stderr) = rt.run("denied", as_root(sh(script))).await;
+    assert_eq!(exit, ExitStatus::Code(0));
+    assert_eq!(stdout, "done\n", "nothing succeeded; stderr: {stderr}");
+    // busybox words mount's EPERM as "permission denied (are you root?)".
+    assert!(stderr.contains("mount: permission denied"), "mount is refused: {stderr}");
+    assert!(stderr.contains("unshare(0x40000000): Operation not permitted"), "unshare is refused: {stderr}");
+    assert!(stderr.contains("insmod: can't insert '/tmp/m.ko': Operation not permitted"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_non_root_process_has_no_effective_capabilities() {
+    let rt = TestRuntime::new("caps");
+    let script = "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status";
+    let (exit, user, _) = rt.run("user", sh(script)).await;
+    assert_eq!(exit, ExitStatus::Code(0));
+    let (_, root, _) = rt.run("root", as_root(sh(script))).await;
+    let mask = |status: &str, field: &str| u64::from_str_radix(&status_field(status, field), 16).unwrap();
+    assert_eq!(mask(&user, "CapEff:"), 0);
+    assert_eq!(mask(&user, "CapPrm:"), 0);
+    assert_eq!(mask(&user, "CapBnd:"), GARDEN_CAPS);
+    assert_eq!(mask(&root, "CapEff:"), GARDEN_CAPS, "root in the container has Garden's 14, no more");
+    assert_eq!(mask(&root, "CapBnd:"), GARDEN_CAPS);
+    for status in [&user, &root] {
+        assert_eq!(status_field(status, "NoNewPrivs:"), "1");
+        assert_eq!(status_field(status, "Seccomp:"), "2", "a seccomp filter is on");
+    }
+}
+
+#[tokio::test]
+async fn the_rootfs_is_read_only_and_host_paths_are_masked() {
+    let rt = TestRuntime::new("readonly");
+    // The masked files this kernel has (it may lack /proc/kcore or /proc/sched_debug).
+    let masked: Vec<&str> = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"]
+        .into_iter()
+        .filter(|p| std::fs::read(p).is_ok_and(|content| !content.is_empty()))
+        .collect();
+    assert!(!masked.is_empty(), "the host has none of the masked files to compare with");
+    let reads: String = masked.iter().map(|p| format!("wc -c < {p}; ")).collect();
+    let script = format!(
+        "touch /etc/x && echo WROTE-ROOTFS; touch /tmp/x && echo wrote-tmp; \
+         echo 1 > /proc/sys/kernel/hostname && echo WROTE-PROC-SYS; \
+         {reads} ls /sys/firmware | wc -l; echo done"
+    );
+    let (exit, stdout, stderr) = rt.run("readonly", as_root(sh(&script))).await;
+    assert_eq!(exit, ExitStatus::Code(0), "{stderr}");
+    let expected = format!("wrote-tmp\n{}0\ndone\n", "0\n".repeat(masked.len()));
+    assert_eq!(stdout, expected, "masked files read empty; stderr: {stderr}");
+    assert!(stderr.contains("touch: /etc/x: Read-only file system"), "{stderr}");
+    assert!(stderr.contains("can't create /proc/sys/kernel/hostname: Read-only file system"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_failed_create_leaves_nothing_behind() {
+    let rt = TestRuntime::new("failed");
+    let id = ContainerId::new("missing-program").unwrap();
+    let spec = ContainerSpec::new(rootfs(), vec!["/bin/no-such-program".into()]);
+    let err = rt.runtime.create(&id, &spec).await.unwrap_err();
+    assert!(matches!(err, Error::Helper { op: "create", .. }), "{err}");
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+    assert!(rt.runtime.lookup(&id).await.unwrap().is_none());
+
+    let missing_rootfs = ContainerSpec::new(rt.root.join("nowhere"), vec!["/bin/true".into()]);
+    assert!(matches!(rt.runtime.create(&id, &missing_rootfs).await, Err(Error::InvalidSpec(_))));
+    // A rootfs behind a 0700 directory cannot be mounted from inside the user namespace.
+    let private = rt.root.join("private");
+    std::fs::create_dir_all(private.join("rootfs")).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let hidden_rootfs = ContainerSpec::new(private.join("rootfs"), vec!["/bin/true".into()]);
+    let err = rt.runtime.create(&id, &hidden_rootfs).await.unwrap_err();
+    assert!(matches!(&err, Error::InvalidSpec(why) if why.contains("o+x")), "{err}");
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn containers_are_found_again_after_a_restart() {
+    let rt = TestRuntime::new("restart");
+    let first = rt.reopen();
+    let id = ContainerId::new("long").unwrap();
+    first.create(&id, &sh("trap 'echo got-term; exit 7' TERM; sleep 30 & wait")).await.unwrap();
+    let created = ContainerId::new("not-started").unwrap();
+    first.create(&created, &sh("echo late")).await.unwrap();
+    first.start(&id).await.unwrap();
+    assert!(matches!(first.start(&id).await, Err(Error::IllegalTransition { status: Status::Running, .. })));
+    drop(first); // the server goes away; the containers and their keepers stay
+
+    let restarted = &rt.runtime;
+    assert_eq!(restarted.list().await.unwrap(), vec![id.clone(), created.clone()]);
+    let info = restarted.info(&id).await.unwrap();
+    assert_eq!(info.status, Status::Running);
+    assert!(info.pid.is_some() && info.usage.memory_bytes.is_some() && info.usage.cpu_nanos.is_some(), "{info:?}");
+    assert_eq!(restarted.info(&created).await.unwrap().status, Status::Created);
+
+    let result = restarted.run(&created).await.unwrap();
+    assert_eq!((result.exit, result.stdout), (ExitStatus::Code(0), b"late\n".to_vec()));
+    restarted.kill(&id, 15).await.unwrap();
+    assert_eq!(restarted.wait(&id).await.unwrap(), ExitStatus::Code(7), "the app's SIGTERM handler ran");
+    assert_eq!(restarted.output(&id).await.unwrap().0, b"got-term\n");
+    for id in [&id, &created] {
+        restarted.destroy(id).await.unwrap();
+        restarted.destroy(id).await.unwrap();
+    }
+    assert!(restarted.list().await.unwrap().is_empty());
+    assert!(matches!(restarted.info(&id).await, Err(Error::NotFound(_))));
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_destroy_100_containers_leaves_nothing() {
+    let rt = TestRuntime::new("hundred");
+    let started = Instant::now();
+    let mut ids = HashSet::new();
+    for i in 0..100 {
+        let id = ContainerId::new(format!("c-{i}")).unwrap();
+        rt.runtime.create(&id, &sh("sleep 60")).await.unwrap();
+        // A third never started, a third running when destroyed, a third killed and reaped.
+        match i % 3 {
+            0 => {}
+            1 => rt.runtime.start(&id).await.unwrap(),
+            _ => {
+                rt.runtime.start(&id).await.unwrap();
+                rt.runtime.kill(&id, 9).await.unwrap();
+                assert_eq!(rt.runtime.wait(&id).await.unwrap(), ExitStatus::Signal(9));
+            }
+        }
+        ids.insert(id);
+    }
+    assert_eq!(rt.runtime.list().await.unwrap().len(), 100);
+    for id in &ids {
+        rt.runtime.destroy(id).await.unwrap();
+    }
+    for id in ids.iter().take(5) {
+        rt.runtime.destroy(id).await.unwrap();
+    }
+    eprintln!("100 containers created and destroyed in {:?}", started.elapsed());
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
