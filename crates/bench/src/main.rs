@@ -8,12 +8,19 @@
 //!
 //! It is a benchmark, not a test: it asserts nothing but that requests succeed, and it
 //! talks to 127.0.0.1 only.
+//!
+//! Two more subcommands measure the rest of the platform beside the tool a user would
+//! pick instead: `containers` (Hearth's runtime beside `runc run` and `crun run`) and
+//! `pulls` (a cold pull through hearth-images beside `skopeo copy`).
 
+mod containers;
 mod cpu;
 mod load;
 mod minimal;
 mod platform;
+mod pulls;
 mod report;
+mod stats;
 
 use std::time::Duration;
 
@@ -36,9 +43,32 @@ const LIST_QUERY: &str = "?per_page=50";
 const SEED_CONCURRENCY: usize = 16;
 const COMPARISON_ROUNDS: u32 = 2;
 
-/// Token issuance and app listing throughput of an in-process Hearth platform.
+/// Benchmarks of Hearth on this machine, each beside what a user would pick instead.
+/// Without a subcommand: the API benchmark (`hearth-bench api`).
 #[derive(Debug, Parser)]
-#[command(name = "hearth-bench", version)]
+#[command(name = "hearth-bench", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    api: Args,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Token issuance and app listing throughput of an in-process Hearth platform (the default)
+    Api(Args),
+    /// Create + start + run `/bin/true` + destroy: Hearth's runtime beside `runc run` and `crun run`
+    Containers(containers::Args),
+    /// A cold pull of a ~50 MB image from a loopback registry: hearth-images beside `skopeo copy`
+    Pulls(pulls::Args),
+    /// Runs a command N times and prints each run's nanoseconds (used inside `unshare -m` for crun)
+    #[command(hide = true)]
+    TimeLoop(containers::TimeLoopArgs),
+}
+
+/// Token issuance and app listing throughput of an in-process Hearth platform.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Print one JSON object instead of a table
     #[arg(long)]
@@ -58,7 +88,17 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        None => api(cli.api),
+        Some(Command::Api(args)) => api(args),
+        Some(Command::Containers(args)) => containers::main(args),
+        Some(Command::Pulls(args)) => pulls::main(args),
+        Some(Command::TimeLoop(args)) => containers::time_loop(args),
+    }
+}
+
+fn api(args: Args) -> anyhow::Result<()> {
     ensure!(args.connections >= 1, "--connections must be at least 1");
     ensure!(args.apps >= 1, "--apps must be at least 1");
     let load = LoadConfig {
@@ -78,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress(message: &str) {
+pub(crate) fn progress(message: &str) {
     eprintln!("hearth-bench: {message}");
 }
 
