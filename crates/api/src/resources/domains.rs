@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::audit_events::Target;
 use super::orgs::ctx_snapshot;
-use super::{accepted, apply_metadata, audit, created, metadata_of, ok, spawn_job};
+use super::{accepted, apply_metadata, audit, created, metadata_of, named_parent, ok, spawn_job};
 use crate::body::Body;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
@@ -200,15 +200,9 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
         None => {}
         Some(o) => {
             let org: Option<Org> = store::get(&mut tx, o).await?;
-            let org = match org.filter(|x| ctx.viewer.can_read_org(&x.guid)) {
-                Some(x) => x,
-                None if !ctx.viewer.is_admin() => return Err(ApiError::NotAuthorized),
-                None => {
-                    return Err(ApiError::Unprocessable(format!(
-                        "Organization with guid '{o}' does not exist or you do not have access to it."
-                    )));
-                }
-            };
+            let org = named_parent(org.filter(|x| ctx.viewer.can_read_org(&x.guid)), &ctx, || {
+                format!("Organization with guid '{o}' does not exist or you do not have access to it.")
+            })?;
             if !ctx.viewer.can_manage_org(&org.guid) {
                 return Err(ApiError::NotAuthorized);
             }

@@ -134,6 +134,18 @@ pub async fn apply_metadata(conn: &mut Conn, guid: &str, patch: &MetadataPatch) 
     Ok(())
 }
 
+/// A parent resource a request body names (the space of a new route, the org of a new
+/// role …), already filtered by what the caller may see. As CF: a caller without global
+/// powers who cannot see it is refused (403: the right is checked first); an admin naming
+/// one that does not exist gets CF's 422 `message`.
+pub fn named_parent<T>(visible: Option<T>, ctx: &Ctx, message: impl FnOnce() -> String) -> ApiResult<T> {
+    match visible {
+        Some(t) => Ok(t),
+        None if !ctx.viewer.is_admin() => Err(crate::ApiError::NotAuthorized),
+        None => Err(crate::ApiError::Unprocessable(message())),
+    }
+}
+
 /// A name must be 1..=255 characters (CF's rule for org, space and app names).
 pub fn check_name(name: &str) -> ApiResult<()> {
     if name.is_empty() {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::audit_events::Target;
 use super::orgs::ctx_snapshot;
 use super::users::ensure_cc_user;
-use super::{accepted, audit, created, ok, spawn_job};
+use super::{accepted, audit, created, named_parent, ok, spawn_job};
 use crate::authz::RoleType;
 use crate::body::Body;
 use crate::context::Ctx;
@@ -197,31 +197,17 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
     let (org, space) = if kind.is_space_role() {
         let space_guid = body.relationship_guid("space")?;
         let space: Option<Space> = store::get(&mut tx, &space_guid).await?;
-        let space = match space.filter(|s| ctx.viewer.can_read_space(&s.guid)) {
-            Some(s) => s,
-            // As CF: the caller's right to assign roles is checked before the space's existence.
-            None if !ctx.viewer.is_admin() => return Err(ApiError::NotAuthorized),
-            None => {
-                return Err(ApiError::Unprocessable(
-                    "Invalid space. Ensure that the space exists and you have access to it.".into(),
-                ));
-            }
-        };
+        let space = named_parent(space.filter(|s| ctx.viewer.can_read_space(&s.guid)), &ctx, || {
+            "Invalid space. Ensure that the space exists and you have access to it.".into()
+        })?;
         let org: Option<Org> = store::get(&mut tx, &space.org_guid).await?;
         (org.ok_or(ApiError::NotFound("Organization"))?, Some(space))
     } else {
         let org_guid = body.relationship_guid("organization")?;
         let org: Option<Org> = store::get(&mut tx, &org_guid).await?;
-        let org = match org.filter(|o| ctx.viewer.can_read_org(&o.guid)) {
-            Some(o) => o,
-            // As CF: the caller's right to assign roles is checked before the org's existence.
-            None if !ctx.viewer.is_admin() => return Err(ApiError::NotAuthorized),
-            None => {
-                return Err(ApiError::Unprocessable(
-                    "Invalid organization. Ensure that the organization exists and you have access to it.".into(),
-                ));
-            }
-        };
+        let org = named_parent(org.filter(|o| ctx.viewer.can_read_org(&o.guid)), &ctx, || {
+            "Invalid organization. Ensure that the organization exists and you have access to it.".into()
+        })?;
         (org, None)
     };
     if !ctx.viewer.can_manage_role(kind, &org.guid, space.as_ref().map(|s| s.guid.as_str())) {

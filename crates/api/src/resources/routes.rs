@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::audit_events::Target;
 use super::orgs::ctx_snapshot;
-use super::{accepted, apply_metadata, audit, created, ok, spawn_job};
+use super::{accepted, apply_metadata, audit, created, named_parent, ok, spawn_job};
 use crate::body::Body;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
@@ -249,15 +249,9 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
     let metadata = body.metadata()?;
     let mut tx = state.store.begin().await?;
     let space: Option<Space> = store::get(&mut tx, &space_guid).await?;
-    let space = match space.filter(|s| ctx.viewer.can_read_space(&s.guid)) {
-        Some(s) => s,
-        None if !ctx.viewer.is_admin() => return Err(ApiError::NotAuthorized),
-        None => {
-            return Err(ApiError::Unprocessable(
-                "Invalid space. Ensure that the space exists and you have access to it.".into(),
-            ));
-        }
-    };
+    let space = named_parent(space.filter(|s| ctx.viewer.can_read_space(&s.guid)), &ctx, || {
+        "Invalid space. Ensure that the space exists and you have access to it.".into()
+    })?;
     if !ctx.viewer.can_operate_space(&space.guid) {
         return Err(ApiError::NotAuthorized);
     }
