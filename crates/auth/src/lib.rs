@@ -60,12 +60,4 @@ impl Auth {
         let ring = keys::KeyRing::load_or_create(&store).await?;
         Ok(Auth { store, keys: Arc::new(RwLock::new(ring)), config: Arc::new(config) })
     }
-
-    pub fn config(&self) -> &AuthConfig {
-        &self.config
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
 }

@@ -42,7 +42,6 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    backend: Backend,
     write_lock: Option<Arc<Mutex<()>>>,
 }
 
@@ -118,7 +117,7 @@ impl Store {
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        let store = Store { pool, backend, write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))) };
+        let store = Store { pool, write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))) };
         store.migrate().await?;
         Ok(store)
     }
@@ -138,10 +137,6 @@ impl Store {
             .collect();
         let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };
         migrator.run(&self.pool).await.map_err(|e| Error::Migrate(e.to_string()))
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// A connection for reads outside a transaction.
