@@ -35,7 +35,7 @@ pub enum ApiError {
     /// 10004: a bad request that is not a parse error.
     #[error("The request is invalid: {0}")]
     InvalidRequest(String),
-    /// 10015: an action not allowed by a feature flag.
+    /// 330002: an action not allowed by a feature flag.
     #[error("Feature Disabled: {0}")]
     FeatureDisabled(String),
     /// 10014 (CF-AssociationNotEmpty), e.g. deleting a domain with routes.
@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 413.
     #[error("Request entity too large: the limit is {0} bytes")]
     PayloadTooLarge(usize),
+    /// 10015: a part of the platform this request needs is not running here.
+    #[error("{0}")]
+    ServiceUnavailable(String),
     /// 10001: an unexpected failure; the cause is logged, not shown.
     #[error("An unknown error occurred.")]
     Internal(String),
@@ -60,6 +63,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::FeatureDisabled(_) => (330002, "CF-FeatureDisabled"),
             ApiError::AssociationNotEmpty(_) => (10006, "CF-AssociationNotEmpty"),
             ApiError::PayloadTooLarge(_) => (10013, "CF-RequestEntityTooLarge"),
+            ApiError::ServiceUnavailable(_) => (10015, "CF-ServiceUnavailable"),
             ApiError::Internal(_) => (10001, "CF-ServerError"),
         }
     }

@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use commands::{api, curl, login, members, orgs, roles as role_commands, spaces, target, users};
+use commands::{api, curl, login, members, node, orgs, roles as role_commands, spaces, target, users};
 use session::Session;
 
 /// The client commands of `hearth`.
@@ -81,6 +81,12 @@ pub enum Command {
     Curl(curl::CurlArgs),
     /// Print a fresh access token (for use in other tools)
     OauthToken(login::OauthTokenArgs),
+    /// Operators: the containers on the server's machine (admins only)
+    #[command(subcommand)]
+    Containers(node::ContainersCommand),
+    /// Operators: the server's image store (admins only)
+    #[command(subcommand)]
+    Images(node::ImagesCommand),
 }
 
 /// Runs one client command; prints the error and fails when it does.
@@ -129,6 +135,8 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::SpaceUsers(args) => members::space_users(s, args).await,
         Command::Curl(args) => curl::run(s, args).await,
         Command::OauthToken(args) => login::oauth_token(s, args).await,
+        Command::Containers(command) => node::containers(s, command).await,
+        Command::Images(command) => node::images(s, command).await,
     }
 }
 
@@ -170,5 +178,12 @@ mod tests {
         assert!(Top::try_parse_from(["hearth", "delete-org", "o", "-f"]).is_ok());
         assert!(Top::try_parse_from(["hearth", "oauth-token"]).is_ok());
         assert!(Top::try_parse_from(["hearth", "auth", "admin", "secret", "--client-credentials"]).is_ok());
+        let top =
+            Top::try_parse_from(["hearth", "containers", "run", "--image", "r/i:1", "-e", "A=b", "--", "ls", "-l"])
+                .unwrap();
+        let Command::Containers(node::ContainersCommand::Run(args)) = top.command else { panic!("not run") };
+        assert_eq!(args.command, ["ls", "-l"]);
+        assert_eq!(args.env, ["A=b"]);
+        assert!(Top::try_parse_from(["hearth", "images", "pull", "localhost:5000/busybox:1"]).is_ok());
     }
 }

@@ -234,6 +234,37 @@ impl Session {
         self.send(&request).await?.into_result()
     }
 
+    /// `POST`s a JSON document and hands each line of the answer to `on_line` as it
+    /// arrives (for endpoints that stream progress as JSON lines). Fails on a non-2xx answer.
+    pub async fn post_streaming(&mut self, path: &str, body: &Value, mut on_line: impl FnMut(&str)) -> Result<()> {
+        let auth = self.authorization().await?;
+        let mut response = self
+            .client
+            .post(self.url(path)?)
+            .header(AUTHORIZATION, auth)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| anyhow!("{}", describe_transport_error(&e)))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = response.text().await.unwrap_or_default();
+            return Err(ApiError::from_body(status, &body).into());
+        }
+        let mut pending = Vec::new();
+        while let Some(chunk) = response.chunk().await.context("the server closed the connection")? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                on_line(String::from_utf8_lossy(&line).trim_end());
+            }
+        }
+        if !pending.is_empty() {
+            on_line(String::from_utf8_lossy(&pending).trim_end());
+        }
+        Ok(())
+    }
+
     /// `GET` a JSON document.
     pub async fn get(&mut self, path: &str) -> Result<Value> {
         self.request(Method::GET, path, None).await?.json()

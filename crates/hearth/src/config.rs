@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::node::NodeConfig;
+
 /// `hearth server`'s options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -27,6 +29,15 @@ pub struct ServerArgs {
     /// The URL clients reach the platform at (default: http://LISTEN)
     #[arg(long, env = "HEARTH_EXTERNAL_URL")]
     pub external_url: Option<String>,
+    /// Where containers and images live (default /var/lib/hearth; every parent must be o+x)
+    #[arg(long, env = "HEARTH_NODE_DIR")]
+    pub node_dir: Option<PathBuf>,
+    /// A registry (host:port) to pull from over plain HTTP; repeat for more
+    #[arg(long = "insecure-registry", env = "HEARTH_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
+    /// Run no containers on this machine
+    #[arg(long)]
+    pub no_containers: bool,
 }
 
 /// The TOML file's shape (every key optional).
@@ -40,6 +51,10 @@ pub struct FileConfig {
     pub external_url: Option<String>,
     pub access_token_validity_secs: Option<i64>,
     pub refresh_token_validity_secs: Option<i64>,
+    pub node_dir: Option<PathBuf>,
+    pub insecure_registries: Option<Vec<String>>,
+    pub containers: Option<bool>,
+    pub cgroup_parent: Option<String>,
 }
 
 /// The settings the server runs with.
@@ -57,6 +72,8 @@ pub struct ServerConfig {
     pub admin_password: Option<String>,
     /// The `admin` client's secret (`HEARTH_ADMIN_CLIENT_SECRET`); generated when absent.
     pub admin_client_secret: Option<String>,
+    /// The container runtime and image store; `None` runs no containers.
+    pub node: Option<NodeConfig>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -95,6 +112,16 @@ impl ServerConfig {
                 .unwrap_or(30 * 24 * 3600),
             admin_password: std::env::var("HEARTH_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
             admin_client_secret: std::env::var("HEARTH_ADMIN_CLIENT_SECRET").ok().filter(|p| !p.is_empty()),
+            node: (!args.no_containers && file.containers.unwrap_or(true)).then(|| NodeConfig {
+                dir: args.node_dir.clone().or(file.node_dir).unwrap_or_else(NodeConfig::default_dir),
+                insecure_registries: if args.insecure_registries.is_empty() {
+                    file.insecure_registries.unwrap_or_default()
+                } else {
+                    args.insecure_registries.clone()
+                },
+                cgroup_parent: file.cgroup_parent.unwrap_or_else(|| "hearth".into()),
+                helper: None,
+            }),
         })
     }
 
@@ -110,6 +137,7 @@ impl ServerConfig {
             refresh_token_validity_secs: 30 * 24 * 3600,
             admin_password: None,
             admin_client_secret: None,
+            node: None,
         }
     }
 }
@@ -135,6 +163,9 @@ mod tests {
             config: Some(file.clone()),
             app_domain: None,
             external_url: None,
+            node_dir: None,
+            insecure_registries: Vec::new(),
+            no_containers: false,
         };
         let c = ServerConfig::resolve(&args).unwrap();
         assert_eq!(c.listen, "127.0.0.1:7777");

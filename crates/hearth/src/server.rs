@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
+use crate::node::Node;
 use crate::runner::{Group, Ready, Runner};
 
 /// The admin credentials as kept in the data directory (owner-only).
@@ -54,6 +55,8 @@ pub struct Server {
     pub first_start: bool,
     pub store: Store,
     pub auth: Auth,
+    /// This machine's containers and images, or why there are none.
+    pub node: Result<Arc<Node>, Arc<str>>,
     shutdown: CancellationToken,
     group: Group,
 }
@@ -112,13 +115,24 @@ impl Server {
         hearth_api::seed(&store, &api_config).await.context("cannot create the platform's first resources")?;
         let api =
             hearth_api::router(ApiState { store: store.clone(), auth: auth.clone(), config: Arc::new(api_config) });
-        let router = hearth_auth::http::router(auth.clone()).merge(api);
+        let node = match &config.node {
+            Some(node_config) => match Node::open(node_config).await {
+                Ok(node) => Ok(Arc::new(node)),
+                Err(e) => {
+                    tracing::warn!("no containers on this machine: {e:#}");
+                    Err(Arc::from(format!("{e:#}")))
+                }
+            },
+            None => Err(Arc::from("containers are turned off (--no-containers)")),
+        };
+        let ops = crate::ops::router(crate::ops::OpsState { auth: auth.clone(), node: node.clone() });
+        let router = hearth_auth::http::router(auth.clone()).merge(api).merge(ops);
 
         let shutdown = CancellationToken::new();
         let mut group = Group::new(shutdown.clone());
         group.spawn(Box::new(HttpFront { listener, router }));
         group.ready().await?;
-        Ok(Server { addr, url, admin_password, admin_client_secret, first_start, store, auth, shutdown, group })
+        Ok(Server { addr, url, admin_password, admin_client_secret, first_start, store, auth, node, shutdown, group })
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {

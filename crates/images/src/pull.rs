@@ -195,10 +195,10 @@ impl Puller {
             layers: layers.len(),
             total_bytes: layers.iter().map(|l| l.size).sum(),
         });
-        stream::iter(layers.iter().map(|layer| self.ensure_layer(&job, layer)))
-            .buffer_unordered(self.config.concurrent_layers.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
+        // Collected first: a closure in the stream's type would make the pull future fail
+        // `Send` checks when spawned (rustc's higher-ranked lifetime limitation).
+        let fetches: Vec<_> = layers.iter().map(|layer| self.ensure_layer(&job, layer)).collect();
+        stream::iter(fetches).buffer_unordered(self.config.concurrent_layers.max(1)).try_collect::<Vec<()>>().await?;
         self.store.put_blob(&bytes)?;
         let config_digest = self.store.put_blob(&config_bytes)?;
         let record = ImageRecord {

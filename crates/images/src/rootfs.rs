@@ -63,7 +63,8 @@ impl Store {
                 return Err(Error::MissingLayer(layer.clone()));
             }
         }
-        match fs::DirBuilder::new().mode(0o700).create(&home) {
+        // 0711: the container's user namespace must traverse it to reach `merged/`.
+        match fs::DirBuilder::new().mode(0o711).create(&home) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::RootfsExists(id.to_string())),
             Err(e) => return Err(Error::Io { path: home, source: e }),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -102,6 +102,11 @@ impl Store {
         for dir in ["blobs/sha256", "layers/sha256", "images", "rootfs", "tmp/downloads"] {
             let path = root.join(dir);
             fs::DirBuilder::new().recursive(true).mode(0o700).create(&path).map_err(Error::io(&path))?;
+        }
+        // Containers reach their root filesystem from inside a user namespace, as "others":
+        // the path to it must be searchable (not listable).
+        for dir in [root.clone(), root.join("rootfs")] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(Error::io(&dir))?;
         }
         let tmp = root.join("tmp");
         for entry in fs::read_dir(&tmp).map_err(Error::io(&tmp))? {

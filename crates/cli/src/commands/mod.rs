@@ -5,6 +5,7 @@ pub mod api;
 pub mod curl;
 pub mod login;
 pub mod members;
+pub mod node;
 pub mod orgs;
 pub mod roles;
 pub mod spaces;

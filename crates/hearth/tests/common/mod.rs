@@ -4,6 +4,8 @@
 //! client that talks to it as any client would.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::path::PathBuf;
 
 use hearth::config::ServerConfig;

@@ -1,0 +1,272 @@
+//! What runs on this machine: the container runtime and the image store, side by side.
+//! `hearth server` opens one `Node` when it runs as root; the scheduler's cell and the
+//! operators' endpoints (`ops`) both act through it.
+//!
+//! A node directory holds `containers/` (the runtime's root) and `images/` (the image
+//! store). Containers mount root filesystems from inside their user namespace, so every
+//! directory above the node directory must be searchable by others (o+x); the default for
+//! root is `/var/lib/hearth`, because a data directory under `/root` is not.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use hearth_containers::{ContainerId, ContainerInfo, ContainerSpec, IdMap, Placement, Runtime, RuntimeConfig, User};
+use hearth_images::{ImageRecord, Puller, RegistryConfig, Stack, Store as ImageStore};
+use tokio::sync::OnceCell;
+
+/// The node's settings.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub dir: PathBuf,
+    /// Registries (`host:port`) pulled from over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// The cgroup every container's cgroup is made under.
+    pub cgroup_parent: String,
+    /// The `hearth` binary the runtime runs as its helper (default: this executable).
+    pub helper: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    /// The node directory used when none is configured.
+    pub fn default_dir() -> PathBuf {
+        PathBuf::from("/var/lib/hearth")
+    }
+}
+
+/// The container runtime and image store of this machine.
+pub struct Node {
+    dir: PathBuf,
+    runtime: Runtime,
+    puller: Puller,
+    host_stack: OnceCell<Stack>,
+}
+
+/// What a container is made from when an operator asks for one.
+#[derive(Debug, Clone)]
+pub struct ContainerRequest {
+    pub id: ContainerId,
+    /// A pulled image reference; `None` runs on the host stack.
+    pub image: Option<String>,
+    /// The command; empty means the image's entrypoint + cmd.
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+}
+
+impl Node {
+    /// Opens (creating) the node directory. Needs root; says what to do otherwise.
+    pub async fn open(config: &NodeConfig) -> anyhow::Result<Node> {
+        if !rustix::process::geteuid().is_root() {
+            bail!("containers need root (rootless mode is not available yet); run `hearth server` as root");
+        }
+        let dir = config.dir.clone();
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the node directory {}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
+        check_searchable(&dir)?;
+        let images_dir = dir.join("images");
+        let images = tokio::task::spawn_blocking(move || ImageStore::open(images_dir))
+            .await?
+            .context("cannot open the image store")?;
+        let registry =
+            RegistryConfig { insecure_registries: config.insecure_registries.clone(), ..RegistryConfig::default() };
+        let helper = match &config.helper {
+            Some(helper) => helper.clone(),
+            None => std::env::current_exe().context("cannot find the hearth binary for the container helper")?,
+        };
+        let runtime = Runtime::new(RuntimeConfig {
+            root: dir.join("containers"),
+            helper,
+            placement: Placement { id_map: IdMap::default(), cgroup_parent: config.cgroup_parent.clone() },
+        });
+        Ok(Node { dir, runtime, puller: Puller::new(images, registry), host_stack: OnceCell::new() })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        self.puller.store()
+    }
+
+    pub fn puller(&self) -> &Puller {
+        &self.puller
+    }
+
+    /// The default stack (the host's OS directories, read-only), built on first use.
+    pub async fn host_stack(&self) -> anyhow::Result<&Stack> {
+        self.host_stack
+            .get_or_try_init(|| async {
+                let images = self.images().clone();
+                tokio::task::spawn_blocking(move || images.host_stack(Path::new("/")))
+                    .await?
+                    .context("cannot build the host stack")
+            })
+            .await
+    }
+
+    /// Makes a root filesystem and a container on it and starts its main process. On
+    /// failure nothing is left behind.
+    pub async fn run(&self, request: &ContainerRequest) -> anyhow::Result<ContainerInfo> {
+        let (stack, runtime_config) = match &request.image {
+            Some(reference) => {
+                let image = self.image(reference)?;
+                let stack = self.images().image_stack(&image.reference)?;
+                (stack, Some(image.runtime))
+            }
+            None => (self.host_stack().await?.clone(), None),
+        };
+        let mut args = request.args.clone();
+        let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+        let mut cwd = "/".to_string();
+        if let Some(config) = &runtime_config {
+            if args.is_empty() {
+                args = config.argv();
+            }
+            env = merge_env(&env, &config.env);
+            if let Some(dir) = config.working_dir.as_deref().filter(|d| !d.is_empty()) {
+                cwd = dir.to_string();
+            }
+        }
+        if args.is_empty() {
+            bail!("no command: give one, or pull an image that has an entrypoint or cmd");
+        }
+        env = merge_env(&env, &request.env);
+        let id = request.id.clone();
+        let images = self.images().clone();
+        let rootfs_spec = stack.with_layers(&[]);
+        let rootfs_id = id.to_string();
+        let rootfs = tokio::task::spawn_blocking(move || images.create_rootfs(&rootfs_id, &rootfs_spec))
+            .await?
+            .with_context(|| format!("cannot make a root filesystem for {id}"))?;
+        let mut spec = ContainerSpec::new(&rootfs.path, args);
+        spec.rootfs_readonly = false;
+        spec.env = env;
+        spec.cwd = cwd;
+        if let Some(config) = &runtime_config {
+            // Images run as the user they name, root when they name none (as Docker does).
+            spec.user = resolve_user(&rootfs.path, config.user.as_deref().unwrap_or("0"));
+        }
+        let started = async {
+            self.runtime.create(&id, &spec).await?;
+            self.runtime.start(&id).await?;
+            self.runtime.info(&id).await
+        }
+        .await;
+        match started {
+            Ok(info) => Ok(info),
+            Err(e) => {
+                let _ = self.destroy(&id).await;
+                Err(e).with_context(|| format!("cannot start container {id}"))
+            }
+        }
+    }
+
+    /// Removes a container and its root filesystem. Safe to repeat.
+    pub async fn destroy(&self, id: &ContainerId) -> anyhow::Result<()> {
+        let container = self.runtime.destroy(id).await;
+        let images = self.images().clone();
+        let rootfs_id = id.to_string();
+        let rootfs = tokio::task::spawn_blocking(move || images.destroy_rootfs(&rootfs_id)).await?;
+        container?;
+        rootfs?;
+        Ok(())
+    }
+
+    /// A pulled image by reference (as given or fully qualified).
+    pub fn image(&self, reference: &str) -> anyhow::Result<ImageRecord> {
+        self.images().image(reference).with_context(|| format!("image {reference} is not pulled (hearth images pull)"))
+    }
+}
+
+/// `base` with `overrides` applied: a later `NAME=value` replaces an earlier one.
+fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
+    let mut merged: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut order = Vec::new();
+    for pair in base.iter().chain(overrides) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if merged.insert(name, value).is_none() {
+            order.push(name);
+        }
+    }
+    order.into_iter().map(|name| format!("{name}={}", merged[name])).collect()
+}
+
+/// `uid[:gid]` or `name[:group]` as the image's `/etc/passwd` and `/etc/group` say; an
+/// unknown name falls back to CF's `vcap` (2000), never to root.
+fn resolve_user(rootfs: &Path, user: &str) -> User {
+    let (user, group) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let lookup = |file: &str, name: &str| -> Option<(u32, Option<u32>)> {
+        let text = std::fs::read_to_string(rootfs.join("etc").join(file)).ok()?;
+        text.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.first() != Some(&name) {
+                return None;
+            }
+            Some((fields.get(2)?.parse().ok()?, fields.get(3).and_then(|g| g.parse().ok())))
+        })
+    };
+    let (uid, primary_gid) = match user.parse::<u32>() {
+        Ok(uid) => (uid, None),
+        Err(_) => lookup("passwd", user).unwrap_or((2000, Some(2000))),
+    };
+    let gid = match group {
+        Some(g) => g.parse().ok().or_else(|| lookup("group", g).map(|(gid, _)| gid)).unwrap_or(uid),
+        None => primary_gid.unwrap_or(uid),
+    };
+    User { uid, gid }
+}
+
+fn check_searchable(dir: &Path) -> anyhow::Result<()> {
+    for ancestor in dir.ancestors() {
+        let mode = std::fs::metadata(ancestor)
+            .with_context(|| format!("cannot read {}", ancestor.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            bail!(
+                "{} is not searchable by others: containers cannot reach root filesystems under {}; \
+                 choose another --node-dir or chmod o+x it",
+                ancestor.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_users_resolve_by_number_or_through_the_images_passwd() {
+        let root = std::env::temp_dir().join(format!("hearth-node-user-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nweb:x:1001:1002::/home/web:/bin/sh\n")
+            .unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        assert_eq!(resolve_user(&root, "0"), User { uid: 0, gid: 0 });
+        assert_eq!(resolve_user(&root, "1234:5"), User { uid: 1234, gid: 5 });
+        assert_eq!(resolve_user(&root, "web"), User { uid: 1001, gid: 1002 });
+        assert_eq!(resolve_user(&root, "web:staff"), User { uid: 1001, gid: 50 });
+        assert_eq!(resolve_user(&root, "nobody-here"), User { uid: 2000, gid: 2000 });
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn later_environment_entries_replace_earlier_ones_in_place() {
+        let base = vec!["PATH=/bin".to_string(), "HOME=/".to_string()];
+        let merged = merge_env(&base, &["HOME=/home/vcap".to_string(), "PORT=8080".to_string()]);
+        assert_eq!(merged, ["PATH=/bin", "HOME=/home/vcap", "PORT=8080"]);
+    }
+}

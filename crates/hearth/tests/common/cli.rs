@@ -1,0 +1,150 @@
+//! A real `hearth server` process and the `hearth` client binary run as a user would
+//! (stdout, stderr, exit codes); shared by the end-to-end tests.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ADMIN_PASSWORD: &str = "e2e-admin-password";
+
+/// A running `hearth server` with its own data directory; stopped on drop.
+pub struct Server {
+    child: Child,
+    pub root: PathBuf,
+    pub url: String,
+}
+
+impl Server {
+    /// A server that runs no containers.
+    pub fn start() -> Self {
+        Self::start_with(&["--no-containers"])
+    }
+
+    /// A server with extra `hearth server` arguments (`{root}` in one is this server's
+    /// directory).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let root = std::env::temp_dir().join(format!("hearth-cli-e2e-{}-{nanos}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::create_dir_all(root.join("home")).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(root.join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["server", "--data-dir"])
+            .arg(root.join("data"))
+            .args(["--listen", &addr])
+            .args(extra.iter().map(|a| a.replace("{root}", &root.to_string_lossy())))
+            .env("HEARTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("HEARTH_HOME", root.join("server-home"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start hearth server");
+        let server = Self { child, root, url: format!("http://{addr}") };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = runtime.block_on(async {
+                matches!(client.get(format!("{}/", self.url)).send().await, Ok(r) if r.status() == 200)
+            });
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server did not answer GET / within 60s\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
+    }
+
+    /// Runs `hearth ARGS` as a client with this test's config directory.
+    pub fn hearth(&self, args: &[&str]) -> Run {
+        self.hearth_in(&self.root.join("home"), args)
+    }
+
+    pub fn hearth_in(&self, home: &Path, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .env("HEARTH_HOME", home)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hearth");
+        Run { args: args.join(" "), output }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// One client run and what it printed.
+pub struct Run {
+    pub args: String,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "`hearth {}` exited {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.args,
+            self.output.status.code(),
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    /// Asserts success and returns stdout.
+    pub fn ok(&self) -> String {
+        assert!(self.output.status.success(), "expected success: {}", self.describe());
+        self.stdout()
+    }
+
+    /// Asserts failure and returns stderr.
+    pub fn fails(&self) -> String {
+        assert!(!self.output.status.success(), "expected failure: {}", self.describe());
+        assert!(!self.stderr().contains("Error {"), "Debug dump on stderr: {}", self.describe());
+        self.stderr()
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

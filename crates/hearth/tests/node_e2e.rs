@@ -1,0 +1,246 @@
+//! End to end, as root: `hearth containers …` and `hearth images …` against a real
+//! `hearth server`, running real containers on the host stack and on an image pulled from
+//! a real registry (Debian's `docker-registry`) that this test fills over the
+//! distribution API.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cli::{ADMIN_PASSWORD, Server, free_port};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+/// A `docker-registry` on a loopback port; stopped on drop.
+struct Registry {
+    child: Child,
+    dir: PathBuf,
+    host: String,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        std::fs::create_dir_all(dir).unwrap();
+        let host = format!("127.0.0.1:{}", free_port());
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("apt install docker-registry");
+        let registry = Registry { child, dir: dir.to_path_buf(), host };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(&registry.host) {
+                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
+                let mut head = [0u8; 12];
+                if s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") {
+                    return registry;
+                }
+            }
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Pushes a one-layer OCI image (plain tar layer) as `name:tag` and returns its reference.
+    fn push(&self, name: &str, tag: &str, layer: &[u8], config: Value) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let client = reqwest::Client::new();
+        let base = format!("http://{}/v2/{name}", self.host);
+        let upload = |bytes: Vec<u8>| {
+            let (client, base) = (client.clone(), base.clone());
+            async move {
+                let digest = sha256(&bytes);
+                let start = client.post(format!("{base}/blobs/uploads/")).send().await.unwrap();
+                assert_eq!(start.status(), 202, "upload start");
+                let location = start.headers()["location"].to_str().unwrap().to_string();
+                let location =
+                    if location.starts_with("http") { location } else { format!("http://{}{location}", self.host) };
+                let sep = if location.contains('?') { '&' } else { '?' };
+                let put = client.put(format!("{location}{sep}digest={digest}")).body(bytes).send().await.unwrap();
+                assert_eq!(put.status(), 201, "blob upload");
+                digest
+            }
+        };
+        runtime.block_on(async {
+            let layer_digest = upload(layer.to_vec()).await;
+            let mut config = config;
+            config["rootfs"] = json!({"type": "layers", "diff_ids": [layer_digest]});
+            let config_bytes = serde_json::to_vec(&config).unwrap();
+            let config_size = config_bytes.len();
+            let config_digest = upload(config_bytes).await;
+            let manifest = json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+            });
+            let put = client
+                .put(format!("{base}/manifests/{tag}"))
+                .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                .body(serde_json::to_vec(&manifest).unwrap())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(put.status(), 201, "manifest upload: {}", put.text().await.unwrap_or_default());
+        });
+        format!("{}/{name}:{tag}", self.host)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let hash = sha2::Sha256::digest(bytes);
+    format!("sha256:{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// A layer with busybox as `/bin/sh` and friends, and a user `app` (uid 1500).
+fn busybox_layer() -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>| {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        header.set_mtime(0);
+        match link {
+            Some(target) => tar.append_link(&mut header, path, target).unwrap(),
+            None => tar.append_data(&mut header, path, data).unwrap(),
+        }
+    };
+    for dir in ["bin/", "etc/", "tmp/", "proc/", "dev/", "sys/"] {
+        add(dir, tar::EntryType::Directory, 0o755, b"", None);
+    }
+    let busybox = std::fs::read("/bin/busybox").expect("apt install busybox-static");
+    add("bin/busybox", tar::EntryType::Regular, 0o755, &busybox, None);
+    for applet in ["sh", "echo", "id", "cat", "true", "sleep"] {
+        add(&format!("bin/{applet}"), tar::EntryType::Symlink, 0o777, b"", Some("busybox"));
+    }
+    add("etc/passwd", tar::EntryType::Regular, 0o644, b"root:x:0:0::/:/bin/sh\napp:x:1500:1500::/tmp:/bin/sh\n", None);
+    add("etc/group", tar::EntryType::Regular, 0o644, b"root:x:0:\napp:x:1500:\n", None);
+    tar.into_inner().unwrap()
+}
+
+fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
+#[test]
+fn operators_run_containers_and_pull_images_through_the_cli() {
+    let registry =
+        Registry::start(&std::env::temp_dir().join(format!("hearth-node-e2e-registry-{}", std::process::id())));
+    let image = registry.push(
+        "e2e/busybox",
+        "1",
+        &busybox_layer(),
+        json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {
+                "Entrypoint": ["/bin/sh", "-c"],
+                "Cmd": ["echo from-image $GREETING $EXTRA; id -u"],
+                "User": "app",
+                "Env": ["GREETING=hi"],
+            },
+        }),
+    );
+    let server = Server::start_with(&["--node-dir", "{root}/node", "--insecure-registry", &registry.host]);
+    server.hearth(&["api", &server.url]).ok();
+    server.hearth(&["login", "-u", "admin", "-p", ADMIN_PASSWORD]).ok();
+
+    // A command on the host stack, as CF's unprivileged user.
+    let out = server.hearth(&["containers", "run", "--", "/bin/sh", "-c", "echo hello $((6*7)); id -u"]).ok();
+    assert_eq!(out, "hello 42\n2000\n");
+    let err = server.hearth(&["containers", "run", "--", "/bin/sh", "-c", "echo oops >&2; exit 3"]).fails();
+    assert!(err.contains("oops") && err.contains("exited with status 3"), "{err}");
+
+    // Pull with progress, then again from the cache.
+    let out = server.hearth(&["images", "pull", &image]).ok();
+    assert!(out.contains(&format!("Pulling {image}...")) && out.contains("stored") && out.contains("OK"), "{out}");
+    let out = server.hearth(&["images", "pull", &image]).ok();
+    assert!(out.contains("already here"), "{out}");
+    let images = json_of(&server.hearth(&["images", "list", "--json"]).ok());
+    assert_eq!(images.as_array().map(Vec::len), Some(1), "{images}");
+    assert_eq!(images[0]["reference"], image);
+    let metrics = json_of(&server.hearth(&["images", "metrics", "--json"]).ok());
+    assert_eq!(metrics["pulls"], 2, "{metrics}");
+
+    // The image's entrypoint, cmd, env and user; the caller's env on top.
+    let out = server.hearth(&["containers", "run", "--image", &image, "-e", "EXTRA=there"]).ok();
+    assert_eq!(out, "from-image hi there\n1500\n");
+    let err = server.hearth(&["containers", "run", "--image", "127.0.0.1:1/not/pulled:1", "--", "true"]).fails();
+    assert!(err.contains("not pulled") && err.contains("hearth images pull"), "{err}");
+
+    // A kept container is listed, shown and destroyed; destroying it twice is an error.
+    server.hearth(&["containers", "run", "--keep", "--name", "kept", "--", "/bin/true"]).ok();
+    let list = json_of(&server.hearth(&["containers", "list", "--json"]).ok());
+    let kept: Vec<&Value> = list.as_array().unwrap().iter().filter(|c| c["id"] == "kept").collect();
+    assert_eq!(kept.len(), 1, "{list}");
+    assert_eq!(kept[0]["state"], "stopped");
+    let out = server.hearth(&["containers", "info", "kept"]).ok();
+    assert!(out.contains("status 0") && out.contains("/bin/true"), "{out}");
+    let err = server.hearth(&["containers", "run", "--name", "kept", "--", "/bin/true"]).fails();
+    assert!(err.contains("already exists"), "{err}");
+    server.hearth(&["containers", "destroy", "kept"]).ok();
+    let err = server.hearth(&["containers", "destroy", "kept"]).fails();
+    assert!(err.contains("Container not found"), "{err}");
+    let err = server.hearth(&["containers", "info", "bad@id"]).fails();
+    assert!(err.contains("invalid") || err.contains("Invalid"), "{err}");
+
+    // Bad bodies change nothing and say what is wrong.
+    let out =
+        server.hearth(&["curl", "-X", "POST", "/hearth/v1/containers", "-d", r#"{"command":["true"],"bogus":1}"#]);
+    assert!(out.stdout().contains("CF-MessageParseError") && out.stdout().contains("bogus"), "{}", out.describe());
+    let out =
+        server.hearth(&["curl", "-X", "POST", "/hearth/v1/containers", "-d", r#"{"command":["true"],"env":["X"]}"#]);
+    assert!(
+        out.stdout().contains("CF-UnprocessableEntity") && out.stdout().contains("NAME=value"),
+        "{}",
+        out.describe()
+    );
+
+    // Only admins; no token at all is a 401 in CF's format.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (status, body) = runtime.block_on(async {
+        let response = reqwest::get(format!("{}/hearth/v1/containers", server.url)).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    });
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("CF-NotAuthenticated"), "{body}");
+    server.hearth(&["create-user", "eve", "eve-password"]).ok();
+    let eve = server.root.join("eve-home");
+    server.hearth_in(&eve, &["api", &server.url]).ok();
+    server.hearth_in(&eve, &["login", "-u", "eve", "-p", "eve-password"]).ok();
+    let err = server.hearth_in(&eve, &["containers", "list"]).fails();
+    assert!(err.contains("not authorized"), "{err}");
+    let err = server.hearth_in(&eve, &["images", "pull", &image]).fails();
+    assert!(err.contains("not authorized"), "{err}");
+
+    // Nothing is left on the machine: no containers, no root filesystems, no mounts.
+    let node = server.root.join("node");
+    let entries = |dir: &str| std::fs::read_dir(node.join(dir)).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(entries("containers/containers"), 0);
+    assert_eq!(entries("images/rootfs"), 0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&node.to_string_lossy().to_string()), "mounts left under {}", node.display());
+}
