@@ -160,6 +160,12 @@ pub(crate) fn usage(layer: &WritableLayer, upper: &Path) -> Result<u64> {
     match layer.limit {
         DiskLimit::Enforced { .. } => {
             let disk = upper.parent().expect("upper sits in its disk");
+            let home = disk.parent().expect("the disk sits in the root filesystem's directory");
+            let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).map_err(Error::io(p));
+            if dev(disk)? == dev(home)? {
+                // Not mounted (after a reboot): statvfs would describe the store's own disk.
+                return Err(Error::DiskSetup(format!("{} is not mounted", disk.display())));
+            }
             Ok(used_bytes(disk)?.saturating_sub(layer.baseline))
         }
         DiskLimit::Unlimited | DiskLimit::NotEnforced { .. } => allocated_under(upper),

@@ -111,6 +111,28 @@ async fn a_pull_over_the_threshold_collects_other_images_but_not_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_imported_as_a_stack_is_pinned_and_usable() {
+    let registry = Registry::start();
+    registry.push("stacks/busybox:1", &busybox_image(Format::Oci)).await;
+    let config = StoreConfig { gc_grace: Duration::ZERO, ..Default::default() };
+    let (_dir, store) = store_with(config);
+    let _cleanup = DestroyAll(store.clone());
+    let reference = registry.reference("stacks/busybox:1");
+    let image = puller(&registry, &store).pull(&reference, &PullOptions::default()).await.unwrap();
+    assert!(matches!(store.import_stack("busybox", "no.such/image:1"), Err(Error::MissingImage(_))));
+    let stack = store.import_stack("busybox", &reference).unwrap();
+    assert_eq!((stack.name.as_str(), &stack.layers), ("busybox", &image.diff_ids()));
+
+    assert_eq!(store.gc_to(0).unwrap().removed, Vec::<Digest>::new(), "a stack's layers are pinned");
+    assert_eq!(store.metrics().pinned_layers, 2);
+    let droplet = store.import_layer(&TarBuilder::default().file("app", b"droplet", 0o644).build()[..]).unwrap();
+    let rootfs = store.create_rootfs("app", &stack.with_layers(&[droplet.diff_id])).unwrap();
+    assert_eq!(std::fs::read_to_string(rootfs.path.join("etc/motd")).unwrap(), "hello from layer one\n");
+    assert_eq!(std::fs::read(rootfs.path.join("app")).unwrap(), b"droplet");
+    store.destroy_rootfs("app").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_pulls_and_gc_never_take_a_layer_from_a_root_filesystem() {
     let registry = Registry::start();
     registry.push("race/one:1", &busybox_image(Format::Oci)).await;

@@ -159,3 +159,19 @@ fn twenty_limited_creates_and_destroys_leave_nothing_and_are_timed() {
     assert!(hearth_images::mounts_under(store.root()).unwrap().is_empty());
     assert!(store.rootfs_ids().unwrap().is_empty());
 }
+
+#[test]
+fn after_a_reboot_an_unmounted_disk_is_an_error_and_destroy_still_cleans_up() {
+    let (_dir, store) = store();
+    let _cleanup = DestroyAll(store.clone());
+    let rootfs = store.create_rootfs("r", &spec(&store, Some(8 * MIB))).unwrap();
+    // What a reboot leaves: the files, no mounts, no loop device.
+    for mount in hearth_images::mounts_under(&rootfs.path.parent().unwrap()).unwrap() {
+        rustix::mount::unmount(&mount, rustix::mount::UnmountFlags::empty()).unwrap();
+    }
+    assert!(loop_devices_under(store.root()).is_empty());
+    let err = store.disk_usage("r").unwrap_err();
+    assert!(matches!(err, Error::DiskSetup(ref m) if m.contains("not mounted")), "{err}");
+    store.destroy_rootfs("r").unwrap();
+    assert!(store.rootfs_ids().unwrap().is_empty());
+}
