@@ -166,7 +166,7 @@ fn after_a_reboot_an_unmounted_disk_is_an_error_and_destroy_still_cleans_up() {
     let _cleanup = DestroyAll(store.clone());
     let rootfs = store.create_rootfs("r", &spec(&store, Some(8 * MIB))).unwrap();
     // What a reboot leaves: the files, no mounts, no loop device.
-    for mount in hearth_images::mounts_under(&rootfs.path.parent().unwrap()).unwrap() {
+    for mount in hearth_images::mounts_under(rootfs.path.parent().unwrap()).unwrap() {
         rustix::mount::unmount(&mount, rustix::mount::UnmountFlags::empty()).unwrap();
     }
     assert!(loop_devices_under(store.root()).is_empty());
