@@ -1,7 +1,8 @@
 //! Disk limits on a root filesystem's writable layer.
 //!
 //! A limited root filesystem keeps its overlay `upper/` and `work/` on a file system of its own:
-//! a sparse ext4 image (`rootfs/<id>/disk.img`, made by `mkfs.ext4`) attached to a loop device
+//! a sparse ext4 image (`rootfs/<id>/disk.img`, a copy of a template `mkfs.ext4` made once per
+//! size under `disk-templates/`) attached to a loop device
 //! with autoclear and mounted at `rootfs/<id>/disk/`. A write past the limit fails with ENOSPC
 //! whoever writes (container root included), other root filesystems are untouched, and usage is
 //! one `statvfs`. The loop device goes away when the file system is unmounted, so destroy (which
@@ -86,6 +87,7 @@ pub(crate) struct WritableLayer {
 /// when limited and possible, else `home` itself. Returns the directory to hold `upper/` and
 /// `work/`. On error the caller destroys `home` (which unmounts whatever was mounted).
 pub(crate) fn prepare(
+    templates: &Path,
     home: &Path,
     limit: Option<u64>,
     backend: DiskLimitBackend,
@@ -101,7 +103,7 @@ pub(crate) fn prepare(
         DiskLimitBackend::Unenforced => "the store is configured not to enforce disk limits".to_string(),
         DiskLimitBackend::LoopExt4 => {
             let disk = home.join("disk");
-            match own_file_system(home, &disk, bytes) {
+            match own_file_system(templates, home, &disk, bytes) {
                 Ok(baseline) => return Ok((disk, WritableLayer { limit: DiskLimit::Enforced { bytes }, baseline })),
                 Err(e) => {
                     // Nothing of the attempt may stay: unmount (which detaches the loop device) and remove.
@@ -117,26 +119,15 @@ pub(crate) fn prepare(
     Ok((home.to_path_buf(), WritableLayer { limit: DiskLimit::NotEnforced { bytes, reason }, baseline: 0 }))
 }
 
-/// Creates `home/disk.img` sized so about `bytes` are usable, formats it, and mounts it at `disk`
-/// through a fresh loop device. Returns the bytes the empty file system uses.
-fn own_file_system(home: &Path, disk: &Path, bytes: u64) -> Result<u64> {
+/// Creates `home/disk.img` sized so about `bytes` are usable (a sparse copy of a formatted
+/// template of that size), and mounts it at `disk` through a fresh loop device. Returns the bytes
+/// the empty file system uses.
+fn own_file_system(templates: &Path, home: &Path, disk: &Path, bytes: u64) -> Result<u64> {
     let image = home.join("disk.img");
     // ext4's inode tables and group descriptors take ~4-10% of a small file system.
     let size = bytes + bytes / 16 + (2 << 20);
-    let file = fs::OpenOptions::new().write(true).create_new(true).open(&image).map_err(Error::io(&image))?;
-    file.set_len(size).map_err(Error::io(&image))?;
-    drop(file);
-    let out = Command::new("mkfs.ext4")
-        // No journal, reserve, resize room or backup superblocks: a scratch file system that
-        // dies with its container, made with as few written blocks as possible (measured faster).
-        .args(["-q", "-F", "-m", "0", "-O", "^has_journal,^resize_inode,sparse_super2"])
-        .args(["-E", "nodiscard,lazy_itable_init=1,num_backup_sb=0", "--"])
-        .arg(&image)
-        .output()
-        .map_err(|e| Error::DiskSetup(format!("cannot run mkfs.ext4: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::DiskSetup(format!("mkfs.ext4 failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
-    }
+    let template = template(templates, size)?;
+    copy_sparse(&template, &image)?;
     fs::DirBuilder::new().mode(0o755).create(disk).map_err(Error::io(disk))?;
     let image_file = fs::OpenOptions::new().read(true).write(true).open(&image).map_err(Error::io(&image))?;
     let device = loop_device::attach(&image_file)?;
@@ -146,6 +137,72 @@ fn own_file_system(home: &Path, disk: &Path, bytes: u64) -> Result<u64> {
     drop(device);
     mounted?;
     used_bytes(disk)
+}
+
+/// A formatted, empty ext4 image of `size` bytes under `templates/`, made once per size (copying
+/// its few written blocks is much cheaper than running `mkfs.ext4` for every root filesystem).
+/// The copies share the template's UUID, which ext4 does not mind.
+fn template(templates: &Path, size: u64) -> Result<PathBuf> {
+    let path = templates.join(format!("ext4-{size}.img"));
+    if path.exists() {
+        return Ok(path);
+    }
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(templates).map_err(Error::io(templates))?;
+    let staging = templates.join(format!(".ext4-{size}-{}-{:?}.tmp", std::process::id(), std::thread::current().id()));
+    let made = (|| {
+        let file = fs::OpenOptions::new().write(true).create(true).truncate(true).open(&staging);
+        file.and_then(|f| f.set_len(size)).map_err(Error::io(&staging))?;
+        let out = Command::new("mkfs.ext4")
+            // No journal, reserve, resize room or backup superblocks: a scratch file system that
+            // dies with its container, with as few written blocks as possible.
+            .args(["-q", "-F", "-m", "0", "-O", "^has_journal,^resize_inode,sparse_super2"])
+            .args(["-E", "nodiscard,lazy_itable_init=1,num_backup_sb=0", "--"])
+            .arg(&staging)
+            .output()
+            .map_err(|e| Error::DiskSetup(format!("cannot run mkfs.ext4: {e}")))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(Error::DiskSetup(format!("mkfs.ext4 failed: {}", stderr.trim())));
+        }
+        fs::rename(&staging, &path).map_err(Error::io(&path))
+    })();
+    if made.is_err() {
+        let _ = fs::remove_file(&staging);
+    }
+    made.map(|()| path)
+}
+
+/// Copies `from` to a new file `to`, only the extents that hold data (the rest stays a hole).
+fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
+    use rustix::fs::SeekFrom;
+    let source = File::open(from).map_err(Error::io(from))?;
+    let size = source.metadata().map_err(Error::io(from))?.len();
+    let target = fs::OpenOptions::new().write(true).create_new(true).open(to).map_err(Error::io(to))?;
+    target.set_len(size).map_err(Error::io(to))?;
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: rustix::io::Errno| Error::Io { path, source: std::io::Error::from(e) }
+    };
+    let mut offset = 0;
+    while offset < size {
+        let start = match rustix::fs::seek(&source, SeekFrom::Data(offset)) {
+            Ok(start) => start,
+            Err(rustix::io::Errno::NXIO) => break, // only a hole is left
+            Err(e) => return Err(io_err(from)(e)),
+        };
+        let end = rustix::fs::seek(&source, SeekFrom::Hole(start)).map_err(io_err(from))?;
+        let (mut off_in, mut off_out) = (start, start);
+        while off_in < end {
+            let len = usize::try_from(end - off_in).unwrap_or(usize::MAX);
+            let copied = rustix::fs::copy_file_range(&source, Some(&mut off_in), &target, Some(&mut off_out), len)
+                .map_err(io_err(to))?;
+            if copied == 0 {
+                return Err(Error::DiskSetup(format!("{} shrank while being copied", from.display())));
+            }
+        }
+        offset = end;
+    }
+    Ok(())
 }
 
 /// Bytes in use on the file system holding `path`.

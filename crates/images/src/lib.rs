@@ -8,6 +8,7 @@
 //! blobs/sha256/<hex>          manifests and image configs, exactly the bytes the registry sent
 //! layers/sha256/<diff-id>/    one unpacked layer: `diff/` (overlay format) and `layer.json`
 //! images/<hex>.json           one record per pulled reference (manifest, config, layers, runtime config)
+//! disk-templates/             formatted empty ext4 images, one per disk limit size, copied for each limited rootfs
 //! pins/<name>.json            layers `gc` never removes (a stack, an image)
 //! rootfs/<id>/rootfs.json     one container's record: its layers, where its writable layer is, its disk limit
 //! rootfs/<id>/                its `upper/` and `work/` (or `disk.img` mounted at `disk/` holding them,

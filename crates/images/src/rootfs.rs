@@ -106,7 +106,8 @@ impl Store {
     }
 
     fn mount_rootfs(&self, id: &str, home: &Path, spec: &RootfsSpec) -> Result<Rootfs> {
-        let (writable_home, writable) = disk::prepare(home, spec.disk_limit, self.config().disk_limits, id)?;
+        let (writable_home, writable) =
+            disk::prepare(&self.root().join("disk-templates"), home, spec.disk_limit, self.config().disk_limits, id)?;
         let (upper, work, merged) = (writable_home.join("upper"), writable_home.join("work"), home.join("merged"));
         let record = RootfsRecord { layers: spec.layers.clone(), upper: upper.clone(), writable };
         let json = home.join("rootfs.json");

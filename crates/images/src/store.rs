@@ -121,6 +121,14 @@ impl Store {
                 remove_any(&path)?;
             }
         }
+        // A template `mkfs.ext4` was making when the process died (see `disk`).
+        if let Ok(entries) = fs::read_dir(root.join("disk-templates")) {
+            for path in entries.flatten().map(|e| e.path()) {
+                if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+                    remove_any(&path)?;
+                }
+            }
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
