@@ -17,6 +17,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mounts::mounts_under;
 use crate::store::{parse_json, remove_any};
 use crate::{Digest, Error, Result, Stack, Store};
 
@@ -127,14 +128,24 @@ impl Store {
         Ok(self.root().join("pins").join(format!("{name}.json")))
     }
 
-    /// Layers named by a root filesystem's record. A directory without a record is a create
-    /// that crashed before mounting anything (the record is written first, under a lease).
+    /// Layers named by a root filesystem's record. A directory without a record is a create in
+    /// progress (it holds a lease) or one that crashed before mounting its overlay (the record is
+    /// written first); an overlay mounted without a record (made by an older version) has layers
+    /// nobody wrote down, so `gc` refuses to guess.
     fn layers_of_root_filesystems(&self) -> Result<HashSet<Digest>> {
         let mut used = HashSet::new();
         for id in self.rootfs_ids()? {
             match self.rootfs_record(&id) {
                 Ok(record) => used.extend(record.layers),
-                Err(Error::MissingRootfs(_)) => {}
+                Err(Error::MissingRootfs(_)) => {
+                    let merged = self.root().join("rootfs").join(&id).join("merged");
+                    if mounts_under(&merged)?.contains(&merged) {
+                        return Err(Error::Malformed {
+                            what: format!("root filesystem {id}"),
+                            reason: "mounted without a record of its layers; gc will not guess".into(),
+                        });
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }

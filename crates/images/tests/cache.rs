@@ -84,6 +84,21 @@ fn gc_keeps_recently_used_layers_and_refuses_bad_pins() {
     assert_eq!(store.pins().unwrap()[0].layers, stack.layers);
 }
 
+#[test]
+fn gc_refuses_to_guess_the_layers_of_a_mounted_root_filesystem_without_a_record() {
+    let (_dir, store) = store_with(StoreConfig { gc_grace: Duration::ZERO, ..Default::default() });
+    let _cleanup = DestroyAll(store.clone());
+    let a = layer(&store, "a");
+    store.create_rootfs("old", &RootfsSpec { layers: vec![a.clone()], ..Default::default() }).unwrap();
+    // What a rootfs mounted by a version without records looks like.
+    std::fs::remove_file(store.root().join("rootfs/old/rootfs.json")).unwrap();
+    let err = store.gc_to(0).unwrap_err();
+    assert!(matches!(err, Error::Malformed { ref what, .. } if what.contains("old")), "{err}");
+    assert!(store.has_layer(&a), "nothing removed");
+    store.destroy_rootfs("old").unwrap();
+    assert_eq!(store.gc_to(0).unwrap().removed, vec![a]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_over_the_threshold_collects_other_images_but_not_its_own() {
     let registry = Registry::start();
