@@ -41,6 +41,7 @@ pub fn router(state: OpsState) -> Router {
         .route("/hearth/v1/images", get(list_images))
         .route("/hearth/v1/images/pull", post(pull_image))
         .route("/hearth/v1/images/metrics", get(image_metrics))
+        .route("/hearth/v1/images/gc", post(collect_images))
         .with_state(state)
 }
 
@@ -235,6 +236,13 @@ async fn list_images(State(state): State<OpsState>, _: Admin) -> Result<Json<Val
 async fn image_metrics(State(state): State<OpsState>, _: Admin) -> Result<Json<Value>, ApiError> {
     let node = node(&state)?;
     Ok(Json(serde_json::to_value(node.images().metrics()).map_err(internal)?))
+}
+
+/// Removes unused layers (least recently used first) down to the store's threshold.
+async fn collect_images(State(state): State<OpsState>, _: Admin) -> Result<Json<Value>, ApiError> {
+    let images = node(&state)?.images().clone();
+    let report = tokio::task::spawn_blocking(move || images.gc()).await.map_err(internal)?.map_err(internal)?;
+    Ok(Json(serde_json::to_value(report).map_err(internal)?))
 }
 
 #[derive(Deserialize)]

@@ -184,6 +184,11 @@ fn operators_run_containers_and_pull_images_through_the_cli() {
     assert_eq!(images[0]["reference"], image);
     let metrics = json_of(&server.hearth(&["images", "metrics", "--json"]).ok());
     assert_eq!(metrics["pulls"], 2, "{metrics}");
+    assert_eq!(metrics["pull_cache_hits"], 1, "{metrics}");
+    // Layers just pulled are within the collector's grace period: nothing goes.
+    let report = json_of(&server.hearth(&["images", "gc", "--json"]).ok());
+    assert_eq!(report["removed"], json!([]), "{report}");
+    assert!(report["bytes_used"].as_u64().unwrap() > 0, "{report}");
 
     // The image's entrypoint, cmd, env and user; the caller's env on top.
     let out = server.hearth(&["containers", "run", "--image", &image, "-e", "EXTRA=there"]).ok();

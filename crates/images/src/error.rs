@@ -38,6 +38,14 @@ pub enum Error {
     BadRootfsId(String),
     #[error("root filesystem {0:?} already exists")]
     RootfsExists(String),
+    #[error("a disk limit of {bytes} bytes is too small (at least {min})")]
+    BadDiskLimit { bytes: u64, min: u64 },
+    #[error("cannot give the writable layer its own file system: {0}")]
+    DiskSetup(String),
+    #[error("root filesystem {0:?} does not exist")]
+    MissingRootfs(String),
+    #[error("{0:?} is not a valid pin name (letters, digits, '-', '_', '.'; at most 128)")]
+    BadPinName(String),
     #[error("store path {0} cannot be used in overlay mount options (',', ':' or '\\')")]
     UnusablePath(PathBuf),
     #[error("{op} {path} failed: {source}")]

@@ -8,8 +8,11 @@
 //! blobs/sha256/<hex>          manifests and image configs, exactly the bytes the registry sent
 //! layers/sha256/<diff-id>/    one unpacked layer: `diff/` (overlay format) and `layer.json`
 //! images/<hex>.json           one record per pulled reference (manifest, config, layers, runtime config)
-//! stacks/<name>/              stack skeletons (the host stack's `/etc` copy and mount points)
-//! rootfs/<id>/                one container's `upper/`, `work/` and `merged/` (the mount point)
+//! disk-templates/             formatted empty ext4 images, one per disk limit size, copied for each limited rootfs
+//! pins/<name>.json            layers `gc` never removes (a stack, an image)
+//! rootfs/<id>/rootfs.json     one container's record: its layers, where its writable layer is, its disk limit
+//! rootfs/<id>/                its `upper/` and `work/` (or `disk.img` mounted at `disk/` holding them,
+//!                             when it has a disk limit) and `merged/` (the mount point)
 //! tmp/                        downloads and unpacks in progress; emptied when the store opens
 //! ```
 //!
@@ -26,14 +29,19 @@
 //!   overlayfs applies them when layers are combined.
 //! - Layers are read-only once stored; containers write only to their own `upper/`.
 //! - Destroying a root filesystem is idempotent and unmounts everything under it before removing a
-//!   single file.
+//!   single file; a limited root filesystem's own file system and loop device go with it.
+//! - `gc` never removes a layer named by a root filesystem's record, a pin, or a lease held by a
+//!   pull or a root filesystem being made; it removes the least recently used first.
 //!
 //! This crate knows nothing of the container runtime, the scheduler or the platform's HTTP API.
 
 mod config;
 mod digest;
+mod disk;
 mod error;
 mod extract;
+mod gc;
+mod metrics;
 mod mounts;
 mod progress;
 mod pull;
@@ -43,14 +51,17 @@ mod store;
 
 pub use config::RuntimeConfig;
 pub use digest::{Digest, Sha256Writer};
+pub use disk::{DiskLimit, DiskLimitBackend, DiskUsage, MIN_DISK_LIMIT};
 pub use error::Error;
 pub use extract::{UnpackReport, unpack_layer};
+pub use gc::{GcReport, Pin};
+pub use metrics::Metrics;
 pub use mounts::mounts_under;
 pub use progress::{Progress, PullEvent};
 pub use pull::{Credentials, Platform, PullOptions, Puller, RegistryConfig};
 pub use rootfs::{ReadOnlyBind, Rootfs, RootfsSpec};
 pub use stack::Stack;
-pub use store::{ImageLayer, ImageRecord, LayerRecord, Metrics, Store};
+pub use store::{ImageLayer, ImageRecord, LayerRecord, Store, StoreConfig};
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// Mount points at or below `dir` in this process's mount namespace, deepest first.
+/// Mount points at or below `dir` in this process's mount namespace, deepest first and, at the same
+/// depth, the most recently mounted first (an overlay before the file system holding its upper
+/// directory). A point with stacked mounts is listed once per mount.
 pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let table = Path::new("/proc/self/mountinfo");
     let text = std::fs::read_to_string(table).map_err(Error::io(table))?;
@@ -14,8 +16,8 @@ pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
         .map(|field| PathBuf::from(unescape(field)))
         .filter(|mount_point| mount_point.starts_with(dir))
         .collect();
+    found.reverse(); // mountinfo lists mounts in the order they were made
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    found.dedup();
     Ok(found)
 }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use futures_util::{StreamExt, TryStreamExt, stream};
+use futures_util::{StreamExt, stream};
 use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::manifest::{
     IMAGE_DOCKER_CONFIG_MEDIA_TYPE, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
@@ -195,10 +195,22 @@ impl Puller {
             layers: layers.len(),
             total_bytes: layers.iter().map(|l| l.size).sum(),
         });
-        // Collected first: a closure in the stream's type would make the pull future fail
-        // `Send` checks when spawned (rustc's higher-ranked lifetime limitation).
+        // Held until the record is written and any collection below is done: gc leaves these alone.
+        let _lease = self.store.lease(&layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>());
+        // Every layer's fetch runs to its end (and cleans up after itself) before a failure is
+        // returned: a sibling dropped mid-unpack would leave its staging directory behind.
+        // The futures are collected first: a closure in the stream's type would make the pull
+        // future fail `Send` checks when spawned (rustc's higher-ranked lifetime limitation).
         let fetches: Vec<_> = layers.iter().map(|layer| self.ensure_layer(&job, layer)).collect();
-        stream::iter(fetches).buffer_unordered(self.config.concurrent_layers.max(1)).try_collect::<Vec<()>>().await?;
+        let downloaded = stream::iter(fetches)
+            .buffer_unordered(self.config.concurrent_layers.max(1))
+            .collect::<Vec<Result<bool>>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<bool>>>()?;
+        for layer in &layers {
+            self.store.touch_layer(&layer.diff_id);
+        }
         self.store.put_blob(&bytes)?;
         let config_digest = self.store.put_blob(&config_bytes)?;
         let record = ImageRecord {
@@ -210,7 +222,18 @@ impl Puller {
             runtime: RuntimeConfig::from_image(&config),
         };
         self.store.put_image(&record)?;
-        self.store.counters().pulls.fetch_add(1, Ordering::Relaxed);
+        let counters = self.store.counters();
+        counters.pulls.fetch_add(1, Ordering::Relaxed);
+        let missed = if downloaded.contains(&true) { &counters.pull_cache_misses } else { &counters.pull_cache_hits };
+        missed.fetch_add(1, Ordering::Relaxed);
+        if let Some(threshold) = self.store.config().cache_threshold {
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.gc_to(threshold)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "collecting unused layers after a pull failed"),
+                Err(e) => tracing::warn!(error = %e, "collecting unused layers after a pull failed"),
+            }
+        }
         Ok(record)
     }
 
@@ -258,20 +281,21 @@ impl Puller {
     }
 
     /// Makes sure one layer is stored: the first caller downloads it, concurrent callers wait.
-    async fn ensure_layer(&self, job: &Job<'_>, layer: &ImageLayer) -> Result<()> {
+    /// Returns whether this call downloaded it.
+    async fn ensure_layer(&self, job: &Job<'_>, layer: &ImageLayer) -> Result<bool> {
         let cached = || {
             self.store.counters().layer_cache_hits.fetch_add(1, Ordering::Relaxed);
             job.report(PullEvent::LayerCached { digest: layer.digest.clone(), size: layer.size });
         };
         if self.store.has_layer(&layer.diff_id) {
             cached();
-            return Ok(());
+            return Ok(false);
         }
         // Keyed by the blob: its download file is per blob (two configs may even claim different diff ids).
         let _guard = self.store.lock_layer(&layer.digest).await;
         if self.store.has_layer(&layer.diff_id) {
             cached();
-            return Ok(());
+            return Ok(false);
         }
         let blob = self.store.download_path(&layer.digest);
         let mut attempt = 0;
@@ -304,7 +328,7 @@ impl Puller {
         unpacked??;
         cleanup?;
         job.report(PullEvent::LayerStored { digest: layer.digest.clone(), size: layer.size });
-        Ok(())
+        Ok(true)
     }
 
     /// Downloads a layer blob to its download path, resuming a partial file, and verifies it.

@@ -44,9 +44,13 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// A root filesystem of this stack with `layers` (e.g. a droplet) on top.
+    /// A root filesystem of this stack with `layers` (e.g. a droplet) on top, without a disk limit.
     pub fn with_layers(&self, layers: &[Digest]) -> RootfsSpec {
-        RootfsSpec { layers: self.layers.iter().chain(layers).cloned().collect(), binds: self.binds.clone() }
+        RootfsSpec {
+            layers: self.layers.iter().chain(layers).cloned().collect(),
+            binds: self.binds.clone(),
+            disk_limit: None,
+        }
     }
 }
 
@@ -80,13 +84,23 @@ impl Store {
         add_vcap(&mut tar, host_root)?;
         let bytes = tar.into_inner().map_err(Error::io(host_root))?;
         let layer = self.import_layer(&bytes[..])?;
-        Ok(Stack { name: "host".into(), layers: vec![layer.diff_id], binds })
+        let stack = Stack { name: "host".into(), layers: vec![layer.diff_id], binds };
+        self.pin_stack(&stack)?;
+        Ok(stack)
     }
 
-    /// A stack made of a pulled image's layers.
+    /// A stack made of a pulled image's layers (not pinned: `gc` may take them when unused).
     pub fn image_stack(&self, reference: &str) -> Result<Stack> {
         let image = self.image(reference)?;
         Ok(Stack { name: image.reference.clone(), layers: image.diff_ids(), binds: Vec::new() })
+    }
+
+    /// Imports a pulled image as stack `name`: its layers are pinned, so `gc` keeps them.
+    pub fn import_stack(&self, name: &str, reference: &str) -> Result<Stack> {
+        let image = self.image(reference)?;
+        let stack = Stack { name: name.to_string(), layers: image.diff_ids(), binds: Vec::new() };
+        self.pin_stack(&stack)?;
+        Ok(stack)
     }
 }
 

@@ -8,11 +8,13 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{UnpackReport, unpack_layer};
-use crate::{Digest, Error, Result, RuntimeConfig};
+use crate::metrics::Counters;
+use crate::{Digest, DiskLimitBackend, Error, Result, RuntimeConfig};
 
 /// A handle on one store directory; cheap to clone, shared by every pull and root filesystem.
 #[derive(Clone)]
@@ -26,24 +28,28 @@ struct Inner {
     inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     seq: AtomicU64,
     counters: Counters,
+    config: StoreConfig,
+    /// Layers a pull or a root filesystem being made holds on to; `gc` leaves them alone.
+    leases: Mutex<HashMap<Digest, usize>>,
 }
 
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) pulls: AtomicU64,
-    pub(crate) layer_downloads: AtomicU64,
-    pub(crate) layer_cache_hits: AtomicU64,
-    pub(crate) bytes_downloaded: AtomicU64,
+/// How a store behaves; `Default` is what `Store::open` uses.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Bytes of stored layers above which unused layers are collected (after each pull, and by
+    /// `gc`). `None`: only an explicit `gc` collects, and then every unused layer.
+    pub cache_threshold: Option<u64>,
+    /// A layer used (pulled, found in the store, or mounted) more recently than this is kept, so
+    /// the caller of a pull has time to make its root filesystem.
+    pub gc_grace: Duration,
+    /// How root filesystems' disk limits are enforced.
+    pub disk_limits: DiskLimitBackend,
 }
 
-/// Counters since the store was opened, plus what is on disk now.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Metrics {
-    pub pulls: u64,
-    pub layer_downloads: u64,
-    pub layer_cache_hits: u64,
-    pub bytes_downloaded: u64,
-    pub layers: u64,
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { cache_threshold: None, gc_grace: Duration::from_secs(300), disk_limits: DiskLimitBackend::LoopExt4 }
+    }
 }
 
 /// What the store knows about one unpacked layer (`layers/sha256/<hex>/layer.json`).
@@ -93,13 +99,18 @@ impl Store {
     /// Opens (creating) a store at `root` and empties `tmp/` of what a crash left, keeping
     /// partial downloads so they resume.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        Self::open_with(root, StoreConfig::default())
+    }
+
+    /// `open` with a configuration (cache threshold, gc grace, disk limit backend).
+    pub fn open_with(root: impl Into<PathBuf>, config: StoreConfig) -> Result<Self> {
         let root: PathBuf = root.into();
         let root =
             if root.is_absolute() { root } else { std::env::current_dir().map_err(Error::io(&root))?.join(root) };
         if root.to_str().is_none_or(|s| s.contains([',', ':', '\\'])) {
             return Err(Error::UnusablePath(root));
         }
-        for dir in ["blobs/sha256", "layers/sha256", "images", "rootfs", "tmp/downloads"] {
+        for dir in ["blobs/sha256", "layers/sha256", "images", "pins", "rootfs", "tmp/downloads"] {
             let path = root.join(dir);
             fs::DirBuilder::new().recursive(true).mode(0o700).create(&path).map_err(Error::io(&path))?;
         }
@@ -115,12 +126,22 @@ impl Store {
                 remove_any(&path)?;
             }
         }
+        // A template `mkfs.ext4` was making when the process died (see `disk`).
+        if let Ok(entries) = fs::read_dir(root.join("disk-templates")) {
+            for path in entries.flatten().map(|e| e.path()) {
+                if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+                    remove_any(&path)?;
+                }
+            }
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
                 inflight: Mutex::default(),
                 seq: AtomicU64::new(0),
                 counters: Counters::default(),
+                config,
+                leases: Mutex::default(),
             }),
         })
     }
@@ -130,12 +151,17 @@ impl Store {
         &self.inner.root
     }
 
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
     /// The unpacked content of a layer (an overlay lower directory).
     pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
         self.layer_home(diff_id).join("diff")
     }
 
-    fn layer_home(&self, diff_id: &Digest) -> PathBuf {
+    pub(crate) fn layer_home(&self, diff_id: &Digest) -> PathBuf {
         self.inner.root.join("layers/sha256").join(diff_id.hex())
     }
 
@@ -217,11 +243,22 @@ impl Store {
         Ok(digest)
     }
 
-    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+    /// Removes the record of a pulled reference; an unknown one is fine.
+    pub fn remove_image(&self, reference: &str) -> Result<()> {
+        remove_any(&self.image_path(&crate::pull::canonical_reference(reference)?))
+    }
+
+    /// Replaces `path` by a rename, so a reader sees the old or the new bytes, and syncs them.
+    pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.replace_file(path, bytes, true)
+    }
+
+    /// `write_atomic`, optionally without the sync (for state that cannot outlive a reboot anyway).
+    pub(crate) fn replace_file(&self, path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
         let tmp = self.tmp_path("write");
         let mut file =
             fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(Error::io(&tmp))?;
-        file.write_all(bytes).and_then(|_| file.sync_all()).map_err(Error::io(&tmp))?;
+        file.write_all(bytes).and_then(|_| if sync { file.sync_all() } else { Ok(()) }).map_err(Error::io(&tmp))?;
         fs::rename(&tmp, path).map_err(Error::io(path))
     }
 
@@ -297,16 +334,8 @@ impl Store {
         &self.inner.counters
     }
 
-    /// Counters since the store was opened and the number of stored layers.
-    pub fn metrics(&self) -> Metrics {
-        let c = &self.inner.counters;
-        Metrics {
-            pulls: c.pulls.load(Ordering::Relaxed),
-            layer_downloads: c.layer_downloads.load(Ordering::Relaxed),
-            layer_cache_hits: c.layer_cache_hits.load(Ordering::Relaxed),
-            bytes_downloaded: c.bytes_downloaded.load(Ordering::Relaxed),
-            layers: self.layers().map(|l| l.len() as u64).unwrap_or(0),
-        }
+    pub(crate) fn inner_leases(&self) -> &Mutex<HashMap<Digest, usize>> {
+        &self.inner.leases
     }
 }
 
@@ -328,7 +357,7 @@ impl Drop for LayerGuard {
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| Error::Malformed { what: path.display().to_string(), reason: e.to_string() })
 }

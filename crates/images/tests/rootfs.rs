@@ -74,13 +74,14 @@ async fn an_image_rootfs_applies_whiteouts_takes_a_droplet_and_unmounts_cleanly(
 fn a_failed_create_cleans_up_and_bad_ids_are_refused() {
     let (_dir, store) = store();
     let missing = hearth_images::Digest::of(b"no such layer");
-    let spec = RootfsSpec { layers: vec![missing.clone()], binds: vec![] };
+    let spec = RootfsSpec { layers: vec![missing.clone()], ..Default::default() };
     assert!(matches!(store.create_rootfs("c1", &spec), Err(Error::MissingLayer(d)) if d == missing));
     let layer = store.import_layer(&TarBuilder::default().symlink("usr", "/").build()[..]).unwrap();
     // An image whose `usr` is a symlink to `/` must not send a bind mount onto the host.
     let spec = RootfsSpec {
         layers: vec![layer.diff_id],
         binds: vec![hearth_images::ReadOnlyBind { source: "/usr".into(), target: "/usr".into() }],
+        disk_limit: None,
     };
     assert!(store.create_rootfs("c2", &spec).is_err());
     for bad in ["", "../x", "a/b", ".hidden", &"x".repeat(129)] {

@@ -30,6 +30,8 @@ pub enum ImagesCommand {
     List(JsonArgs),
     /// Show the image store's counters (pulls, downloads, cache hits, layers)
     Metrics(JsonArgs),
+    /// Remove layers no image, stack or container uses, least recently used first
+    Gc(JsonArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +126,20 @@ pub async fn images(session: &mut Session, command: ImagesCommand) -> Result<()>
                 ui.print(render(&rows));
             }
             ui.json(&Value::Array(images))
+        }
+        ImagesCommand::Gc(args) => {
+            let ui = Ui::new(args.json);
+            ui.say("Collecting unused layers...");
+            let report = session.post("/hearth/v1/images/gc", &json!({})).await?;
+            let removed = report["removed"].as_array().map(Vec::len).unwrap_or(0);
+            ui.say(format!(
+                "Removed {removed} layers ({}); {} stored, {} in use",
+                size(&report["bytes_freed"]),
+                size(&report["bytes_used"]),
+                size(&report["bytes_in_use"])
+            ));
+            ui.ok();
+            ui.json(&report)
         }
         ImagesCommand::Metrics(args) => {
             let ui = Ui::new(args.json);

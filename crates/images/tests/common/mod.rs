@@ -331,6 +331,10 @@ impl TarBuilder {
         self.0.append_data(&mut Self::header(tar::EntryType::Directory, 0, 0o755), path, &b""[..]).unwrap();
         self
     }
+    pub fn dir_mode(mut self, path: &str, mode: u32) -> Self {
+        self.0.append_data(&mut Self::header(tar::EntryType::Directory, 0, mode), path, &b""[..]).unwrap();
+        self
+    }
     pub fn file(mut self, path: &str, data: &[u8], mode: u32) -> Self {
         self.0.append_data(&mut Self::header(tar::EntryType::Regular, data.len(), mode), path, data).unwrap();
         self
@@ -421,4 +425,30 @@ pub fn metrics(store: &Store) -> Metrics {
 
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
+}
+
+/// Loop devices whose backing file lies under `dir` (`/sys/block/loopN/loop/backing_file`).
+pub fn loop_devices_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/sys/block").unwrap() {
+        let path = entry.unwrap().path().join("loop/backing_file");
+        if let Ok(backing) = std::fs::read_to_string(&path)
+            && backing.starts_with(dir.to_str().unwrap())
+        {
+            out.push(format!("{}: {}", path.display(), backing.trim()));
+        }
+    }
+    out
+}
+
+/// Destroys every root filesystem of a store when dropped, so a failing test leaves no mounts or
+/// loop devices behind.
+pub struct DestroyAll(pub Store);
+
+impl Drop for DestroyAll {
+    fn drop(&mut self) {
+        for id in self.0.rootfs_ids().unwrap_or_default() {
+            let _ = self.0.destroy_rootfs(&id);
+        }
+    }
 }
