@@ -80,7 +80,40 @@ impl Node {
             helper,
             placement: Placement { id_map: IdMap::default(), cgroup_parent: config.cgroup_parent.clone() },
         });
-        Ok(Node { dir, runtime, puller: Puller::new(images, registry), host_stack: OnceCell::new() })
+        let node = Node { dir, runtime, puller: Puller::new(images, registry), host_stack: OnceCell::new() };
+        let swept = node.sweep().await?;
+        if !swept.is_empty() {
+            tracing::info!(removed = ?swept, "cleaned up what an earlier run left half-made");
+        }
+        Ok(node)
+    }
+
+    /// Removes what a crash left half-made: root filesystems with no container on them, and
+    /// containers whose root filesystem is gone. Containers that run on are kept (they
+    /// outlive restarts); who owns them is their owner's business (the cell reconciles its
+    /// own). Answers what it removed.
+    pub async fn sweep(&self) -> anyhow::Result<Vec<String>> {
+        let images = self.images().clone();
+        let rootfs_ids = tokio::task::spawn_blocking(move || images.rootfs_ids()).await??;
+        let containers = self.runtime.list().await?;
+        let mut removed = Vec::new();
+        for id in &rootfs_ids {
+            if !containers.iter().any(|c| c.as_str() == id) {
+                let images = self.images().clone();
+                let rootfs_id = id.clone();
+                tokio::task::spawn_blocking(move || images.destroy_rootfs(&rootfs_id)).await??;
+                removed.push(format!("root filesystem {id}"));
+            }
+        }
+        for id in &containers {
+            let Some(info) = self.runtime.lookup(id).await? else { continue };
+            let ours = info.spec.rootfs.starts_with(self.images().root().join("rootfs"));
+            if ours && !rootfs_ids.iter().any(|r| r == id.as_str()) {
+                self.runtime.destroy(id).await?;
+                removed.push(format!("container {id} (its root filesystem is gone)"));
+            }
+        }
+        Ok(removed)
     }
 
     pub fn dir(&self) -> &Path {

@@ -249,3 +249,50 @@ fn operators_run_containers_and_pull_images_through_the_cli() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&node.to_string_lossy().to_string()), "mounts left under {}", node.display());
 }
+
+/// A crash between making a root filesystem and its container (or the reverse) leaves
+/// half-made things; opening the node again removes them and keeps whole containers.
+#[test]
+fn opening_the_node_sweeps_what_a_crash_left_half_made() {
+    use hearth::node::{ContainerRequest, Node, NodeConfig};
+    use hearth_containers::ContainerId;
+
+    let dir = std::env::temp_dir().join(format!("hearth-node-sweep-{}", std::process::id()));
+    let config = NodeConfig {
+        dir: dir.clone(),
+        insecure_registries: Vec::new(),
+        cgroup_parent: format!("hearth-sweep-{}", std::process::id()),
+        helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_hearth"))),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let node = Node::open(&config).await.unwrap();
+        let stack = node.host_stack().await.unwrap().clone();
+        // A root filesystem whose container was never made.
+        node.images().create_rootfs("lonely", &stack.with_layers(&[])).unwrap();
+        // A whole container that keeps running, and one whose root filesystem vanished.
+        let whole = ContainerId::new("whole").unwrap();
+        let request = |id: &ContainerId| ContainerRequest {
+            id: id.clone(),
+            image: None,
+            args: vec!["/bin/sleep".into(), "30".into()],
+            env: Vec::new(),
+        };
+        node.run(&request(&whole)).await.unwrap();
+        let broken = ContainerId::new("broken").unwrap();
+        node.run(&request(&broken)).await.unwrap();
+        node.runtime().kill(&broken, 9).await.unwrap();
+        node.runtime().wait(&broken).await.unwrap();
+        node.images().destroy_rootfs("broken").unwrap();
+        drop(node);
+
+        let node = Node::open(&config).await.unwrap();
+        assert_eq!(node.images().rootfs_ids().unwrap(), ["whole"]);
+        assert_eq!(node.runtime().list().await.unwrap(), [whole.clone()]);
+        let info = node.runtime().info(&whole).await.unwrap();
+        assert_eq!(info.status, hearth_containers::Status::Running);
+        node.destroy(&whole).await.unwrap();
+        assert!(node.sweep().await.unwrap().is_empty());
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
