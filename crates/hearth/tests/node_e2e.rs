@@ -288,7 +288,7 @@ fn opening_the_node_sweeps_what_a_crash_left_half_made() {
 
         let node = Node::open(&config).await.unwrap();
         assert_eq!(node.images().rootfs_ids().unwrap(), ["whole"]);
-        assert_eq!(node.runtime().list().await.unwrap(), [whole.clone()]);
+        assert_eq!(node.runtime().list().await.unwrap(), std::slice::from_ref(&whole));
         let info = node.runtime().info(&whole).await.unwrap();
         assert_eq!(info.status, hearth_containers::Status::Running);
         node.destroy(&whole).await.unwrap();
