@@ -24,18 +24,25 @@
 
 pub mod cgroup;
 mod error;
+mod exec;
 pub mod helper;
+mod helper_exec;
+mod helper_stream;
 mod id;
 pub mod layout;
 pub mod oci;
+mod process;
 mod runtime;
 pub mod seccomp;
 mod spec;
 mod state;
+mod stream;
 
 pub use error::Error;
 pub use id::ContainerId;
 pub use oci::{IdMap, Placement};
+pub use process::{OutputStream, Process, ProcessId, ProcessSpec, ProcessStdin, WindowSize};
 pub use runtime::{ContainerInfo, ProcessResult, Runtime, RuntimeConfig};
 pub use spec::{BindMount, ContainerSpec, Limits, User};
 pub use state::{Action, ExitStatus, Status};
+pub use stream::TarStream;
