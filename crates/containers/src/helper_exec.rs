@@ -417,7 +417,18 @@ impl Executor for ExecExecutor {
 /// The home directory of `uid` in the container's `/etc/passwd` (this runs inside the
 /// container's mount namespace and root), or `/`.
 fn home_of(uid: u32) -> String {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    // Only a regular file is read: a FIFO planted by the container would block the exec.
+    let passwd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/etc/passwd")
+        .ok()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
+        .and_then(|mut f| {
+            let mut text = String::new();
+            f.read_to_string(&mut text).ok().map(|_| text)
+        })
+        .unwrap_or_default();
     passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())

@@ -41,8 +41,13 @@ pub struct ProcessId(String);
 impl ProcessId {
     pub fn new(id: impl Into<String>) -> Result<Self, Error> {
         // The same character rules as container ids: a plain file name, never a flag.
-        let id = ContainerId::new(id)?;
-        Ok(Self(id.as_str().to_string()))
+        let id = id.into();
+        match ContainerId::new(id.clone()) {
+            Ok(_) => Ok(Self(id)),
+            Err(_) => Err(Error::InvalidSpec(format!(
+                "invalid process id {id:?}: use 1 to 64 characters from [A-Za-z0-9_.-], not starting with '.' or '-'"
+            ))),
+        }
     }
 
     /// A fresh id, unique on this host: time, this server's pid and a counter.
