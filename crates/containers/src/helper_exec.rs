@@ -8,12 +8,12 @@
 //! container's `linux` section: left alone, an exec'd process would run with host ids
 //! (container root as host root) and without the container's seccomp profile. So the
 //! keeper asks libcontainer for a process that is host root holding only
-//! `CAP_SYS_ADMIN` (`tenant.json`), and its executor, in that process right before
+//! `CAP_SYS_ADMIN` and `CAP_CHOWN` (`tenant.json`), and its executor, in that process right before
 //! `execve`, joins the container's user namespace (through an fd the keeper opened),
 //! becomes the requested user with the capabilities of `process.json` (bounding set
 //! included), sets `HOME`, and installs the container's seccomp profile last (after
 //! no_new_privileges, which libcontainer set). Under a TTY the executor first sets the
-//! requested window size on the new terminal.
+//! requested window size on the new terminal and gives it to the user.
 //!
 //! Protocol: fd 0 is the process's stdin when it is a pipe (otherwise the process gets
 //! `/dev/null`); the keeper prints `started HOST_PID` or `error MESSAGE` on stdout once.
@@ -46,6 +46,7 @@ use oci_spec::runtime::{
 };
 
 use crate::helper::{error_chain, load, one_line, write_exit};
+use crate::helper_stream::IdMaps;
 use crate::id::ContainerId;
 use crate::layout::Layout;
 use crate::process::ProcessId;
@@ -109,6 +110,8 @@ fn start(layout: &Layout, id: &ContainerId, dir: &Path) -> Result<(Pid, Option<O
     let config = layout.bundle(id).join("config.json");
     let container = Spec::load(&config).map_err(|e| format!("{}: {e}", config.display()))?;
     let seccomp = container.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let uid_maps = container.linux().as_ref().and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+    let gid_maps = container.linux().as_ref().and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
     if seccomp.is_none() {
         return Err("the container has no seccomp profile to give the process".into());
     }
@@ -116,6 +119,8 @@ fn start(layout: &Layout, id: &ContainerId, dir: &Path) -> Result<(Pid, Option<O
     let window = process.console_size().map(|b| (b.width() as u16, b.height() as u16));
     let capabilities = process.capabilities().clone().ok_or("process.json has no capabilities")?;
     let user = (process.user().uid(), process.user().gid());
+    let host_user = IdMaps::to_host(&uid_maps, user.0).zip(IdMaps::to_host(&gid_maps, user.1));
+    let host_user = host_user.ok_or_else(|| format!("user {}:{} is not mapped in the container", user.0, user.1))?;
     let tenant_file = dir.join("tenant.json");
     let tenant =
         serde_json::to_vec(&host_root_stage(process).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
@@ -130,6 +135,7 @@ fn start(layout: &Layout, id: &ContainerId, dir: &Path) -> Result<(Pid, Option<O
         user,
         capabilities,
         home_set: process_sets_home(&bytes),
+        host_user,
         seccomp,
         window: window.filter(|_| tty),
     };
@@ -341,10 +347,11 @@ fn set_nonblocking(fd: RawFd) {
     }
 }
 
-/// The process libcontainer starts: host root with `CAP_SYS_ADMIN` alone, which is just
-/// what joining the container's user namespace takes (see the module doc).
+/// The process libcontainer starts: host root with `CAP_SYS_ADMIN` (to join the
+/// container's user namespace, see the module doc) and `CAP_CHOWN` (to give a terminal to
+/// the user) alone.
 fn host_root_stage(mut process: Process) -> Result<Process, oci_spec::OciSpecError> {
-    let admin: oci_spec::runtime::Capabilities = [Capability::SysAdmin].into_iter().collect();
+    let admin: oci_spec::runtime::Capabilities = [Capability::SysAdmin, Capability::Chown].into_iter().collect();
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(admin.clone())
         .effective(admin.clone())
@@ -371,6 +378,8 @@ struct ExecExecutor {
     /// The container's user namespace, opened by the keeper (close-on-exec).
     userns: RawFd,
     user: (u32, u32),
+    /// The user's host ids: the owner of its terminal.
+    host_user: (u32, u32),
     capabilities: LinuxCapabilities,
     home_set: bool,
     seccomp: Option<LinuxSeccomp>,
@@ -380,10 +389,15 @@ struct ExecExecutor {
 impl Executor for ExecExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         let fail = |what: &str, e: String| ExecutorError::Other(format!("{what}: {e}"));
-        if let Some((cols, rows)) = self.window
-            && !set_window(0, cols, rows)
-        {
-            return Err(fail("window size", std::io::Error::last_os_error().to_string()));
+        if let Some((cols, rows)) = self.window {
+            if !set_window(0, cols, rows) {
+                return Err(fail("window size", std::io::Error::last_os_error().to_string()));
+            }
+            // The terminal was made by host root: it becomes the user's, as a login's is.
+            // SAFETY: fchown on fd 0, the terminal libcontainer connected.
+            if unsafe { libc::fchown(0, self.host_user.0, self.host_user.1) } != 0 {
+                return Err(fail("terminal owner", std::io::Error::last_os_error().to_string()));
+            }
         }
         // SAFETY: setns on an fd inherited from the keeper, in a single-threaded process.
         if unsafe { libc::setns(self.userns, libc::CLONE_NEWUSER) } != 0 {

@@ -29,13 +29,13 @@ use crate::spec::User;
 const OVERFLOW_ID: u32 = 65_534;
 
 /// The container's id mappings (container id → host id).
-struct IdMaps {
+pub(crate) struct IdMaps {
     uids: Vec<LinuxIdMapping>,
     gids: Vec<LinuxIdMapping>,
 }
 
 impl IdMaps {
-    fn to_host(maps: &[LinuxIdMapping], id: u32) -> Option<u32> {
+    pub(crate) fn to_host(maps: &[LinuxIdMapping], id: u32) -> Option<u32> {
         maps.iter()
             .find(|m| id >= m.container_id() && id - m.container_id() < m.size())
             .map(|m| m.host_id() + id - m.container_id())

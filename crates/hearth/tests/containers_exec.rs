@@ -111,7 +111,7 @@ async fn stdin_reaches_the_process_and_closing_it_is_end_of_file() {
 async fn a_tty_has_the_requested_size_and_follows_resizes() {
     let rt = TestRuntime::new("tty");
     let id = running(&rt, "tty", sleeper()).await;
-    let mut spec = cmd("tty; stty size; echo to-stderr >&2; read line; stty size; echo got $line");
+    let mut spec = cmd("tty; stat -c %u $(tty); stty size; echo to-stderr >&2; read line; stty size; echo got $line");
     spec.tty = Some(WindowSize { cols: 100, rows: 30 });
     spec.stdin = true;
     let mut p = rt.runtime.exec(&id, spec).await.unwrap();
@@ -134,7 +134,8 @@ async fn a_tty_has_the_requested_size_and_follows_resizes() {
     let lines: Vec<&str> = text.lines().filter(|l| *l != "hi").collect();
     assert_eq!(exit, ExitStatus::Code(0), "{text}");
     assert!(lines[0].starts_with("/dev/pts/"), "the process has a terminal: {text}");
-    assert_eq!(&lines[1..], ["30 100", "to-stderr", "40 120", "got hi"], "stderr merged into stdout: {text}");
+    assert_eq!(lines[1], "2000", "the terminal belongs to the user: {text}");
+    assert_eq!(&lines[2..], ["30 100", "to-stderr", "40 120", "got hi"], "stderr merged into stdout: {text}");
     assert_eq!(p.take_stderr().unwrap().read_all().await.unwrap(), b"");
     rt.runtime.destroy(&id).await.unwrap();
 }
