@@ -294,9 +294,14 @@ fn watch(pid: Pid, master: Option<OwnedFd>, mut control: File, dir: &Path) -> Re
             Err(e) => return Err(format!("waitpid {pid}: {e}")),
         }
     };
-    // What the process wrote last may still sit in the terminal.
+    // What the process wrote last may still sit in the terminal. Bounded: a background
+    // process of the container may hold the terminal and keep writing.
     if let Some(m) = master.as_ref().filter(|_| master_open) {
-        while copy_output(m.as_raw_fd(), &mut buf, output.as_mut()) {}
+        for _ in 0..64 {
+            if !copy_output(m.as_raw_fd(), &mut buf, output.as_mut()) {
+                break;
+            }
+        }
     }
     Ok(status)
 }
