@@ -218,10 +218,24 @@ async fn a_restarted_runtime_attaches_to_output_and_exit_status() {
     let p = first.exec(&id, spec).await.unwrap();
     let process = p.id().clone();
     drop(p);
-    drop(first); // the server goes away; the process and its keeper stay
+    let mut tty = cmd("trap 'stty size; exit 5' WINCH; echo ready; while true; do sleep 0.1; done");
+    tty.tty = Some(WindowSize { cols: 80, rows: 24 });
+    let mut p = first.exec(&id, tty).await.unwrap();
+    let mut ready = [0u8; 5];
+    p.take_stdout().unwrap().read_exact(&mut ready).await.unwrap();
+    let tty_process = p.id().clone();
+    drop(p);
+    drop(first); // the server goes away; the processes and their keepers stay
 
     let restarted = &rt.runtime;
-    assert_eq!(restarted.processes(&id).await.unwrap(), vec![process.clone()]);
+    let mut processes = vec![process.clone(), tty_process.clone()];
+    processes.sort();
+    assert_eq!(restarted.processes(&id).await.unwrap(), processes);
+    // Resizing the terminal of a process started before the restart.
+    let attached = restarted.attach(&id, &tty_process).await.unwrap();
+    attached.resize(WindowSize { cols: 50, rows: 20 }).await.unwrap();
+    let (exit, out, _) = finish(attached).await;
+    assert_eq!((exit, out.replace('\r', "")), (ExitStatus::Code(5), "ready\n20 50\n".to_string()));
     let mut attached = restarted.attach(&id, &process).await.unwrap();
     assert!(attached.take_stdin().is_none(), "stdin belonged to the server that started the process");
     let (exit, out, err) = finish(attached).await;
