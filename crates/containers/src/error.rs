@@ -15,6 +15,10 @@ pub enum Error {
     AlreadyExists(ContainerId),
     #[error("container {0} does not exist")]
     NotFound(ContainerId),
+    #[error("container {id} has no process {process}")]
+    ProcessNotFound { id: ContainerId, process: String },
+    #[error("container {id} already has a process {process}")]
+    ProcessExists { id: ContainerId, process: String },
     #[error("container {id} is {status:?}: cannot {action:?} it")]
     IllegalTransition { id: ContainerId, status: Status, action: Action },
     #[error("container {id}: {op} failed: {message}")]

@@ -26,6 +26,8 @@ use oci_spec::runtime::Spec;
 
 use crate::id::ContainerId;
 use crate::layout::Layout;
+use crate::process::ProcessId;
+use crate::spec::User;
 use crate::state::ExitStatus;
 
 /// The name of the hidden subcommand the binary routes to [`main`].
@@ -42,6 +44,13 @@ pub enum HelperOp {
     Kill(i32),
     /// Kill everything in the container and remove its cgroup and libcontainer state.
     Delete,
+    /// Start an exec'd process (described in its `process.json`) and keep it
+    /// (`helper_exec`).
+    Exec(ProcessId),
+    /// Unpack a tar from stdin into a directory inside the container (`helper_stream`).
+    StreamIn { dest: String, owner: User },
+    /// Write a tar of a file or directory inside the container to stdout.
+    StreamOut { path: String },
 }
 
 /// A helper invocation with where it acts.
@@ -60,16 +69,30 @@ impl HelperCall {
             HelperOp::Start => "start",
             HelperOp::Kill(_) => "kill",
             HelperOp::Delete => "delete",
+            HelperOp::Exec(_) => "exec",
+            HelperOp::StreamIn { .. } => "stream-in",
+            HelperOp::StreamOut { .. } => "stream-out",
         };
         let mut args = vec![op.into(), self.root.clone().into_os_string(), self.id.as_str().into()];
-        if let HelperOp::Kill(signal) = self.op {
-            args.push(signal.to_string().into());
+        match &self.op {
+            HelperOp::Keep | HelperOp::Start | HelperOp::Delete => {}
+            HelperOp::Kill(signal) => args.push(signal.to_string().into()),
+            HelperOp::Exec(process) => args.push(process.as_str().into()),
+            HelperOp::StreamIn { dest, owner } => {
+                args.push(dest.into());
+                args.push(format!("{}:{}", owner.uid, owner.gid).into());
+            }
+            HelperOp::StreamOut { path } => args.push(path.into()),
         }
         args
     }
 
     pub fn parse(args: &[OsString]) -> Result<Self, String> {
-        let usage = || "usage: container-helper keep|start|delete ROOT ID | kill ROOT ID SIGNAL".to_string();
+        let usage = || {
+            "usage: container-helper keep|start|delete ROOT ID | kill ROOT ID SIGNAL | exec ROOT ID PROCESS \
+             | stream-in ROOT ID DEST UID:GID | stream-out ROOT ID PATH"
+                .to_string()
+        };
         let [op, root, id, rest @ ..] = args else { return Err(usage()) };
         let id = ContainerId::new(id.to_string_lossy()).map_err(|e| e.to_string())?;
         let root = PathBuf::from(root);
@@ -78,6 +101,17 @@ impl HelperCall {
             (Some("start"), []) => HelperOp::Start,
             (Some("delete"), []) => HelperOp::Delete,
             (Some("kill"), [signal]) => HelperOp::Kill(signal.to_str().and_then(|s| s.parse().ok()).ok_or_else(usage)?),
+            (Some("exec"), [process]) => {
+                HelperOp::Exec(ProcessId::new(process.to_string_lossy()).map_err(|e| e.to_string())?)
+            }
+            (Some("stream-in"), [dest, owner]) => {
+                let owner = owner
+                    .to_str()
+                    .and_then(|o| o.split_once(':'))
+                    .and_then(|(u, g)| Some(User { uid: u.parse().ok()?, gid: g.parse().ok()? }));
+                HelperOp::StreamIn { dest: dest.to_str().ok_or_else(usage)?.into(), owner: owner.ok_or_else(usage)? }
+            }
+            (Some("stream-out"), [path]) => HelperOp::StreamOut { path: path.to_str().ok_or_else(usage)?.into() },
             _ => return Err(usage()),
         };
         Ok(Self { op, root, id })
@@ -99,6 +133,9 @@ pub fn main(args: &[OsString]) -> ExitCode {
         HelperOp::Start => load(&layout, &call.id).and_then(|mut c| c.start().map_err(|e| error_chain(&e))),
         HelperOp::Kill(signal) => kill(&layout, &call.id, signal),
         HelperOp::Delete => delete(&layout, &call.id),
+        HelperOp::Exec(process) => return crate::helper_exec::keep_process(&layout, &call.id, &process),
+        HelperOp::StreamIn { dest, owner } => crate::helper_stream::stream_in(&layout, &call.id, &dest, owner),
+        HelperOp::StreamOut { path } => crate::helper_stream::stream_out(&layout, &call.id, &path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,7 +146,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
     }
 }
 
-fn load(layout: &Layout, id: &ContainerId) -> Result<Container, String> {
+pub(crate) fn load(layout: &Layout, id: &ContainerId) -> Result<Container, String> {
     Container::load(layout.state_dir(id)).map_err(|e| format!("cannot load container {id}: {}", error_chain(&e)))
 }
 
@@ -261,13 +298,13 @@ impl Executor for RestoreSignalsExecutor {
     }
 }
 
-fn write_exit(path: &Path, status: ExitStatus) -> std::io::Result<()> {
+pub(crate) fn write_exit(path: &Path, status: ExitStatus) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec(&status)?)?;
     std::fs::rename(tmp, path)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -278,7 +315,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     message
 }
 
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.replace('\n', " ")
 }
 
@@ -289,7 +326,15 @@ mod tests {
     #[test]
     fn calls_round_trip_through_arguments() {
         let id = ContainerId::new("web-0").unwrap();
-        for op in [HelperOp::Keep, HelperOp::Start, HelperOp::Kill(15), HelperOp::Delete] {
+        for op in [
+            HelperOp::Keep,
+            HelperOp::Start,
+            HelperOp::Kill(15),
+            HelperOp::Delete,
+            HelperOp::Exec(ProcessId::new("p-1").unwrap()),
+            HelperOp::StreamIn { dest: "/home/vcap/app".into(), owner: User { uid: 2000, gid: 2000 } },
+            HelperOp::StreamOut { path: "/tmp/droplet".into() },
+        ] {
             let call = HelperCall { op, root: "/var/lib/hearth/containers".into(), id: id.clone() };
             assert_eq!(HelperCall::parse(&call.to_args()).unwrap(), call);
         }
@@ -304,6 +349,11 @@ mod tests {
             &["kill", "/r", "c"],
             &["kill", "/r", "c", "TERM"],
             &["run", "/r", "c"],
+            &["exec", "/r", "c"],
+            &["exec", "/r", "c", "../p"],
+            &["stream-in", "/r", "c", "/app"],
+            &["stream-in", "/r", "c", "/app", "2000"],
+            &["stream-out", "/r", "c"],
         ] {
             assert!(HelperCall::parse(&args(bad)).is_err(), "{bad:?}");
         }

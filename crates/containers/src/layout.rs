@@ -9,11 +9,14 @@
 //! ROOT/containers/ID/helper.log           the keeper's own diagnostics
 //! ROOT/containers/ID/keeper.pid           the process that waits for the main process
 //! ROOT/containers/ID/exit.json            how the main process ended (written once)
+//! ROOT/containers/ID/processes/PROC/       one exec'd process: process.json (its OCI
+//!     process), stdout, stderr, exit.json, keeper.pid, helper.log, control (a FIFO)
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use crate::id::ContainerId;
+use crate::process::ProcessId;
 
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -73,5 +76,15 @@ impl Layout {
 
     pub fn exit_file(&self, id: &ContainerId) -> PathBuf {
         self.container_dir(id).join("exit.json")
+    }
+
+    /// The directory holding every exec'd process of a container.
+    pub fn processes(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("processes")
+    }
+
+    /// One exec'd process's directory (see the module doc for what is in it).
+    pub fn process_dir(&self, id: &ContainerId, process: &ProcessId) -> PathBuf {
+        self.processes(id).join(process.as_str())
     }
 }

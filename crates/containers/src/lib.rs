@@ -18,24 +18,39 @@
 //!   a container's main process outlives the server.
 //! - A rootfs is mounted from inside the user namespace, so every directory above it must
 //!   be searchable by "others" (o+x); `create` refuses one that is not.
-//! - A failed `create` removes what it made; `destroy` releases processes, cgroups,
-//!   libcontainer state and the bundle, and is safe to repeat.
+//! - A failed `create` removes what it made; `destroy` releases processes (exec'd ones
+//!   and their keepers too), cgroups, libcontainer state and the bundle, and is safe to
+//!   repeat.
+//! - An exec'd process (`Runtime::exec`) gets the same floor as the main process: it
+//!   joins every namespace of the container including the user namespace, its cgroup,
+//!   its seccomp profile, no_new_privileges, and only fds 0-2. Each has a keeper that
+//!   outlives the server; its output and exit status are files, so `attach` works after
+//!   a restart (stdin does not survive one).
+//! - Streaming in and out happens inside the container's mount namespace and root; a
+//!   tar entry that would land outside the destination is refused.
 //! - The crate knows nothing of HTTP, the store, images or the scheduler.
 
 pub mod cgroup;
 mod error;
+mod exec;
 pub mod helper;
+mod helper_exec;
+mod helper_stream;
 mod id;
 pub mod layout;
 pub mod oci;
+mod process;
 mod runtime;
 pub mod seccomp;
 mod spec;
 mod state;
+mod stream;
 
 pub use error::Error;
 pub use id::ContainerId;
 pub use oci::{IdMap, Placement};
+pub use process::{OutputStream, Process, ProcessId, ProcessSpec, ProcessStdin, WindowSize};
 pub use runtime::{ContainerInfo, ProcessResult, Runtime, RuntimeConfig};
 pub use spec::{BindMount, ContainerSpec, Limits, User};
 pub use state::{Action, ExitStatus, Status};
+pub use stream::TarStream;

@@ -66,9 +66,9 @@ struct Keeper {
 }
 
 pub struct Runtime {
-    layout: Layout,
-    helper: PathBuf,
-    placement: Placement,
+    pub(crate) layout: Layout,
+    pub(crate) helper: PathBuf,
+    pub(crate) placement: Placement,
     keepers: Mutex<HashMap<ContainerId, Keeper>>,
 }
 
@@ -301,6 +301,7 @@ impl Runtime {
         let leftover = cgroup_path.clone();
         let _ = tokio::task::spawn_blocking(move || kill_cgroup_processes(&leftover)).await;
         self.reap_keeper(id).await;
+        crate::exec::end_process_keepers(&self.layout, id).await;
         let failed = tokio::task::spawn_blocking(move || cgroup::sweep(&cgroup_path)).await.unwrap_or_default();
         for (dir, e) in failed {
             problems.push(format!("cgroup {}: {e}", dir.display()));
@@ -408,7 +409,7 @@ fn status_of(exit: Option<ExitStatus>, runtime: Option<(&str, bool)>) -> Status 
 }
 
 /// Alive and not a zombie.
-fn is_alive(pid: i32) -> bool {
+pub(crate) fn is_alive(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
     // The state follows the parenthesised command name, which may itself hold spaces.
     stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|s| s != "Z" && s != "X")

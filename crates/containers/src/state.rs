@@ -23,6 +23,10 @@ pub enum Status {
 pub enum Action {
     Start,
     Kill,
+    /// Run another process in the container (needs a running main process).
+    Exec,
+    /// Stream files in or out (needs the container's namespaces: created or running).
+    Stream,
 }
 
 impl Status {
@@ -30,8 +34,11 @@ impl Status {
     pub fn apply(self, id: &ContainerId, action: Action) -> Result<Status, Error> {
         match (self, action) {
             (Status::Created, Action::Start) => Ok(Status::Running),
-            (Status::Created | Status::Running, Action::Kill) => Ok(self),
-            (Status::Running | Status::Stopped, Action::Start) | (Status::Stopped, Action::Kill) => {
+            (Status::Created | Status::Running, Action::Kill | Action::Stream) => Ok(self),
+            (Status::Running, Action::Exec) => Ok(self),
+            (Status::Running | Status::Stopped, Action::Start)
+            | (Status::Stopped, Action::Kill | Action::Stream)
+            | (Status::Created | Status::Stopped, Action::Exec) => {
                 Err(Error::IllegalTransition { id: id.clone(), status: self, action })
             }
         }
@@ -64,9 +71,17 @@ mod tests {
         assert_eq!(Status::Created.apply(&id, Action::Start).unwrap(), Status::Running);
         assert_eq!(Status::Created.apply(&id, Action::Kill).unwrap(), Status::Created);
         assert_eq!(Status::Running.apply(&id, Action::Kill).unwrap(), Status::Running);
-        for (status, action) in
-            [(Status::Running, Action::Start), (Status::Stopped, Action::Start), (Status::Stopped, Action::Kill)]
-        {
+        assert_eq!(Status::Running.apply(&id, Action::Exec).unwrap(), Status::Running);
+        assert_eq!(Status::Created.apply(&id, Action::Stream).unwrap(), Status::Created);
+        assert_eq!(Status::Running.apply(&id, Action::Stream).unwrap(), Status::Running);
+        for (status, action) in [
+            (Status::Running, Action::Start),
+            (Status::Stopped, Action::Start),
+            (Status::Stopped, Action::Kill),
+            (Status::Created, Action::Exec),
+            (Status::Stopped, Action::Exec),
+            (Status::Stopped, Action::Stream),
+        ] {
             let err = status.apply(&id, action).unwrap_err();
             assert!(matches!(err, Error::IllegalTransition { status: s, action: a, .. } if s == status && a == action));
         }
