@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use hearth_containers::{ContainerId, ContainerSpec, ExitStatus, IdMap, Placement, Runtime, RuntimeConfig, cgroup};
+use hearth_containers::{
+    ContainerId, ContainerSpec, ExitStatus, IdMap, NetworkConfig, Placement, Runtime, RuntimeConfig, cgroup,
+};
 use serde::Serialize;
 
 use crate::progress;
@@ -233,6 +235,7 @@ async fn hearth_runs(
         root: base.join("hearth"),
         helper: helper.to_path_buf(),
         placement: Placement { id_map: IdMap::default(), cgroup_parent: cgroup_parent.into() },
+        network: NetworkConfig::default(),
     });
     let spec = ContainerSpec::new(rootfs, vec!["/bin/true".into()]);
     let mut out = Vec::with_capacity(total);

@@ -9,6 +9,8 @@
 //! ROOT/containers/ID/helper.log           the keeper's own diagnostics
 //! ROOT/containers/ID/keeper.pid           the process that waits for the main process
 //! ROOT/containers/ID/exit.json            how the main process ended (written once)
+//! ROOT/containers/ID/network.json         what networking gave it (address, ports)
+//! ROOT/network/allocations.json           addresses and host ports in use (+ its lock)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -73,5 +75,9 @@ impl Layout {
 
     pub fn exit_file(&self, id: &ContainerId) -> PathBuf {
         self.container_dir(id).join("exit.json")
+    }
+
+    pub fn network_file(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("network.json")
     }
 }

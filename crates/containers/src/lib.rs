@@ -20,6 +20,8 @@
 //!   be searchable by "others" (o+x); `create` refuses one that is not.
 //! - A failed `create` removes what it made; `destroy` releases processes, cgroups,
 //!   libcontainer state and the bundle, and is safe to repeat.
+//! - A container with `network` set gets a veth on the runtime's bridge, an address,
+//!   NAT, port mappings and an egress allow list ([`network`]); destroy releases them.
 //! - The crate knows nothing of HTTP, the store, images or the scheduler.
 
 pub mod cgroup;
@@ -27,6 +29,7 @@ mod error;
 pub mod helper;
 mod id;
 pub mod layout;
+pub mod network;
 pub mod oci;
 mod runtime;
 pub mod seccomp;
@@ -35,6 +38,7 @@ mod state;
 
 pub use error::Error;
 pub use id::ContainerId;
+pub use network::{NetworkConfig, NetworkInfo, NetworkSpec};
 pub use oci::{IdMap, Placement};
 pub use runtime::{ContainerInfo, ProcessResult, Runtime, RuntimeConfig};
 pub use spec::{BindMount, ContainerSpec, Limits, User};
