@@ -94,6 +94,66 @@ async fn containers_cannot_reach_each_other() {
     assert_eq!(rt.net_leftovers(), Vec::<String>::new());
 }
 
+/// A UDP socket on all of the host's addresses.
+fn udp_listener() -> (std::net::UdpSocket, u16) {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
+/// The sources of the datagrams (DNS queries) for `name` that arrive within 3 seconds.
+fn queries_for(socket: &std::net::UdpSocket, name: &str) -> Vec<std::net::IpAddr> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut sources = Vec::new();
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline {
+        if let Ok((n, from)) = socket.recv_from(&mut buf)
+            && buf[..n].windows(name.len()).any(|w| w == name.as_bytes())
+        {
+            sources.push(from.ip());
+        }
+    }
+    sources
+}
+
+#[tokio::test]
+async fn a_container_cannot_send_with_another_containers_address() {
+    let rt = NetRuntime::new("spoof", 9);
+    let (socket, port) = udp_listener();
+    let gateway = rt.gateway();
+    // a may send UDP to the host's port; b may not.
+    let rule = allow(Protocol::Udp, &format!("{gateway}/32"), Some(&port.to_string()));
+    // (busybox's nc has no UDP; its nslookup sends a UDP query to any server and port.)
+    let send = |name: &str| format!("nslookup -port={port} -retry=1 -timeout=1 {name} {gateway}");
+    let a_spec =
+        sh(&format!("{}; sleep 60", send("from-a")), NetworkSpec { port_mappings: vec![], egress: vec![rule] });
+    let (a, a_address) = rt.up("a", &a_spec).await;
+    let from = queries_for(&socket, "from-a");
+    assert!(from.contains(&std::net::IpAddr::V4(a_address)), "a's own datagram reaches the host: {from:?}");
+    let (b, _) = rt.up("b", &sh("sleep 60", NetworkSpec::default())).await;
+    let b_pid = rt.runtime.info(&b).await.unwrap().pid.unwrap();
+    // What root in b could do with NET_ADMIN it does not have (or with raw sockets): send
+    // from a's address. Done here from the host, inside b's network namespace.
+    let spoof = format!(
+        "ip addr add {a_address}/32 dev eth0 && ip route replace {gateway}/32 dev eth0 src {a_address} && \
+         {}; true",
+        send("spoofed")
+    );
+    let status = Command::new("nsenter")
+        .arg(format!("--net=/proc/{b_pid}/ns/net"))
+        .args(["/bin/busybox", "sh", "-c", &spoof])
+        .status()
+        .unwrap();
+    assert!(status.success(), "the spoofing script ran");
+    let from = queries_for(&socket, "spoofed");
+    assert_eq!(from, Vec::<std::net::IpAddr>::new(), "a datagram from b with a's address reached the host");
+    for id in [&a, &b] {
+        rt.runtime.destroy(id).await.unwrap();
+    }
+    assert_eq!(rt.net_leftovers(), Vec::<String>::new());
+}
+
 /// A TCP listener on all of the host's addresses that accepts forever (the "platform port").
 fn host_listener() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
@@ -257,6 +317,42 @@ async fn bad_network_specs_are_refused_before_anything_is_made() {
     assert_eq!(rt.container_leftovers(), Vec::<String>::new());
 }
 
+#[tokio::test]
+async fn a_create_that_fails_half_way_releases_its_network() {
+    let rt = NetRuntime::new("halfway", 11);
+    // A link squats on the name the first container's veth will get: the create fails
+    // after its address and port were allocated.
+    let first_address = rt.network.subnet.container_addresses().next().unwrap();
+    let squatter = hearth_containers::network::host_interface(first_address);
+    let add = format!("link add {squatter} type veth peer name hsq-{}", std::process::id());
+    assert!(Command::new("ip").args(add.split(' ')).status().unwrap().success());
+    let id = ContainerId::new("c").unwrap();
+    let spec = web("c", 8080, mapped(&[(8080, 0)]));
+    let err = rt.runtime.create(&id, &spec).await.unwrap_err();
+    assert!(err.to_string().contains("create the veth: File exists"), "{err}");
+    assert!(rt.runtime.lookup(&id).await.unwrap().is_none());
+    assert_eq!(rt.net_leftovers(), Vec::<String>::new());
+    assert_eq!(rt.container_leftovers(), Vec::<String>::new());
+    // A link with the runtime's veth name is the runtime's: the clean-up removed it.
+    assert!(!std::path::Path::new(&format!("/sys/class/net/{squatter}")).exists());
+
+    let info = rt.runtime.create(&id, &spec).await.unwrap();
+    assert_eq!(info.network.unwrap().address, first_address, "the address came back");
+    // Someone removes the tables (a firewall reload): the next create puts them back.
+    for family in ["inet", "bridge"] {
+        let status = Command::new("nft").args(["delete", "table", family, &rt.network.table]).status().unwrap();
+        assert!(status.success());
+    }
+    let (other, other_address) = rt.up("other", &web("other", 8080, mapped(&[(8080, 0)]))).await;
+    let port = rt.runtime.info(&other).await.unwrap().network.unwrap().port_mappings[0].host_port;
+    assert_eq!(http_get_eventually(SocketAddr::from((other_address, 8080))).as_deref(), Some("other\n"));
+    assert_eq!(http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).as_deref(), Some("other\n"), "{}", rt.table());
+    for id in [&id, &other] {
+        rt.runtime.destroy(id).await.unwrap();
+    }
+    assert_eq!(rt.net_leftovers(), Vec::<String>::new());
+}
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -321,7 +417,7 @@ async fn create_and_destroy_100_networked_containers_leaves_nothing() {
             // gets to it; the 28 living ones keep theirs.
             let ports = held.iter().filter(|l| l.starts_with("bridge port")).count();
             assert!((28..=41).contains(&ports), "{held:?}");
-            assert_eq!(held.iter().filter(|l| l.starts_with("nft chain c-")).count(), 41);
+            assert_eq!(held.iter().filter(|l| l.starts_with("nft inet chain c-")).count(), 41);
             assert_eq!(held.iter().filter(|l| l.starts_with("allocated addresses")).count(), 41);
         }
     }

@@ -3,7 +3,8 @@
 //! port of the runtime's bridge and whose other end is the container's `eth0`, an address
 //! from the bridge's subnet, a default route via the bridge's address, and nftables rules:
 //! masquerade for egress, DNAT from host ports, an egress allow list per container, no
-//! traffic between containers and none to the host's own ports unless a rule allows it.
+//! traffic between containers and none to the host's own ports unless a rule allows it,
+//! and no frame from a container's port but IPv4 and ARP from its own address.
 //!
 //! Invariants:
 //! - Addresses and host ports are handed out from `ROOT/network/allocations.json` under a
@@ -11,7 +12,8 @@
 //!   [`Network::detach`] can release everything from them alone (after a restart, after
 //!   a create that failed half-way) and is safe to repeat.
 //! - Everything the kernel holds for a container is named after its address: the veth
-//!   `hv<hex address>` and the nftables chain `c-<hex address>`.
+//!   `hv<hex address>`, the nftables chain `c-<hex address>`, map and set elements keyed
+//!   by the address or the veth. A link with such a name belongs to the runtime.
 //! - IPv4 only; port mappings are TCP. Needs root (netlink, nft, `setns`).
 //! - Knows nothing of libcontainer: it is given the pid of the container's init.
 
@@ -116,7 +118,14 @@ impl Network {
         inside.set_up(eth0).map_err(failed("bring eth0 up"))?;
         inside.add_default_route(subnet.gateway()).map_err(failed("add the default route"))?;
 
-        nft::apply(&nft::add_container(&self.config, lease.address, &spec.egress, &lease.ports))?;
+        let rules = nft::add_container(&self.config, lease.address, &spec.egress, &lease.ports);
+        if nft::apply(&rules).is_err() {
+            // The tables may have been removed from outside (a firewall reload): put the
+            // base back once and try again.
+            *self.shared_ready.lock().expect("network lock") = false;
+            self.ensure_shared()?;
+            nft::apply(&rules)?;
+        }
 
         let info = NetworkInfo {
             address: lease.address,

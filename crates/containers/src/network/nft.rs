@@ -1,5 +1,6 @@
-//! The nftables side: the runtime's table (NAT, port mappings, isolation from the host
-//! and from each other, egress allow lists) as `nft -f -` batches. Text generation is
+//! The nftables side: the runtime's tables (`inet T`: NAT, port mappings, isolation from
+//! the host, egress allow lists; `bridge T`: anti-spoofing on the containers' ports) as
+//! `nft -f -` batches. Text generation is
 //! pure; [`apply`] runs one batch.
 //!
 //! Static rules live in base chains that are rewritten whole (flush + add) when a runtime
@@ -14,6 +15,7 @@ use std::process::{Command, Stdio};
 
 use crate::error::Error;
 use crate::network::config::NetworkConfig;
+use crate::network::host_interface;
 use crate::network::spec::{Destination, EgressRule, Protocol};
 
 /// The table's base: maps, the NAT chains and the filter chains.
@@ -66,6 +68,22 @@ pub fn base(config: &NetworkConfig) -> String {
     chain("forward", "type filter hook forward priority filter", &forward);
     // The host's own ports (the platform's API, anything listening) are egress too.
     chain("input", "type filter hook input priority filter", &from_containers);
+    // Anti-spoofing at layer 2, before anything else sees a frame from a container's
+    // port: IPv4 and ARP only, and only with the container's own address (so no
+    // container borrows another's egress rules or takes over its address on the host).
+    let l2 = format!("bridge {}", config.table);
+    line(format!("add table {l2}"));
+    line(format!("add set {l2} veths {{ type ifname; }}"));
+    line(format!("add set {l2} owned {{ type ifname . ipv4_addr; }}"));
+    line(format!("add chain {l2} prerouting {{ type filter hook prerouting priority -200; policy accept; }}"));
+    line(format!("flush chain {l2} prerouting"));
+    for rule in [
+        "iifname @veths ether type ip iifname . ip saddr != @owned drop",
+        "iifname @veths ether type arp iifname . arp saddr ip != @owned drop",
+        "iifname @veths ether type != { ip, arp } drop",
+    ] {
+        line(format!("add rule {l2} prerouting {rule}"));
+    }
     s
 }
 
@@ -78,7 +96,10 @@ pub fn chain_name(address: Ipv4Addr) -> String {
 pub fn add_container(config: &NetworkConfig, address: Ipv4Addr, egress: &[EgressRule], ports: &[(u16, u16)]) -> String {
     let t = format!("inet {}", config.table);
     let c = chain_name(address);
-    let mut s = format!("add chain {t} {c}\n");
+    let veth = host_interface(address);
+    let mut s = format!("add element bridge {0} veths {{ \"{veth}\" }}\n", config.table);
+    s.push_str(&format!("add element bridge {0} owned {{ \"{veth}\" . {address} }}\n", config.table));
+    s.push_str(&format!("add chain {t} {c}\n"));
     for rule in egress {
         s.push_str(&format!("add rule {t} {c} {}\n", egress_rule(rule)));
     }
@@ -94,7 +115,12 @@ pub fn add_container(config: &NetworkConfig, address: Ipv4Addr, egress: &[Egress
 pub fn remove_container(config: &NetworkConfig, address: Ipv4Addr, host_ports: &[u16]) -> Vec<String> {
     let t = format!("inet {}", config.table);
     let c = chain_name(address);
-    let mut commands = vec![format!("delete element {t} egress {{ {address} }}")];
+    let veth = host_interface(address);
+    let mut commands = vec![
+        format!("delete element bridge {} veths {{ \"{veth}\" }}", config.table),
+        format!("delete element bridge {} owned {{ \"{veth}\" . {address} }}", config.table),
+        format!("delete element {t} egress {{ {address} }}"),
+    ];
     for port in host_ports {
         commands.push(format!("delete element {t} ports {{ {port} }}"));
     }
@@ -178,7 +204,9 @@ mod tests {
         let batch = add_container(&config, addr, &rules, &[(61000, 8080), (61001, 9090)]);
         assert_eq!(
             batch,
-            "add chain inet hearth c-0afe0002\n\
+            "add element bridge hearth veths { \"hv0afe0002\" }\n\
+             add element bridge hearth owned { \"hv0afe0002\" . 10.254.0.2 }\n\
+             add chain inet hearth c-0afe0002\n\
              add rule inet hearth c-0afe0002 ip daddr 10.1.0.0/16 tcp dport 80-90 accept\n\
              add rule inet hearth c-0afe0002 ip daddr 10.2.0.1/32 meta l4proto udp accept\n\
              add rule inet hearth c-0afe0002 ip daddr 10.0.0.1-10.0.0.9 meta l4proto icmp accept\n\
@@ -189,6 +217,8 @@ mod tests {
         assert_eq!(
             remove_container(&config, addr, &[61000]),
             [
+                "delete element bridge hearth veths { \"hv0afe0002\" }",
+                "delete element bridge hearth owned { \"hv0afe0002\" . 10.254.0.2 }",
                 "delete element inet hearth egress { 10.254.0.2 }",
                 "delete element inet hearth ports { 61000 }",
                 "delete chain inet hearth c-0afe0002"

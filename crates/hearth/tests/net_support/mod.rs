@@ -176,11 +176,13 @@ impl NetRuntime {
                 found.push(format!("link {name}"));
             }
         }
-        let table = Command::new("nft").args(["list", "table", "inet", &self.network.table]).output().unwrap();
-        let table = String::from_utf8(table.stdout).unwrap();
-        for line in table.lines().map(str::trim) {
-            if line.starts_with("chain c-") || line.starts_with("elements") {
-                found.push(format!("nft {line}"));
+        for family in ["inet", "bridge"] {
+            let table = Command::new("nft").args(["list", "table", family, &self.network.table]).output().unwrap();
+            let table = String::from_utf8(table.stdout).unwrap();
+            for line in table.lines().map(str::trim) {
+                if line.starts_with("chain c-") || line.starts_with("elements") {
+                    found.push(format!("nft {family} {line}"));
+                }
             }
         }
         let allocations = std::fs::read(self.root.join("network/allocations.json")).unwrap_or_default();
@@ -239,7 +241,9 @@ impl Drop for NetRuntime {
             let _ = std::fs::remove_dir(dir);
         }
         let _ = Command::new("ip").args(["link", "del", &self.network.bridge]).output();
-        let _ = Command::new("nft").args(["delete", "table", "inet", &self.network.table]).output();
+        for family in ["inet", "bridge"] {
+            let _ = Command::new("nft").args(["delete", "table", family, &self.network.table]).output();
+        }
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
