@@ -90,36 +90,14 @@ impl Network {
         let lease = self.allocations.update(|a| {
             a.acquire(id, &subnet, &self.config.host_ports, &spec.port_mappings, alloc::host_port_is_free)
         })?;
-        let failed = |what: &str| {
-            let what = what.to_string();
-            move |e: std::io::Error| Error::Network(format!("container {id}: {what}: {e}"))
-        };
-        let netns_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
-        let netns = File::open(&netns_path).map_err(failed("open its network namespace"))?;
-        let host_name = host_interface(lease.address);
-
-        let mut host = Netlink::new().map_err(failed("netlink"))?;
-        let bridge = host
-            .link_index(&self.config.bridge)
-            .map_err(failed("find the bridge"))?
-            .ok_or_else(|| Error::Network(format!("bridge {} is gone", self.config.bridge)))?;
-        let veth = host.add_veth(&host_name, CONTAINER_INTERFACE, &netns, bridge).map_err(failed("create the veth"))?;
-        host.isolate_bridge_port(veth).map_err(failed("isolate the bridge port"))?;
-        host.set_up(veth).map_err(failed("bring the veth up"))?;
-
-        let mut inside = Netlink::in_namespace(&netns).map_err(failed("enter its network namespace"))?;
-        let lo = inside.link_index("lo").map_err(failed("find lo"))?.ok_or_else(|| Error::Network("no lo".into()))?;
-        inside.set_up(lo).map_err(failed("bring lo up"))?;
-        let eth0 = inside
-            .link_index(CONTAINER_INTERFACE)
-            .map_err(failed("find eth0"))?
-            .ok_or_else(|| Error::Network(format!("container {id}: eth0 did not arrive")))?;
-        inside.add_address(eth0, lease.address, subnet.prefix_len()).map_err(failed("address eth0"))?;
-        inside.set_up(eth0).map_err(failed("bring eth0 up"))?;
-        inside.add_default_route(subnet.gateway()).map_err(failed("add the default route"))?;
-
+        // nft works on the rules while the links are made (they name the veth, they do
+        // not need it to exist yet).
         let rules = nft::add_container(&self.config, lease.address, &spec.egress, &lease.ports);
-        if nft::apply(&rules).is_err() {
+        let pending = nft::Pending::start(&rules)?;
+        let links = self.make_links(id, pid, lease.address);
+        let applied = pending.finish();
+        links?;
+        if applied.is_err() {
             // The tables may have been removed from outside (a firewall reload): put the
             // base back once and try again.
             *self.shared_ready.lock().expect("network lock") = false;
@@ -127,6 +105,7 @@ impl Network {
             nft::apply(&rules)?;
         }
 
+        let host_name = host_interface(lease.address);
         let info = NetworkInfo {
             address: lease.address,
             gateway: subnet.gateway(),
@@ -141,6 +120,40 @@ impl Network {
         let json = serde_json::to_vec_pretty(&info).map_err(|e| Error::Network(e.to_string()))?;
         std::fs::write(record, json).map_err(Error::io(record))?;
         Ok(info)
+    }
+
+    /// The veth pair (host end an isolated bridge port, other end `eth0` in the
+    /// container's namespace) and, inside, the address, loopback and default route.
+    fn make_links(&self, id: &ContainerId, pid: i32, address: Ipv4Addr) -> Result<(), Error> {
+        let subnet = self.config.subnet;
+        let failed = |what: &str| {
+            let what = what.to_string();
+            move |e: std::io::Error| Error::Network(format!("container {id}: {what}: {e}"))
+        };
+        let netns_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let netns = File::open(&netns_path).map_err(failed("open its network namespace"))?;
+
+        let mut host = Netlink::new().map_err(failed("netlink"))?;
+        let bridge = host
+            .link_index(&self.config.bridge)
+            .map_err(failed("find the bridge"))?
+            .ok_or_else(|| Error::Network(format!("bridge {} is gone", self.config.bridge)))?;
+        let veth = host
+            .add_veth(&host_interface(address), CONTAINER_INTERFACE, &netns, bridge)
+            .map_err(failed("create the veth"))?;
+        host.isolate_bridge_port(veth).map_err(failed("isolate the bridge port"))?;
+        host.set_up(veth).map_err(failed("bring the veth up"))?;
+
+        let mut inside = Netlink::in_namespace(&netns).map_err(failed("enter its network namespace"))?;
+        let lo = inside.link_index("lo").map_err(failed("find lo"))?.ok_or_else(|| Error::Network("no lo".into()))?;
+        inside.set_up(lo).map_err(failed("bring lo up"))?;
+        let eth0 = inside
+            .link_index(CONTAINER_INTERFACE)
+            .map_err(failed("find eth0"))?
+            .ok_or_else(|| Error::Network(format!("container {id}: eth0 did not arrive")))?;
+        inside.add_address(eth0, address, subnet.prefix_len()).map_err(failed("address eth0"))?;
+        inside.set_up(eth0).map_err(failed("bring eth0 up"))?;
+        inside.add_default_route(subnet.gateway()).map_err(failed("add the default route"))
     }
 
     /// Releases everything the container holds: its veth, its nftables chain and map

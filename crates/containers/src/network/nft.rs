@@ -11,7 +11,7 @@
 
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use crate::error::Error;
 use crate::network::config::NetworkConfig;
@@ -148,23 +148,47 @@ fn egress_rule(rule: &EgressRule) -> String {
 
 /// Runs one batch with `nft -f -` (atomic: all of it or nothing).
 pub fn apply(batch: &str) -> Result<(), Error> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Network(format!("cannot run nft (install nftables): {e}")))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let written = stdin.write_all(batch.as_bytes());
-    drop(stdin);
-    let output = child.wait_with_output().map_err(|e| Error::Network(format!("nft: {e}")))?;
-    written.map_err(|e| Error::Network(format!("nft: {e}")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        let message = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        Err(Error::Network(format!("nft refused the batch: {message}\n{batch}")))
+    Pending::start(batch)?.finish()
+}
+
+/// A batch `nft` is applying while the caller does other work.
+pub struct Pending {
+    child: Child,
+    batch: String,
+}
+
+impl Pending {
+    pub fn start(batch: &str) -> Result<Self, Error> {
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Network(format!("cannot run nft (install nftables): {e}")))?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        // A batch is far smaller than a pipe's buffer: this does not block on nft.
+        let written = stdin.write_all(batch.as_bytes());
+        drop(stdin);
+        let pending = Pending { child, batch: batch.to_string() };
+        match written {
+            Ok(()) => Ok(pending),
+            Err(e) => {
+                let _ = pending.finish();
+                Err(Error::Network(format!("nft: {e}")))
+            }
+        }
+    }
+
+    /// Waits for nft and reports whether it applied the batch.
+    pub fn finish(self) -> Result<(), Error> {
+        let output = self.child.wait_with_output().map_err(|e| Error::Network(format!("nft: {e}")))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            let message = String::from_utf8_lossy(&output.stderr).trim().to_string();
+            Err(Error::Network(format!("nft refused the batch: {message}\n{}", self.batch)))
+        }
     }
 }
 
