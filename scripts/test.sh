@@ -14,8 +14,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests use: PostgreSQL (the store on PostgreSQL), a registry and
 # busybox (image pulls and root filesystems), htpasswd/openssl (registry auth), libseccomp
-# (the container runtime's seccomp filter).
-PACKAGES="postgresql docker-registry busybox-static apache2-utils openssl libseccomp-dev pkg-config"
+# (the container runtime's seccomp filter), nftables and iproute2 (container networking:
+# the runtime runs `nft`; the tests use `ip` and util-linux's `nsenter`).
+PACKAGES="postgresql docker-registry busybox-static apache2-utils openssl libseccomp-dev pkg-config nftables iproute2"
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
