@@ -251,6 +251,27 @@ async fn egress_to_the_outside_is_masqueraded_behind_the_host() {
 
     let out = rt.run("no-rule", &sh(&format!("{get} || echo refused"), NetworkSpec::default())).await;
     assert_eq!(out, "refused\n", "without a rule nothing leaves");
+
+    // Net-in from outside: the outside host reaches a mapped port at this host's address
+    // (DNAT in prerouting), and not the container's own address (forward lets only
+    // DNATed traffic and replies onto the bridge).
+    let (web_id, web_address) = rt.up("web", &web("web-outside", 8080, mapped(&[(8080, 0)]))).await;
+    assert!(http_get_eventually(SocketAddr::from((web_address, 8080))).is_some());
+    let port = rt.runtime.info(&web_id).await.unwrap().network.unwrap().port_mappings[0].host_port;
+    let from_outside = |target: String| {
+        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {target} | tail -n 1");
+        let out = Command::new("ip")
+            .args(["netns", "exec", &outside.netns, "/bin/busybox", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(from_outside(format!("192.168.204.1 {port}")), "web-outside\n", "{}", rt.table());
+    // Even with a route to the containers' subnet via this host, the address is closed.
+    let route = format!("-n {} route add {} via 192.168.204.1", outside.netns, rt.network.subnet);
+    assert!(Command::new("ip").args(route.split(' ')).status().unwrap().success());
+    assert_eq!(from_outside(format!("{web_address} 8080")), "", "the container address from outside");
+    rt.runtime.destroy(&web_id).await.unwrap();
     assert_eq!(rt.net_leftovers(), Vec::<String>::new());
 }
 
