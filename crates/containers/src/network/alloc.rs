@@ -183,6 +183,38 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_acquires_through_separate_opens_never_share_an_address_or_port() {
+        let dir = std::env::temp_dir().join(format!("hearth-alloc-race-{}", std::process::id()));
+        let subnet: Subnet = "10.9.0.0/24".parse().unwrap();
+        let map = [PortMapping { container_port: 80, host_port: 0 }];
+        // Each thread has its own store (its own open of the lock file), as another
+        // process would.
+        let leases: Vec<Lease> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let (dir, subnet) = (&dir, &subnet);
+                    s.spawn(move || {
+                        let store = AllocationStore::new(dir);
+                        (0..25)
+                            .map(|i| {
+                                let id = id(&format!("t{t}-{i}"));
+                                store.update(|a| a.acquire(&id, subnet, &(7000..=7999), &map, |_| true)).unwrap()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        });
+        let addresses: std::collections::HashSet<_> = leases.iter().map(|l| l.address).collect();
+        let ports: std::collections::HashSet<_> = leases.iter().map(|l| l.ports[0].0).collect();
+        assert_eq!((addresses.len(), ports.len()), (200, 200), "every lease is its own");
+        let stored = AllocationStore::new(&dir).load().unwrap();
+        assert_eq!((stored.addresses.len(), stored.host_ports.len()), (200, 200), "no update was lost");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn the_store_keeps_allocations_across_instances() {
         let dir = std::env::temp_dir().join(format!("hearth-alloc-test-{}", std::process::id()));
         let store = AllocationStore::new(&dir);
