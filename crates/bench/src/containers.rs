@@ -13,7 +13,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use hearth_containers::{ContainerId, ContainerSpec, ExitStatus, IdMap, Placement, Runtime, RuntimeConfig, cgroup};
+use hearth_containers::{
+    ContainerId, ContainerSpec, ExitStatus, IdMap, NetworkConfig, NetworkSpec, Placement, Runtime, RuntimeConfig,
+    cgroup, network::PortMapping,
+};
 use serde::Serialize;
 
 use crate::progress;
@@ -113,6 +116,8 @@ struct Phases {
     start_ms: f64,
     wait_ms: f64,
     destroy_ms: f64,
+    /// Create of a networked container (veth on a bridge, address, NAT, one port mapping).
+    networked_create_ms: Option<f64>,
     /// Median of `hearth --version`: the floor of one helper process (Hearth spawns two
     /// per container: the keeper and the delete helper).
     helper_exec_ms: Option<f64>,
@@ -136,11 +141,25 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     progress(&format!("Hearth runtime: {total} containers ({} warm-up)", args.warmup));
     let cgroup_parent = format!("hearth-bench-{}", std::process::id());
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let hearth = tokio.block_on(hearth_runs(&base.0, &helper, &cgroup_parent, &rootfs, total));
+    let hearth = tokio.block_on(hearth_runs(&base.0, &helper, &cgroup_parent, &rootfs, total, None));
+    progress(&format!("Hearth runtime, networked: {total} containers ({} warm-up)", args.warmup));
+    let one_port =
+        NetworkSpec { port_mappings: vec![PortMapping { container_port: 8080, host_port: 0 }], egress: vec![] };
+    let networked = tokio.block_on(hearth_runs(&base.0, &helper, &cgroup_parent, &rootfs, total, Some(one_port)));
     for (dir, e) in cgroup::sweep(Path::new(&format!("/{cgroup_parent}"))) {
         eprintln!("hearth-bench: could not remove cgroup {}: {e}", dir.display());
     }
+    let bench_network = bench_network();
+    let _ = Command::new("ip").args(["link", "del", &bench_network.bridge]).output();
+    for family in ["inet", "bridge"] {
+        let _ = Command::new("nft").args(["delete", "table", family, &bench_network.table]).output();
+    }
     let hearth = hearth?;
+    let networked = networked.map(|runs| runs[args.warmup..].to_vec());
+    let networked_create = networked.as_ref().ok().and_then(|runs| {
+        let samples: Vec<Duration> = runs.iter().map(|p| p[0]).collect();
+        Summary::of(&samples).map(|s| s.median_ms)
+    });
     let hearth_times: Vec<Duration> = hearth[args.warmup..].iter().map(|p| p.iter().sum()).collect();
     let phase = |i: usize| {
         let samples: Vec<Duration> = hearth[args.warmup..].iter().map(|p| p[i]).collect();
@@ -182,6 +201,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         target("Hearth Runtime (create+start+wait+destroy)", None, Ok(hearth_times)),
         target("runc run", Some("runc"), runc),
         target("crun run (unshare -m, cgroup2 unmounted)", Some("crun"), crun),
+        target(
+            "Hearth Runtime, networked (veth, NAT, 1 port)",
+            None,
+            networked.map(|runs| runs.iter().map(|p| p.iter().sum()).collect()),
+        ),
     ];
     let median = |i: usize| results[i].summary.as_ref().map(|s| s.median_ms);
     let report = Report {
@@ -196,6 +220,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             start_ms: phase(1),
             wait_ms: phase(2),
             destroy_ms: phase(3),
+            networked_create_ms: networked_create,
             helper_exec_ms: Summary::of(&exec_times).map(|s| s.median_ms),
         },
         results,
@@ -205,8 +230,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
              seccomp allow-list, Garden's capabilities, cgroup limits; the runc/crun bundle is `runc spec` (no user \
              namespace, an empty network namespace, no seccomp), so they do less work"
                 .into(),
-            "Hearth's phases are its public Runtime calls; the Runtime exposes no finer timing (rootfs, network, \
-             cgroups inside libcontainer), so that split would need instrumenting crates/containers"
+            "Hearth's phases are its public Runtime calls; the Runtime exposes no finer timing (rootfs, \
+             cgroups inside libcontainer), so that split would need instrumenting crates/containers; the \
+             networked run's create minus the plain one's is what networking costs"
                 .into(),
             "runc and crun times include their own fork/exec from this process; crun's `unshare -m` is set up once \
              per batch and not timed"
@@ -221,6 +247,16 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The benchmark's own bridge, subnet, tables and ports (removed after the run).
+fn bench_network() -> NetworkConfig {
+    NetworkConfig {
+        bridge: "hearthbench0".into(),
+        subnet: "10.253.0.0/24".parse().expect("a valid subnet"),
+        table: "hearth_bench".into(),
+        host_ports: 63000..=63999,
+    }
+}
+
 /// Create, start, wait, destroy times of each container.
 async fn hearth_runs(
     base: &Path,
@@ -228,13 +264,16 @@ async fn hearth_runs(
     cgroup_parent: &str,
     rootfs: &Path,
     total: usize,
+    network: Option<NetworkSpec>,
 ) -> anyhow::Result<Vec<[Duration; 4]>> {
     let runtime = Runtime::new(RuntimeConfig {
-        root: base.join("hearth"),
+        root: base.join(if network.is_some() { "hearth-net" } else { "hearth" }),
         helper: helper.to_path_buf(),
         placement: Placement { id_map: IdMap::default(), cgroup_parent: cgroup_parent.into() },
+        network: bench_network(),
     });
-    let spec = ContainerSpec::new(rootfs, vec!["/bin/true".into()]);
+    let mut spec = ContainerSpec::new(rootfs, vec!["/bin/true".into()]);
+    spec.network = network;
     let mut out = Vec::with_capacity(total);
     for i in 0..total {
         let id = ContainerId::new(format!("bench-{i}"))?;
@@ -420,12 +459,13 @@ impl Report {
         let p = &self.hearth_phases;
         out += &format!(
             "Hearth's time by Runtime call (medians): create {:.2} ms, start {:.2} ms, wait {:.2} ms, destroy {:.2} \
-             ms; one `hearth` exec (helper floor) {} ms\n",
+             ms; one `hearth` exec (helper floor) {} ms; networked create {} ms\n",
             p.create_ms,
             p.start_ms,
             p.wait_ms,
             p.destroy_ms,
-            r(p.helper_exec_ms)
+            r(p.helper_exec_ms),
+            r(p.networked_create_ms)
         );
         out += "\nnotes:\n";
         for note in &self.notes {

@@ -11,6 +11,8 @@
 //! ROOT/containers/ID/exit.json            how the main process ended (written once)
 //! ROOT/containers/ID/processes/PROC/       one exec'd process: process.json (its OCI
 //!     process), stdout, stderr, exit.json, keeper.pid, helper.log, control (a FIFO)
+//! ROOT/containers/ID/network.json         what networking gave it (address, ports)
+//! ROOT/network/allocations.json           addresses and host ports in use (+ its lock)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -86,5 +88,9 @@ impl Layout {
     /// One exec'd process's directory (see the module doc for what is in it).
     pub fn process_dir(&self, id: &ContainerId, process: &ProcessId) -> PathBuf {
         self.processes(id).join(process.as_str())
+    }
+
+    pub fn network_file(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("network.json")
     }
 }

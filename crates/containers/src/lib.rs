@@ -28,6 +28,8 @@
 //!   a restart (stdin does not survive one).
 //! - Streaming in and out happens inside the container's mount namespace and root; a
 //!   tar entry that would land outside the destination is refused.
+//! - A container with `network` set gets a veth on the runtime's bridge, an address,
+//!   NAT, port mappings and an egress allow list ([`network`]); destroy releases them.
 //! - The crate knows nothing of HTTP, the store, images or the scheduler.
 
 pub mod cgroup;
@@ -38,6 +40,7 @@ mod helper_exec;
 mod helper_stream;
 mod id;
 pub mod layout;
+pub mod network;
 pub mod oci;
 mod process;
 mod runtime;
@@ -48,6 +51,7 @@ mod stream;
 
 pub use error::Error;
 pub use id::ContainerId;
+pub use network::{NetworkConfig, NetworkInfo, NetworkSpec};
 pub use oci::{IdMap, Placement};
 pub use process::{OutputStream, Process, ProcessId, ProcessSpec, ProcessStdin, WindowSize};
 pub use runtime::{ContainerInfo, ProcessResult, Runtime, RuntimeConfig};

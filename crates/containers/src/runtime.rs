@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::helper::{HelperCall, HelperOp, SUBCOMMAND};
 use crate::id::ContainerId;
 use crate::layout::Layout;
+use crate::network::{Network, NetworkConfig, NetworkInfo, NetworkSpec};
 use crate::oci::{self, Placement};
 use crate::spec::ContainerSpec;
 use crate::state::{Action, ExitStatus, Status};
@@ -35,6 +36,8 @@ pub struct RuntimeConfig {
     /// The `hearth` binary, run as `hearth container-helper ...`.
     pub helper: PathBuf,
     pub placement: Placement,
+    /// The bridge, subnet, nftables table and host ports of networked containers.
+    pub network: NetworkConfig,
 }
 
 /// What is known about a container.
@@ -48,6 +51,8 @@ pub struct ContainerInfo {
     pub exit: Option<ExitStatus>,
     pub usage: Usage,
     pub spec: ContainerSpec,
+    /// Address, gateway and mapped ports of a networked container.
+    pub network: Option<NetworkInfo>,
 }
 
 /// The result of running a container's main process to its end.
@@ -70,11 +75,13 @@ pub struct Runtime {
     pub(crate) helper: PathBuf,
     pub(crate) placement: Placement,
     keepers: Mutex<HashMap<ContainerId, Keeper>>,
+    network: Arc<Network>,
 }
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Self {
         Self {
+            network: Arc::new(Network::new(config.network, &config.root)),
             layout: Layout::new(config.root),
             helper: config.helper,
             placement: config.placement,
@@ -86,6 +93,7 @@ impl Runtime {
     /// everything made so far is removed again.
     pub async fn create(&self, id: &ContainerId, spec: &ContainerSpec) -> Result<ContainerInfo, Error> {
         let config = oci::runtime_spec(id, spec, &self.placement)?;
+        spec.network.as_ref().map(NetworkSpec::validate).transpose()?;
         check_rootfs(&spec.rootfs).await?;
         self.prepare_root().await?;
         let dir = self.layout.container_dir(id);
@@ -158,13 +166,24 @@ impl Runtime {
                 return Err(failure(format!("no answer within {CREATE_TIMEOUT:?}")));
             }
         };
-        if line.strip_prefix("created ").and_then(|pid| pid.parse::<i32>().ok()).is_none() {
+        let Some(pid) = line.strip_prefix("created ").and_then(|pid| pid.parse::<i32>().ok()) else {
             let _ = child.wait().await;
             return Err(failure(line.strip_prefix("error ").unwrap_or(&line).to_string()));
-        }
+        };
         let keeper = Keeper { child, control: Some((stdin, lines)) };
         self.keepers.lock().expect("keepers lock").insert(id.clone(), keeper);
+        if let Some(net) = &spec.network {
+            self.attach_network(id, pid, net).await?;
+        }
         Ok(())
+    }
+
+    /// Networks a created container (its init is `pid`) before it starts.
+    async fn attach_network(&self, id: &ContainerId, pid: i32, spec: &NetworkSpec) -> Result<(), Error> {
+        let (network, id, spec, record) =
+            (self.network.clone(), id.clone(), spec.clone(), self.layout.network_file(id));
+        let attach = move || network.attach(&id, pid, &spec, &record).map(drop);
+        tokio::task::spawn_blocking(attach).await.map_err(|e| Error::Network(e.to_string()))?
     }
 
     /// Starts the main process of a created container.
@@ -263,9 +282,10 @@ impl Runtime {
         let runtime_state = read_runtime_state(&self.layout.state_dir(id)).await;
         let alive = runtime_state.as_ref().and_then(|s| s.pid).filter(|&pid| is_alive(pid));
         let status = status_of(exit, runtime_state.as_ref().map(|s| (s.status.as_str(), alive.is_some())));
+        let network = spec.network.as_ref().and_then(|_| Network::read_record(&self.layout.network_file(id)));
         let cgroup_path = self.placement.cgroup_path(id);
         let usage = tokio::task::spawn_blocking(move || cgroup::usage(&cgroup_path)).await.unwrap_or_default();
-        Ok(Some(ContainerInfo { id: id.clone(), status, pid: alive, exit, usage, spec }))
+        Ok(Some(ContainerInfo { id: id.clone(), status, pid: alive, exit, usage, spec, network }))
     }
 
     /// Every container this runtime's directory holds, including ones created before a
@@ -291,10 +311,11 @@ impl Runtime {
     /// state, bundle and output. Safe to repeat; a container that does not exist is fine.
     pub async fn destroy(&self, id: &ContainerId) -> Result<(), Error> {
         let mut problems = Vec::new();
+        let mut helper_failure = None;
         if self.layout.state_dir(id).join("state.json").exists()
             && let Err(e) = self.run_helper(id, HelperOp::Delete, "destroy").await
         {
-            problems.push(e.to_string());
+            helper_failure = Some(e);
         }
         let cgroup_path = self.placement.cgroup_path(id);
         // Whatever libcontainer could not kill (a create that failed half-way) goes now.
@@ -303,8 +324,22 @@ impl Runtime {
         self.reap_keeper(id).await;
         crate::exec::end_process_keepers(&self.layout, id).await;
         let failed = tokio::task::spawn_blocking(move || cgroup::sweep(&cgroup_path)).await.unwrap_or_default();
+        // libcontainer gives up on a cgroup whose killed processes are slow to exit (a
+        // loaded machine); once the keeper is reaped the sweep above removes it, and only
+        // then does the helper's failure no longer matter.
+        match helper_failure {
+            Some(e) if !failed.is_empty() => problems.push(e.to_string()),
+            Some(e) => tracing::debug!(%id, error = %e, "libcontainer's delete failed; the sweep finished it"),
+            None => {}
+        }
         for (dir, e) in failed {
             problems.push(format!("cgroup {}: {e}", dir.display()));
+        }
+        let (network, network_id) = (self.network.clone(), id.clone());
+        match tokio::task::spawn_blocking(move || network.detach(&network_id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => problems.push(e.to_string()),
+            Err(e) => problems.push(format!("network: {e}")),
         }
         for dir in [self.layout.state_dir(id), self.layout.container_dir(id)] {
             match tokio::fs::remove_dir_all(&dir).await {

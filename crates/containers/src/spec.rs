@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::NetworkSpec;
+
 /// A container as the rest of the platform describes it. Stored beside the bundle so a
 /// restarted server knows what each container was made from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +27,10 @@ pub struct ContainerSpec {
     pub hostname: String,
     pub bind_mounts: Vec<BindMount>,
     pub limits: Limits,
+    /// `None`: a loopback-only network namespace. `Some`: an address on the runtime's
+    /// bridge, NAT, port mappings and an egress allow list (`network`).
+    #[serde(default)]
+    pub network: Option<NetworkSpec>,
 }
 
 impl ContainerSpec {
@@ -42,6 +48,7 @@ impl ContainerSpec {
             hostname: "hearth".into(),
             bind_mounts: Vec::new(),
             limits: Limits::default(),
+            network: None,
         }
     }
 }

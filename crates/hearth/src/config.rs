@@ -121,6 +121,7 @@ impl ServerConfig {
                 },
                 cgroup_parent: file.cgroup_parent.unwrap_or_else(|| "hearth".into()),
                 helper: None,
+                network: hearth_containers::NetworkConfig::default(),
             }),
         })
     }

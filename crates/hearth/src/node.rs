@@ -12,7 +12,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use hearth_containers::{ContainerId, ContainerInfo, ContainerSpec, IdMap, Placement, Runtime, RuntimeConfig, User};
+use hearth_containers::{
+    ContainerId, ContainerInfo, ContainerSpec, IdMap, NetworkConfig, Placement, Runtime, RuntimeConfig, User,
+};
 use hearth_images::{ImageRecord, Puller, RegistryConfig, Stack, Store as ImageStore};
 use tokio::sync::OnceCell;
 
@@ -26,6 +28,9 @@ pub struct NodeConfig {
     pub cgroup_parent: String,
     /// The `hearth` binary the runtime runs as its helper (default: this executable).
     pub helper: Option<PathBuf>,
+    /// The bridge, subnet, firewall table and host ports containers get. Two nodes on one
+    /// machine need different ones.
+    pub network: NetworkConfig,
 }
 
 impl NodeConfig {
@@ -79,6 +84,7 @@ impl Node {
             root: dir.join("containers"),
             helper,
             placement: Placement { id_map: IdMap::default(), cgroup_parent: config.cgroup_parent.clone() },
+            network: config.network.clone(),
         });
         let node = Node { dir, runtime, puller: Puller::new(images, registry), host_stack: OnceCell::new() };
         let swept = node.sweep().await?;

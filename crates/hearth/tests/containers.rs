@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hearth_containers::{
-    ContainerId, ContainerSpec, Error, ExitStatus, IdMap, Limits, Placement, Runtime, RuntimeConfig, Status, User,
-    cgroup,
+    ContainerId, ContainerSpec, Error, ExitStatus, IdMap, Limits, NetworkConfig, Placement, Runtime, RuntimeConfig,
+    Status, User, cgroup,
 };
 
 /// Garden's 14 capabilities as the kernel's bit mask (CapBnd in /proc/PID/status).
@@ -93,6 +93,7 @@ impl TestRuntime {
             root: root.to_path_buf(),
             helper: PathBuf::from(env!("CARGO_BIN_EXE_hearth")),
             placement: Placement { id_map: IdMap::default(), cgroup_parent: cgroup_parent.to_string() },
+            network: NetworkConfig::default(),
         }
     }
 

@@ -263,6 +263,12 @@ fn opening_the_node_sweeps_what_a_crash_left_half_made() {
         insecure_registries: Vec::new(),
         cgroup_parent: format!("hearth-sweep-{}", std::process::id()),
         helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_hearth"))),
+        network: hearth_containers::NetworkConfig {
+            bridge: "hsweep0".into(),
+            subnet: "10.254.64.0/24".parse().unwrap(),
+            table: "hearth_sweep".into(),
+            host_ports: 62000..=62099,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {

@@ -78,6 +78,8 @@ impl TestRuntime {
             root: root.to_path_buf(),
             helper: PathBuf::from(env!("CARGO_BIN_EXE_hearth")),
             placement: Placement { id_map: IdMap::default(), cgroup_parent: cgroup_parent.to_string() },
+            // Containers here have no network; the default settings are never used.
+            network: hearth_containers::NetworkConfig::default(),
         }
     }
 
