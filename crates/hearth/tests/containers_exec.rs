@@ -319,3 +319,33 @@ async fn exec_latency_of_true() {
     rt.runtime.destroy(&id).await.unwrap();
     assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
+
+/// The CVE-2019-5736 class: a container's root watches every process in its pid namespace
+/// and tries to write through `/proc/PID/exe` while the runtime execs processes into it
+/// (including `/proc/self/exe` itself); the host's runtime binary stays as it was.
+#[tokio::test]
+async fn container_root_cannot_overwrite_the_runtime_binary_through_proc_exe() {
+    let binary = Path::new(env!("CARGO_BIN_EXE_hearth"));
+    let before = std::fs::read(binary).unwrap();
+    let rt = TestRuntime::new("proc-self-exe");
+    let mut spec = sh("while :; do for p in /proc/[0-9]*; do \
+                       (echo pwned >> $p/exe) 2>/dev/null && echo \"WROTE $p $(readlink $p/exe)\" >> /tmp/log; \
+                       done; done");
+    spec.user = User { uid: 0, gid: 0 };
+    let id = running(&rt, "proc-self-exe", spec).await;
+    let mut exits = Vec::new();
+    for i in 0..15 {
+        let mut process =
+            if i % 3 == 0 { ProcessSpec::new(vec!["/proc/self/exe".into(), "--version".into()]) } else { cmd("true") };
+        process.user = Some(User { uid: 0, gid: 0 });
+        match rt.runtime.exec(&id, process).await {
+            Ok(p) => exits.push(finish(p).await.0),
+            Err(e) => exits.push(ExitStatus::Code(if e.to_string().is_empty() { -1 } else { -2 })),
+        }
+    }
+    let (_, log, _) = run(&rt.runtime, &id, cmd("cat /tmp/log 2>/dev/null; true")).await;
+    rt.runtime.destroy(&id).await.unwrap();
+    assert!(!log.contains("WROTE"), "a write through /proc/PID/exe succeeded:\n{log}");
+    assert!(std::fs::read(binary).unwrap() == before, "the runtime binary changed");
+    assert!(exits.iter().any(|e| *e == ExitStatus::Code(0)), "no exec ran at all: {exits:?}");
+}
