@@ -347,5 +347,5 @@ async fn container_root_cannot_overwrite_the_runtime_binary_through_proc_exe() {
     rt.runtime.destroy(&id).await.unwrap();
     assert!(!log.contains("WROTE"), "a write through /proc/PID/exe succeeded:\n{log}");
     assert!(std::fs::read(binary).unwrap() == before, "the runtime binary changed");
-    assert!(exits.iter().any(|e| *e == ExitStatus::Code(0)), "no exec ran at all: {exits:?}");
+    assert!(exits.contains(&ExitStatus::Code(0)), "no exec ran at all: {exits:?}");
 }
