@@ -12,8 +12,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use hearth_containers::network::PortMapping;
 use hearth_containers::{
-    ContainerId, ContainerInfo, ContainerSpec, IdMap, NetworkConfig, Placement, Runtime, RuntimeConfig, User,
+    ContainerId, ContainerInfo, ContainerSpec, IdMap, NetworkConfig, NetworkSpec, Placement, Runtime, RuntimeConfig,
+    User,
 };
 use hearth_images::{ImageRecord, Puller, RegistryConfig, Stack, Store as ImageStore};
 use tokio::sync::OnceCell;
@@ -57,6 +59,10 @@ pub struct ContainerRequest {
     /// The command; empty means the image's entrypoint + cmd.
     pub args: Vec<String>,
     pub env: Vec<String>,
+    /// Container ports to map to free host ports (and give the container a network).
+    pub ports: Vec<u16>,
+    /// A limit on what the container may write to its root filesystem.
+    pub disk_limit: Option<u64>,
 }
 
 impl Node {
@@ -179,13 +185,19 @@ impl Node {
         env = merge_env(&env, &request.env);
         let id = request.id.clone();
         let images = self.images().clone();
-        let rootfs_spec = stack.with_layers(&[]);
+        let mut rootfs_spec = stack.with_layers(&[]);
+        rootfs_spec.disk_limit = request.disk_limit;
         let rootfs_id = id.to_string();
         let rootfs = tokio::task::spawn_blocking(move || images.create_rootfs(&rootfs_id, &rootfs_spec))
             .await?
             .with_context(|| format!("cannot make a root filesystem for {id}"))?;
         let mut spec = ContainerSpec::new(&rootfs.path, args);
         spec.rootfs_readonly = false;
+        if !request.ports.is_empty() {
+            let port_mappings =
+                request.ports.iter().map(|&container_port| PortMapping { container_port, host_port: 0 }).collect();
+            spec.network = Some(NetworkSpec { port_mappings, egress: Vec::new() });
+        }
         spec.env = env;
         spec.cwd = cwd;
         if let Some(config) = &runtime_config {

@@ -94,6 +94,10 @@ fn container_json(info: &ContainerInfo) -> Value {
         "exit": exit_json(info.exit),
         "command": info.spec.args,
         "user": {"uid": info.spec.user.uid, "gid": info.spec.user.gid},
+        "network": info.network.as_ref().map(|n| json!({
+            "address": n.address.to_string(),
+            "ports": n.port_mappings.iter().map(|m| json!({"container": m.container_port, "host": m.host_port})).collect::<Vec<_>>(),
+        })),
         "usage": {
             "memory_bytes": info.usage.memory_bytes,
             "cpu_nanos": info.usage.cpu_nanos,
@@ -143,6 +147,9 @@ struct CreateContainer {
     command: Vec<String>,
     #[serde(default)]
     env: Vec<String>,
+    #[serde(default)]
+    ports: Vec<u16>,
+    disk_mb: Option<u64>,
 }
 
 async fn create_container(
@@ -169,7 +176,12 @@ async fn create_container(
             "Image {reference} is not pulled; pull it first (hearth images pull {reference})"
         )));
     }
-    let request = ContainerRequest { id, image: body.image, args: body.command, env: body.env };
+    if body.ports.contains(&0) {
+        return Err(ApiError::Unprocessable("ports must be between 1 and 65535".into()));
+    }
+    let disk_limit = body.disk_mb.map(|mb| mb.saturating_mul(1 << 20));
+    let request =
+        ContainerRequest { id, image: body.image, args: body.command, env: body.env, ports: body.ports, disk_limit };
     let info = node.run(&request).await.map_err(|e| ApiError::Unprocessable(format!("{e:#}")))?;
     Ok((StatusCode::CREATED, Json(container_json(&info))))
 }

@@ -212,6 +212,47 @@ fn operators_run_containers_and_pull_images_through_the_cli() {
     let err = server.hearth(&["containers", "info", "bad@id"]).fails();
     assert!(err.contains("invalid") || err.contains("Invalid"), "{err}");
 
+    // A detached server with a mapped port, reached from the host; with a disk limit.
+    let script =
+        "mkdir -p /tmp/www && echo hello from web > /tmp/www/index.html && exec busybox httpd -f -p 8080 -h /tmp/www";
+    let created = json_of(
+        &server
+            .hearth(&[
+                "containers",
+                "run",
+                "-d",
+                "--name",
+                "web",
+                "-p",
+                "8080",
+                "--disk-mb",
+                "64",
+                "--json",
+                "--",
+                "/bin/sh",
+                "-c",
+                script,
+            ])
+            .ok(),
+    );
+    let host_port = created["network"]["ports"][0]["host"].as_u64().expect("a mapped host port");
+    assert!(created["network"]["address"].as_str().is_some_and(|a| a.starts_with("10.")), "{created}");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let page = runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match reqwest::get(format!("http://127.0.0.1:{host_port}/")).await {
+                Ok(r) if r.status() == 200 => return r.text().await.unwrap(),
+                _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                other => panic!("the container's web server did not answer: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(page, "hello from web\n");
+    let out = server.hearth(&["containers", "info", "web", "--json"]).ok();
+    assert_eq!(json_of(&out)["state"], "running", "{out}");
+    server.hearth(&["containers", "destroy", "web"]).ok();
+
     // Bad bodies change nothing and say what is wrong.
     let out =
         server.hearth(&["curl", "-X", "POST", "/hearth/v1/containers", "-d", r#"{"command":["true"],"bogus":1}"#]);
@@ -225,7 +266,6 @@ fn operators_run_containers_and_pull_images_through_the_cli() {
     );
 
     // Only admins; no token at all is a 401 in CF's format.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (status, body) = runtime.block_on(async {
         let response = reqwest::get(format!("{}/hearth/v1/containers", server.url)).await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
@@ -283,6 +323,8 @@ fn opening_the_node_sweeps_what_a_crash_left_half_made() {
             image: None,
             args: vec!["/bin/sleep".into(), "30".into()],
             env: Vec::new(),
+            ports: Vec::new(),
+            disk_limit: None,
         };
         node.run(&request(&whole)).await.unwrap();
         let broken = ContainerId::new("broken").unwrap();

@@ -70,6 +70,15 @@ pub struct RunArgs {
     /// Keep the container after the command ends (destroy it with `containers destroy`)
     #[arg(long)]
     pub keep: bool,
+    /// Start it and return at once, printing its address and ports (implies --keep)
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// A container port to map to a free host port; repeat for more
+    #[arg(short = 'p', long = "port")]
+    pub ports: Vec<u16>,
+    /// Limit what the container may write to its root filesystem, in MB
+    #[arg(long = "disk-mb")]
+    pub disk_mb: Option<u64>,
     /// Print the result (exit status, stdout, stderr) as JSON
     #[arg(long)]
     pub json: bool,
@@ -188,7 +197,10 @@ async fn container_info(session: &mut Session, args: ContainerArgs) -> Result<()
 
 async fn run(session: &mut Session, args: RunArgs) -> Result<()> {
     let ui = Ui::new(args.json);
-    let mut body = json!({"command": args.command, "env": args.env});
+    let mut body = json!({"command": args.command, "env": args.env, "ports": args.ports});
+    if let Some(mb) = args.disk_mb {
+        body["disk_mb"] = json!(mb);
+    }
     if let Some(image) = &args.image {
         body["image"] = json!(image);
     }
@@ -197,6 +209,17 @@ async fn run(session: &mut Session, args: RunArgs) -> Result<()> {
     }
     let created = session.post("/hearth/v1/containers", &body).await?;
     let id = text(&created, "id");
+    if args.detach {
+        ui.say(format!("Started container {id}"));
+        if let Some(address) = created["network"]["address"].as_str() {
+            ui.say(format!("  address: {address}"));
+        }
+        for port in created["network"]["ports"].as_array().into_iter().flatten() {
+            ui.say(format!("  port {} -> host port {}", plain(&port["container"]), plain(&port["host"])));
+        }
+        ui.ok();
+        return ui.json(&created);
+    }
     let path = format!("/hearth/v1/containers/{id}");
     let finished = async {
         let mut waited = session.post(&format!("{path}/wait"), &json!({})).await?;
