@@ -25,6 +25,7 @@ pub mod model;
 pub mod persist;
 pub mod placement;
 pub mod rebalance;
+pub mod sim;
 pub mod task;
 
 pub use actual::{ActualLrp, ActualLrpEvent, ActualLrpKey, ActualState, Presence};
