@@ -2,79 +2,17 @@
 //! `HEARTH_TEST_DATABASE_URL` names a server. Every write publishes its event.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_scheduler::actual::Instance;
 use hearth_scheduler::events::Event;
 use hearth_scheduler::model::DesiredLrpUpdate;
 use hearth_scheduler::persist::SchedulerStore;
 use hearth_scheduler::task::{TaskDefinition, TaskEvent, TaskState};
-use hearth_scheduler::{
-    ActualLrpKey, ActualState, Cell, CellEvent, CellState, Clock, DesiredLrp, Error, HealthCheck, ManualClock,
-    Presence, Resources, RootFs,
-};
-use hearth_store::{self as store, Store};
+use hearth_scheduler::{ActualLrpKey, ActualState, CellEvent, CellState, Clock, Error, Presence, RootFs};
 use tokio::sync::broadcast::Receiver;
 
-async fn stores() -> Vec<(String, Store)> {
-    let dir = std::env::temp_dir().join(format!("hearth-sched-test-{}-{}", std::process::id(), store::new_guid()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}", dir.join("t.db").display());
-    let mut out = vec![("sqlite".to_string(), Store::open(&url).await.unwrap())];
-    if let Ok(admin) = std::env::var("HEARTH_TEST_DATABASE_URL")
-        && !admin.is_empty()
-    {
-        let name = format!("hearth_sched_{}", &store::new_guid().replace('-', "")[..12]);
-        let url = store::create_postgres_database(&admin, &name).await.unwrap();
-        out.push(("postgres".to_string(), Store::open(&url).await.unwrap()));
-    }
-    out
-}
-
-fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(time::macros::datetime!(2026-03-01 12:00 UTC)))
-}
-
-fn lrp(guid: &str, instances: u32) -> DesiredLrp {
-    DesiredLrp {
-        process_guid: guid.into(),
-        app_guid: "app-1".into(),
-        instances,
-        memory_mb: 256,
-        disk_mb: 1024,
-        max_pids: 1024,
-        rootfs: RootFs::Stack("cflinuxfs4".into()),
-        droplet: Some("droplet-1".into()),
-        start_command: "./web".into(),
-        env: BTreeMap::from([("PORT".to_string(), "8080".to_string())]),
-        ports: vec![8080],
-        health_check: HealthCheck::default(),
-        routes: vec!["web.example.com".into()],
-        log_source_id: "app-1".into(),
-        metric_tags: BTreeMap::new(),
-        placement_tags: BTreeSet::new(),
-        version: 0,
-    }
-}
-
-fn cell(id: &str) -> Cell {
-    Cell {
-        id: id.into(),
-        capacity: Resources { memory_mb: 16384, disk_mb: 65536, containers: 100 },
-        zone: "z1".into(),
-        stacks: BTreeSet::from(["cflinuxfs4".to_string()]),
-        supports_images: true,
-        placement_tags: BTreeSet::new(),
-        state: CellState::Present,
-        last_heartbeat: time::OffsetDateTime::UNIX_EPOCH,
-        version: 0,
-    }
-}
-
-fn on(cell: &str, guid: &str) -> Instance {
-    Instance { cell_id: cell.into(), instance_guid: guid.into() }
-}
+mod common;
+use common::{cell, clock, lrp, on, stores};
 
 fn drain(rx: &mut Receiver<Event>) -> Vec<Event> {
     std::iter::from_fn(|| rx.try_recv().ok()).collect()
@@ -137,7 +75,8 @@ async fn two_schedulers_racing_to_claim_one_instance_leave_exactly_one_winner() 
         let key = ActualLrpKey::ordinary("web", 0);
         let mut racers = Vec::new();
         for i in 0..8 {
-            // Separate SchedulerStores over one database, as separate processes would be.
+            // Separate SchedulerStores over one database: on PostgreSQL each writes through its own
+            // connection, as separate processes would; on SQLite one server process owns the file.
             let sched = SchedulerStore::new(st.clone(), clock());
             let key = key.clone();
             racers.push(tokio::spawn(async move { sched.claim_actual(&key, on(&format!("c{i}"), "g")).await }));

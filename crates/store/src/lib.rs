@@ -69,6 +69,15 @@ impl Tx {
         self.tx.commit().await?;
         Ok(())
     }
+
+    /// Rolls back now, before the write lock is released. (Dropping a `Tx` also rolls back,
+    /// but sqlx sends that `ROLLBACK` later, when the connection is next used: until then a
+    /// SQLite write lock can outlive the in-process one and the next writer sees `database
+    /// is locked`.)
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[

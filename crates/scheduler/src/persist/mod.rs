@@ -3,7 +3,10 @@
 //! [`Event`]. The decisions stay in the pure modules: each write loads the row, asks the
 //! transition table, and writes the answer only if nobody changed the row meanwhile.
 
+mod apply;
 mod rows;
+
+pub use apply::FollowUp;
 
 use std::sync::Arc;
 
@@ -55,10 +58,22 @@ impl SchedulerStore {
         self.events.subscribe()
     }
 
-    async fn commit(&self, tx: Tx, events: Vec<Event>) -> Result<()> {
-        tx.commit().await?;
-        self.events.publish(events);
-        Ok(())
+    /// Runs `body` in one write transaction: on success commits and publishes its events,
+    /// on failure rolls back before the write lock is let go, so a refused write changes nothing.
+    async fn write<T>(&self, body: impl AsyncFnOnce(&mut Tx) -> Result<(T, Vec<Event>)>) -> Result<T> {
+        let mut tx = self.store.begin().await?;
+        match body(&mut tx).await {
+            Ok((value, events)) => {
+                tx.commit().await?;
+                self.events.publish(events);
+                Ok(value)
+            }
+            Err(e) => {
+                // The original error says more than a failed rollback would.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
     }
 
     // ---- desired LRPs ----
@@ -68,13 +83,14 @@ impl SchedulerStore {
         lrp.validate()?;
         lrp.version = 0;
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let row = rows::desired_row(&lrp, &store::format_time(now), now);
-        store::insert(&mut tx, &row).await.map_err(conflict_as(format!("desired LRP {}", lrp.process_guid)))?;
-        let mut events = vec![Event::DesiredCreated(lrp.clone())];
-        self.create_missing(&mut tx, &lrp, 0, &mut events).await?;
-        self.commit(tx, events).await?;
-        Ok(lrp)
+        self.write(async |tx| {
+            let row = rows::desired_row(&lrp, &store::format_time(now), now);
+            store::insert(tx, &row).await.map_err(conflict_as(format!("desired LRP {}", lrp.process_guid)))?;
+            let mut events = vec![Event::DesiredCreated(lrp.clone())];
+            self.create_missing(tx, &lrp, 0, &mut events).await?;
+            Ok((lrp.clone(), events))
+        })
+        .await
     }
 
     async fn create_missing(&self, tx: &mut Tx, lrp: &DesiredLrp, from: u32, events: &mut Vec<Event>) -> Result<()> {
@@ -115,41 +131,44 @@ impl SchedulerStore {
         expected_version: i64,
     ) -> Result<DesiredLrp> {
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let row = store::get::<DesiredLrpRow>(&mut tx, guid)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: format!("desired LRP {guid}") })?;
-        let before = rows::desired(&row)?;
-        if before.version != expected_version {
-            return Err(stale(format!("desired LRP {guid}"), expected_version));
-        }
-        let after = update.apply(&before)?;
-        if !store::update_versioned(&mut tx, &rows::desired_row(&after, &row.created_at, now), before.version).await? {
-            return Err(stale(format!("desired LRP {guid}"), expected_version));
-        }
-        let mut events = vec![Event::DesiredChanged { before: before.clone(), after: after.clone() }];
-        if after.instances > before.instances {
-            self.create_missing(&mut tx, &after, before.instances, &mut events).await?;
-        } else if after.instances < before.instances {
-            self.drop_idle(&mut tx, guid, after.instances, &mut events).await?;
-        }
-        self.commit(tx, events).await?;
-        Ok(after)
+        self.write(async |tx| {
+            let row = store::get::<DesiredLrpRow>(tx, guid)
+                .await?
+                .ok_or_else(|| Error::NotFound { what: format!("desired LRP {guid}") })?;
+            let before = rows::desired(&row)?;
+            if before.version != expected_version {
+                return Err(stale(format!("desired LRP {guid}"), expected_version));
+            }
+            let after = update.apply(&before)?;
+            if !store::update_versioned(tx, &rows::desired_row(&after, &row.created_at, now), before.version).await? {
+                return Err(stale(format!("desired LRP {guid}"), expected_version));
+            }
+            let mut events = vec![Event::DesiredChanged { before: before.clone(), after: after.clone() }];
+            if after.instances > before.instances {
+                self.create_missing(tx, &after, before.instances, &mut events).await?;
+            } else if after.instances < before.instances {
+                self.drop_idle(tx, guid, after.instances, &mut events).await?;
+            }
+            Ok((after, events))
+        })
+        .await
     }
 
     /// Removes a desired LRP and its idle instances; running ones are retired by convergence.
     pub async fn remove_desired_lrp(&self, guid: &str) -> Result<()> {
-        let mut tx = self.store.begin().await?;
-        let row = store::get::<DesiredLrpRow>(&mut tx, guid)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: format!("desired LRP {guid}") })?;
-        let before = rows::desired(&row)?;
-        if !store::delete_versioned::<DesiredLrpRow>(&mut tx, guid, before.version).await? {
-            return Err(stale(format!("desired LRP {guid}"), before.version));
-        }
-        let mut events = vec![Event::DesiredRemoved(before)];
-        self.drop_idle(&mut tx, guid, 0, &mut events).await?;
-        self.commit(tx, events).await
+        self.write(async |tx| {
+            let row = store::get::<DesiredLrpRow>(tx, guid)
+                .await?
+                .ok_or_else(|| Error::NotFound { what: format!("desired LRP {guid}") })?;
+            let before = rows::desired(&row)?;
+            if !store::delete_versioned::<DesiredLrpRow>(tx, guid, before.version).await? {
+                return Err(stale(format!("desired LRP {guid}"), before.version));
+            }
+            let mut events = vec![Event::DesiredRemoved(before)];
+            self.drop_idle(tx, guid, 0, &mut events).await?;
+            Ok(((), events))
+        })
+        .await
     }
 
     pub async fn desired_lrp(&self, guid: &str) -> Result<Option<DesiredLrp>> {
@@ -166,63 +185,65 @@ impl SchedulerStore {
 
     /// Creates the UNCLAIMED instance for a desired index that has none (convergence's `CreateInstance`).
     pub async fn create_actual(&self, process_guid: &str, index: u32) -> Result<ActualLrp> {
-        let mut tx = self.store.begin().await?;
-        let desired = store::get::<DesiredLrpRow>(&mut tx, process_guid)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: format!("desired LRP {process_guid}") })?;
-        if i64::from(index) >= desired.instances {
-            return Err(Error::Invalid {
-                what: format!("instance {process_guid}/{index}"),
-                why: format!("only {} instances are desired", desired.instances),
-            });
-        }
-        let actual = ActualLrp::unclaimed(process_guid, index, self.clock.now());
-        store::insert(&mut tx, &rows::actual_row(&actual)).await.map_err(conflict_as(actual.key.to_string()))?;
-        self.commit(tx, vec![Event::ActualCreated(actual.clone())]).await?;
-        Ok(actual)
+        self.write(async |tx| {
+            let desired = store::get::<DesiredLrpRow>(tx, process_guid)
+                .await?
+                .ok_or_else(|| Error::NotFound { what: format!("desired LRP {process_guid}") })?;
+            if i64::from(index) >= desired.instances {
+                return Err(Error::Invalid {
+                    what: format!("instance {process_guid}/{index}"),
+                    why: format!("only {} instances are desired", desired.instances),
+                });
+            }
+            let actual = ActualLrp::unclaimed(process_guid, index, self.clock.now());
+            store::insert(tx, &rows::actual_row(&actual)).await.map_err(conflict_as(actual.key.to_string()))?;
+            Ok((actual.clone(), vec![Event::ActualCreated(actual)]))
+        })
+        .await
     }
 
     /// Applies one event to one instance: load, transition, compare-and-swap, publish.
     /// Answers the instance afterwards (`None` once removed).
     pub async fn change_actual(&self, key: &ActualLrpKey, event: &ActualLrpEvent) -> Result<Option<ActualLrp>> {
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let before = match store::get::<ActualLrpRow>(&mut tx, &key.to_string()).await? {
-            Some(row) => rows::actual(&row)?,
-            None => return Err(Error::NotFound { what: format!("actual LRP {key}") }),
-        };
-        let (events, answer) = match before.apply(event, now)? {
-            Next::Becomes(after) if after == before => return Ok(Some(after)),
-            Next::Becomes(after) if after.key != before.key => {
-                // Evacuation: the running copy moves to its evacuating key, a fresh UNCLAIMED
-                // instance takes the ordinary key for the auction.
-                store::insert(&mut tx, &rows::actual_row(&after)).await.map_err(conflict_as(after.key.to_string()))?;
-                let replacement = ActualLrp {
-                    version: before.version + 1,
-                    ..ActualLrp::unclaimed(&key.process_guid, key.index, now)
-                };
-                if !store::update_versioned(&mut tx, &rows::actual_row(&replacement), before.version).await? {
-                    return Err(stale(key, before.version));
+        self.write(async |tx| {
+            let before = match store::get::<ActualLrpRow>(tx, &key.to_string()).await? {
+                Some(row) => rows::actual(&row)?,
+                None => return Err(Error::NotFound { what: format!("actual LRP {key}") }),
+            };
+            let (events, answer) = match before.apply(event, now)? {
+                Next::Becomes(after) if after == before => return Ok((Some(after), vec![])),
+                Next::Becomes(after) if after.key != before.key => {
+                    // Evacuation: the running copy moves to its evacuating key, a fresh UNCLAIMED
+                    // instance takes the ordinary key for the auction.
+                    store::insert(tx, &rows::actual_row(&after)).await.map_err(conflict_as(after.key.to_string()))?;
+                    let replacement = ActualLrp {
+                        version: before.version + 1,
+                        ..ActualLrp::unclaimed(&key.process_guid, key.index, now)
+                    };
+                    if !store::update_versioned(tx, &rows::actual_row(&replacement), before.version).await? {
+                        return Err(stale(key, before.version));
+                    }
+                    let events =
+                        vec![Event::ActualCreated(after.clone()), Event::ActualChanged { before, after: replacement }];
+                    (events, Some(after))
                 }
-                let events =
-                    vec![Event::ActualCreated(after.clone()), Event::ActualChanged { before, after: replacement }];
-                (events, Some(after))
-            }
-            Next::Becomes(after) => {
-                if !store::update_versioned(&mut tx, &rows::actual_row(&after), before.version).await? {
-                    return Err(stale(key, before.version));
+                Next::Becomes(after) => {
+                    if !store::update_versioned(tx, &rows::actual_row(&after), before.version).await? {
+                        return Err(stale(key, before.version));
+                    }
+                    (vec![Event::ActualChanged { before, after: after.clone() }], Some(after))
                 }
-                (vec![Event::ActualChanged { before, after: after.clone() }], Some(after))
-            }
-            Next::Removed => {
-                if !store::delete_versioned::<ActualLrpRow>(&mut tx, &key.to_string(), before.version).await? {
-                    return Err(stale(key, before.version));
+                Next::Removed => {
+                    if !store::delete_versioned::<ActualLrpRow>(tx, &key.to_string(), before.version).await? {
+                        return Err(stale(key, before.version));
+                    }
+                    (vec![Event::ActualRemoved(before)], None)
                 }
-                (vec![Event::ActualRemoved(before)], None)
-            }
-        };
-        self.commit(tx, events).await?;
-        Ok(answer)
+            };
+            Ok((answer, events))
+        })
+        .await
     }
 
     pub async fn claim_actual(&self, key: &ActualLrpKey, by: Instance) -> Result<Option<ActualLrp>> {
@@ -278,51 +299,54 @@ impl SchedulerStore {
         cell.validate()?;
         cell.state = CellState::Present;
         cell.last_heartbeat = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let event = match store::get::<CellRow>(&mut tx, &cell.id).await? {
-            Some(row) => {
-                let before = rows::cell(&row)?;
-                cell.version = before.version + 1;
-                if !store::update_versioned(&mut tx, &rows::cell_row(&cell), before.version).await? {
-                    return Err(stale(format!("cell {}", cell.id), before.version));
+        self.write(async |tx| {
+            let event = match store::get::<CellRow>(tx, &cell.id).await? {
+                Some(row) => {
+                    let before = rows::cell(&row)?;
+                    cell.version = before.version + 1;
+                    if !store::update_versioned(tx, &rows::cell_row(&cell), before.version).await? {
+                        return Err(stale(format!("cell {}", cell.id), before.version));
+                    }
+                    Event::CellChanged { before, after: cell.clone() }
                 }
-                Event::CellChanged { before, after: cell.clone() }
-            }
-            None => {
-                cell.version = 0;
-                store::insert(&mut tx, &rows::cell_row(&cell)).await?;
-                Event::CellRegistered(cell.clone())
-            }
-        };
-        self.commit(tx, vec![event]).await?;
-        Ok(cell)
+                None => {
+                    cell.version = 0;
+                    store::insert(tx, &rows::cell_row(&cell)).await?;
+                    Event::CellRegistered(cell.clone())
+                }
+            };
+            Ok((cell, vec![event]))
+        })
+        .await
     }
 
     /// Heartbeat, drain or mark missing.
     pub async fn change_cell(&self, id: &str, event: CellEvent) -> Result<Cell> {
-        let mut tx = self.store.begin().await?;
-        let before = match store::get::<CellRow>(&mut tx, id).await? {
-            Some(row) => rows::cell(&row)?,
-            None => return Err(Error::NotFound { what: format!("cell {id}") }),
-        };
-        let after = before.apply(event, self.clock.now())?;
-        if !store::update_versioned(&mut tx, &rows::cell_row(&after), before.version).await? {
-            return Err(stale(format!("cell {id}"), before.version));
-        }
-        self.commit(tx, vec![Event::CellChanged { before, after: after.clone() }]).await?;
-        Ok(after)
+        self.write(async |tx| {
+            let before = match store::get::<CellRow>(tx, id).await? {
+                Some(row) => rows::cell(&row)?,
+                None => return Err(Error::NotFound { what: format!("cell {id}") }),
+            };
+            let after = before.apply(event, self.clock.now())?;
+            if !store::update_versioned(tx, &rows::cell_row(&after), before.version).await? {
+                return Err(stale(format!("cell {id}"), before.version));
+            }
+            Ok((after.clone(), vec![Event::CellChanged { before, after }]))
+        })
+        .await
     }
 
     /// Forgets a cell; answers whether it was known.
     pub async fn remove_cell(&self, id: &str) -> Result<bool> {
-        let mut tx = self.store.begin().await?;
-        let Some(row) = store::get::<CellRow>(&mut tx, id).await? else { return Ok(false) };
-        let before = rows::cell(&row)?;
-        if !store::delete_versioned::<CellRow>(&mut tx, id, before.version).await? {
-            return Err(stale(format!("cell {id}"), before.version));
-        }
-        self.commit(tx, vec![Event::CellRemoved(before)]).await?;
-        Ok(true)
+        self.write(async |tx| {
+            let Some(row) = store::get::<CellRow>(tx, id).await? else { return Ok((false, vec![])) };
+            let before = rows::cell(&row)?;
+            if !store::delete_versioned::<CellRow>(tx, id, before.version).await? {
+                return Err(stale(format!("cell {id}"), before.version));
+            }
+            Ok((true, vec![Event::CellRemoved(before)]))
+        })
+        .await
     }
 
     pub async fn cells(&self) -> Result<Vec<Cell>> {
@@ -335,37 +359,39 @@ impl SchedulerStore {
     /// Creates a PENDING task.
     pub async fn create_task(&self, guid: &str, definition: TaskDefinition) -> Result<Task> {
         let task = Task::pending(guid, definition, self.clock.now())?;
-        let mut tx = self.store.begin().await?;
-        store::insert(&mut tx, &rows::task_row(&task)).await.map_err(conflict_as(format!("task {guid}")))?;
-        self.commit(tx, vec![Event::TaskCreated(task.clone())]).await?;
-        Ok(task)
+        self.write(async |tx| {
+            store::insert(tx, &rows::task_row(&task)).await.map_err(conflict_as(format!("task {guid}")))?;
+            Ok((task.clone(), vec![Event::TaskCreated(task)]))
+        })
+        .await
     }
 
     /// Applies one event to a task (start, complete, fail, cancel, resolving, resolve, demote).
     /// Answers the task afterwards (`None` once resolved).
     pub async fn change_task(&self, guid: &str, event: &TaskEvent) -> Result<Option<Task>> {
-        let mut tx = self.store.begin().await?;
-        let before = match store::get::<TaskRow>(&mut tx, guid).await? {
-            Some(row) => rows::task(&row)?,
-            None => return Err(Error::NotFound { what: format!("task {guid}") }),
-        };
-        let (event, answer) = match before.apply(event, self.clock.now())? {
-            TaskNext::Becomes(after) if after == before => return Ok(Some(after)),
-            TaskNext::Becomes(after) => {
-                if !store::update_versioned(&mut tx, &rows::task_row(&after), before.version).await? {
-                    return Err(stale(format!("task {guid}"), before.version));
+        self.write(async |tx| {
+            let before = match store::get::<TaskRow>(tx, guid).await? {
+                Some(row) => rows::task(&row)?,
+                None => return Err(Error::NotFound { what: format!("task {guid}") }),
+            };
+            let (event, answer) = match before.apply(event, self.clock.now())? {
+                TaskNext::Becomes(after) if after == before => return Ok((Some(after), vec![])),
+                TaskNext::Becomes(after) => {
+                    if !store::update_versioned(tx, &rows::task_row(&after), before.version).await? {
+                        return Err(stale(format!("task {guid}"), before.version));
+                    }
+                    (Event::TaskChanged { before, after: after.clone() }, Some(after))
                 }
-                (Event::TaskChanged { before, after: after.clone() }, Some(after))
-            }
-            TaskNext::Removed => {
-                if !store::delete_versioned::<TaskRow>(&mut tx, guid, before.version).await? {
-                    return Err(stale(format!("task {guid}"), before.version));
+                TaskNext::Removed => {
+                    if !store::delete_versioned::<TaskRow>(tx, guid, before.version).await? {
+                        return Err(stale(format!("task {guid}"), before.version));
+                    }
+                    (Event::TaskRemoved(before), None)
                 }
-                (Event::TaskRemoved(before), None)
-            }
-        };
-        self.commit(tx, vec![event]).await?;
-        Ok(answer)
+            };
+            Ok((answer, vec![event]))
+        })
+        .await
     }
 
     pub async fn task(&self, guid: &str) -> Result<Option<Task>> {
