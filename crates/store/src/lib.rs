@@ -29,7 +29,7 @@ pub use list::{Cond, LabelOp, LabelRequirement, ListSpec, Page};
 pub use models::*;
 pub use queries::*;
 pub use sqlx::AnyConnection as Conn;
-pub use time_fmt::{format_cf_time, now, parse_time, unix_seconds};
+pub use time_fmt::{format_cf_time, format_time, now, parse_time, time_of, unix_seconds};
 
 /// Which database the store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,11 +69,21 @@ impl Tx {
         self.tx.commit().await?;
         Ok(())
     }
+
+    /// Rolls back now, before the write lock is released. (Dropping a `Tx` also rolls back,
+    /// but sqlx sends that `ROLLBACK` later, when the connection is next used: until then a
+    /// SQLite write lock can outlive the in-process one and the next writer sees `database
+    /// is locked`.)
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "list indexes", include_str!("../migrations/0002_list_indexes.sql")),
+    (3, "scheduler", include_str!("../migrations/0003_scheduler.sql")),
 ];
 
 impl Store {

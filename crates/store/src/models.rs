@@ -289,3 +289,70 @@ record! {
         updated_at: String,
     }
 }
+
+record! {
+    /// A scheduler cell: capacity, zone, what it runs (JSON lists), presence.
+    CellRow in "sched_cells" key id {
+        id: String,
+        memory_mb: i64,
+        disk_mb: i64,
+        containers: i64,
+        zone: String,
+        stacks: serde_json::Value,
+        supports_images: bool,
+        placement_tags: serde_json::Value,
+        state: String,
+        last_heartbeat: String,
+        version: i64,
+    }
+}
+
+record! {
+    /// A desired LRP; `definition` is the whole definition as JSON, `instances` is kept apart for queries.
+    DesiredLrpRow in "desired_lrps" key process_guid {
+        process_guid: String,
+        app_guid: String,
+        instances: i64,
+        definition: serde_json::Value,
+        created_at: String,
+        updated_at: String,
+        version: i64,
+    }
+}
+
+record! {
+    /// One LRP instance (Diego's ActualLRP); `ports` is a JSON array.
+    ActualLrpRow in "actual_lrps" key instance_key {
+        instance_key: String,
+        process_guid: String,
+        instance_index: i64,
+        evacuating: bool,
+        state: String,
+        cell_id: Option<String>,
+        instance_guid: Option<String>,
+        address: Option<String>,
+        ports: serde_json::Value,
+        since: String,
+        crash_count: i64,
+        crash_reason: Option<String>,
+        placement_error: Option<String>,
+        version: i64,
+    }
+}
+
+record! {
+    /// A scheduler task; `definition` is JSON.
+    TaskRow in "sched_tasks" key guid {
+        guid: String,
+        app_guid: String,
+        definition: serde_json::Value,
+        state: String,
+        cell_id: Option<String>,
+        failed: bool,
+        failure_reason: Option<String>,
+        result: Option<String>,
+        created_at: String,
+        updated_at: String,
+        version: i64,
+    }
+}

@@ -134,6 +134,24 @@ pub async fn update<T: Record>(conn: &mut Conn, record: &T) -> Result<()> {
     }
 }
 
+/// Compare-and-swap: writes every column of a record back only if its `version` column
+/// still holds `expected`; answers whether it did (false: changed by someone else, or gone).
+pub async fn update_versioned<T: Record>(conn: &mut Conn, record: &T, expected: i64) -> Result<bool> {
+    let sets: Vec<String> = T::COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 1)).collect();
+    let mut values = record.values();
+    values.push(Value::Text(record.key().to_string()));
+    values.push(Value::Int(expected));
+    let (k, v) = (values.len() - 1, values.len());
+    let sql = format!("UPDATE {} SET {} WHERE {} = ${k} AND version = ${v}", T::TABLE, sets.join(", "), T::KEY);
+    Ok(execute(conn, &sql, values).await? == 1)
+}
+
+/// Compare-and-swap delete: removes the record only if its `version` column holds `expected`.
+pub async fn delete_versioned<T: Record>(conn: &mut Conn, key: &str, expected: i64) -> Result<bool> {
+    let sql = format!("DELETE FROM {} WHERE {} = $1 AND version = $2", T::TABLE, T::KEY);
+    Ok(execute(conn, &sql, vec![Value::Text(key.to_string()), Value::Int(expected)]).await? == 1)
+}
+
 /// Deletes a record by key; answers whether it existed. Its metadata goes with it.
 pub async fn delete<T: Record>(conn: &mut Conn, key: &str) -> Result<bool> {
     let sql = format!("DELETE FROM {} WHERE {} = $1", T::TABLE, T::KEY);

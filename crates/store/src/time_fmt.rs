@@ -7,9 +7,19 @@ use time::{OffsetDateTime, UtcOffset};
 
 /// The current time in the store's format.
 pub fn now() -> String {
-    let t = OffsetDateTime::now_utc();
-    t.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"))
+    format_time(OffsetDateTime::now_utc())
+}
+
+/// A time in the store's format (converted to UTC, microseconds).
+pub fn format_time(t: OffsetDateTime) -> String {
+    t.to_offset(UtcOffset::UTC)
+        .format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"))
         .expect("formatting a UTC time cannot fail")
+}
+
+/// A stored time as a value (`None` if it is not RFC 3339).
+pub fn time_of(stored: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(stored, &Rfc3339).ok()
 }
 
 /// A stored time in CF's wire format: `2016-06-08T16:41:26Z`.
