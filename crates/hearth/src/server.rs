@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
-use crate::node::Node;
+use hearth_cell::node::Node;
 use crate::runner::{Group, Ready, Runner};
 
 /// The admin credentials as kept in the data directory (owner-only).
