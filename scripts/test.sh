@@ -45,7 +45,7 @@ step "Rust tests on SQLite"
 cargo test --workspace --quiet 2>&1 | tee /tmp/hearth-rust-sqlite.log
 
 step "Rust store and API tests on PostgreSQL"
-HEARTH_TEST_DATABASE_URL="$PG_URL" cargo test --quiet -p hearth-store -p hearth 2>&1 | tee /tmp/hearth-rust-pg.log
+HEARTH_TEST_DATABASE_URL="$PG_URL" cargo test --quiet -p hearth-store -p hearth-scheduler -p hearth 2>&1 | tee /tmp/hearth-rust-pg.log
 
 step "cloudfoundry-client suite on SQLite"
 cargo build --quiet -p hearth

@@ -95,3 +95,26 @@ async fn a_refused_instance_keeps_its_reason_and_scaling_down_retires_running_ex
         assert_eq!(left, vec![0], "{backend}: convergence retired the running extras");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_left_on_a_missing_cell_are_forgotten_not_sent_to_it() {
+    for (backend, st) in stores().await {
+        let clock = clock();
+        let sched = SchedulerStore::new(st, clock.clone());
+        sched.register_cell(cell("c1")).await.unwrap();
+        sched.desire_lrp(lrp("web", 2)).await.unwrap();
+        let fresh: Vec<ActualLrpKey> = (0..2).map(|i| ActualLrpKey::ordinary("web", i)).collect();
+        assert_eq!(round(&sched, &clock, &fresh).await, (2, 0), "{backend}");
+        sched.remove_desired_lrp("web").await.unwrap();
+        sched.change_cell("c1", CellEvent::MarkMissing).await.unwrap();
+        let state = sched.state().await.unwrap();
+        let snapshot =
+            Snapshot { desired: &state.desired, actual: &state.actual, tasks: &state.tasks, cells: &state.cells };
+        let actions = converge(snapshot, clock.now(), &Config::default());
+        assert_eq!(actions.len(), 2, "{backend}: {actions:?}");
+        for action in &actions {
+            assert_eq!(sched.apply(action).await.unwrap(), FollowUp::Nothing, "{backend}: {action:?}");
+        }
+        assert!(sched.actual_lrps(Some("web")).await.unwrap().is_empty(), "{backend}");
+    }
+}

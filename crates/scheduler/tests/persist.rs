@@ -165,6 +165,9 @@ async fn cells_register_heartbeat_drain_and_go_missing() {
         bigger.capacity.memory_mb = 32768;
         let again = sched.register_cell(bigger).await.unwrap();
         assert_eq!((again.state, again.capacity.memory_mb), (CellState::Present, 32768), "{backend}");
+        sched.change_cell("c1", CellEvent::Drain).await.unwrap();
+        let restarted = sched.register_cell(cell("c1")).await.unwrap();
+        assert_eq!(restarted.state, CellState::Draining, "{backend}: a draining cell that re-registers keeps draining");
         let mut bad = cell("c2");
         bad.capacity.containers = 0;
         assert!(sched.register_cell(bad).await.is_err(), "{backend}");
@@ -179,7 +182,11 @@ async fn cells_register_heartbeat_drain_and_go_missing() {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(kinds, vec!["registered", "changed", "changed", "changed", "removed"], "{backend}");
+        assert_eq!(
+            kinds,
+            vec!["registered", "changed", "changed", "changed", "changed", "changed", "removed"],
+            "{backend}"
+        );
     }
 }
 

@@ -50,7 +50,13 @@ impl SchedulerStore {
             }
             Action::PlaceInstance { key } => FollowUp::PlaceInstance(key.clone()),
             Action::RetireInstance { key, cell_id: Some(cell_id) } | Action::StopEvacuated { key, cell_id, .. } => {
-                FollowUp::StopOnCell { cell_id: cell_id.clone(), key: key.clone() }
+                if self.cell_gone(cell_id).await? {
+                    // Nobody is left to stop it: forget it.
+                    self.remove_actual(key).await?;
+                    FollowUp::Nothing
+                } else {
+                    FollowUp::StopOnCell { cell_id: cell_id.clone(), key: key.clone() }
+                }
             }
             Action::RetireInstance { key, cell_id: None } => {
                 self.remove_actual(key).await?;
@@ -81,6 +87,14 @@ impl SchedulerStore {
                 self.change_task(guid, &TaskEvent::Resolve).await?;
                 FollowUp::Nothing
             }
+        })
+    }
+
+    async fn cell_gone(&self, id: &str) -> Result<bool> {
+        let mut conn = self.store.conn().await?;
+        Ok(match hearth_store::get::<hearth_store::CellRow>(&mut conn, id).await? {
+            Some(row) => super::rows::cell(&row)?.state == crate::cell::CellState::Missing,
+            None => true,
         })
     }
 

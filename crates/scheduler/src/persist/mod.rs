@@ -294,7 +294,8 @@ impl SchedulerStore {
 
     // ---- cells ----
 
-    /// Registers a cell (or re-registers it with new capacity): present, heartbeat now.
+    /// Registers a cell (or re-registers it with new capacity): present (a draining cell
+    /// stays draining), heartbeat now.
     pub async fn register_cell(&self, mut cell: Cell) -> Result<Cell> {
         cell.validate()?;
         cell.state = CellState::Present;
@@ -304,6 +305,9 @@ impl SchedulerStore {
                 Some(row) => {
                     let before = rows::cell(&row)?;
                     cell.version = before.version + 1;
+                    if before.state == CellState::Draining {
+                        cell.state = CellState::Draining;
+                    }
                     if !store::update_versioned(tx, &rows::cell_row(&cell), before.version).await? {
                         return Err(stale(format!("cell {}", cell.id), before.version));
                     }
