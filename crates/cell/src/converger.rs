@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use hearth_scheduler::persist::{FollowUp, SchedulerStore};
 use hearth_scheduler::placement::Work;
-use hearth_scheduler::{ActualLrpKey, Clock, Config, Snapshot, SystemClock, converge};
+use hearth_scheduler::{ActualLrpKey, ActualState, Clock, Config, Event, Snapshot, SystemClock, converge};
+use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::rep::Rep;
@@ -50,13 +51,19 @@ impl Converger {
 
     /// One round: converge, apply, auction, hand out.
     pub async fn round(&self) -> anyhow::Result<RoundReport> {
+        self.round_with(Vec::new()).await
+    }
+
+    /// A round that also auctions `fresh` instances (just made UNCLAIMED: created, or
+    /// restarted at once after a crash), which convergence itself re-offers only later.
+    pub async fn round_with(&self, fresh: Vec<ActualLrpKey>) -> anyhow::Result<RoundReport> {
         let _one = self.round_lock.lock().await;
         let state = self.sched.state().await?;
         let snapshot =
             Snapshot { desired: &state.desired, actual: &state.actual, tasks: &state.tasks, cells: &state.cells };
         let actions = converge(snapshot, SystemClock.now(), &self.config);
         let mut report = RoundReport { actions: actions.len(), ..RoundReport::default() };
-        let mut to_place: Vec<ActualLrpKey> = Vec::new();
+        let mut to_place: Vec<ActualLrpKey> = fresh;
         let mut tasks = Vec::new();
         for action in &actions {
             match self.sched.apply(action).await? {
@@ -98,21 +105,36 @@ impl Converger {
         let mut events = self.sched.subscribe();
         let mut tick = tokio::time::interval(self.config.convergence_interval);
         loop {
+            let mut fresh = Vec::new();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
                 event = events.recv() => {
-                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = event {
-                        return;
+                    match event {
+                        Err(RecvError::Closed) => return,
+                        Err(RecvError::Lagged(_)) => {}
+                        Ok(event) => fresh.extend(unclaimed(&event)),
                     }
                     // Let a burst of changes settle into one round.
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    while events.try_recv().is_ok() {}
+                    while let Ok(event) = events.try_recv() {
+                        fresh.extend(unclaimed(&event));
+                    }
                 }
             }
-            if let Err(e) = self.round().await {
+            if let Err(e) = self.round_with(fresh).await {
                 tracing::warn!(error = %e, "a convergence round failed");
             }
         }
+    }
+}
+
+/// The instance an event left UNCLAIMED, if any.
+fn unclaimed(event: &Event) -> Option<ActualLrpKey> {
+    match event {
+        Event::ActualChanged { after, .. } | Event::ActualCreated(after) if after.state == ActualState::Unclaimed => {
+            Some(after.key.clone())
+        }
+        _ => None,
     }
 }

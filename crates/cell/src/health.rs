@@ -14,7 +14,10 @@ use tokio::net::TcpStream;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Probe {
     Port(SocketAddr),
-    Http { addr: SocketAddr, path: String },
+    Http {
+        addr: SocketAddr,
+        path: String,
+    },
     /// Alive is healthy: nothing to probe.
     Process,
 }
@@ -38,7 +41,9 @@ impl Probe {
             Probe::Port(addr) => match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(format!("Failed to make TCP connection to port {}: {e}", addr.port())),
-                Err(_) => Err(format!("Failed to make TCP connection to port {}: timed out after {timeout:?}", addr.port())),
+                Err(_) => {
+                    Err(format!("Failed to make TCP connection to port {}: timed out after {timeout:?}", addr.port()))
+                }
             },
             Probe::Http { addr, path } => match tokio::time::timeout(timeout, http_status(*addr, path)).await {
                 Ok(Ok(200)) => Ok(()),

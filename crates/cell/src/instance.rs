@@ -24,8 +24,7 @@ pub fn plan(
     disk_limits: bool,
 ) -> Result<ContainerRequest, String> {
     let id = container_id(instance_guid)?;
-    let mut request =
-        ContainerRequest::new(id, vec!["/bin/sh".into(), "-c".into(), desired.start_command.clone()]);
+    let mut request = ContainerRequest::new(id, vec!["/bin/sh".into(), "-c".into(), desired.start_command.clone()]);
     request.image = match &desired.rootfs {
         RootFs::Image(reference) => Some(reference.clone()),
         RootFs::Stack(_) => None,

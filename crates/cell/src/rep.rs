@@ -156,7 +156,8 @@ impl Rep {
             .desired_lrp(&key.process_guid)
             .await?
             .ok_or_else(|| anyhow::anyhow!("desired LRP {} is gone", key.process_guid))?;
-        let instance = Instance { cell_id: self.inner.config.id.clone(), instance_guid: uuid::Uuid::new_v4().to_string() };
+        let instance =
+            Instance { cell_id: self.inner.config.id.clone(), instance_guid: uuid::Uuid::new_v4().to_string() };
         self.inner.sched.claim_actual(&key, instance.clone()).await?;
         self.watch(key, desired, instance, None);
         Ok(())
@@ -214,17 +215,16 @@ impl Rep {
         // Start-up: healthy within the start timeout, or crashed.
         let healthy_since = self.inner.sched.actual_lrp(key).await.ok().flatten().map(|a| a.state);
         if healthy_since != Some(ActualState::Running) {
-            let deadline = tokio::time::Instant::now()
-                + Duration::from_secs(u64::from(desired.health_check.start_timeout_secs));
-            let mut last = String::new();
+            let deadline =
+                tokio::time::Instant::now() + Duration::from_secs(u64::from(desired.health_check.start_timeout_secs));
             loop {
-                match probe.check(check_timeout).await {
+                let why = match probe.check(check_timeout).await {
                     Ok(()) => break,
-                    Err(why) => last = why,
-                }
+                    Err(why) => why,
+                };
                 if tokio::time::Instant::now() >= deadline {
                     let secs = desired.health_check.start_timeout_secs;
-                    return Ending::Crashed(format!("Instance never healthy after {secs}s: {last}"));
+                    return Ending::Crashed(format!("Instance never healthy after {secs}s: {why}"));
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return Ending::Stopped,
@@ -265,7 +265,12 @@ impl Rep {
         }
     }
 
-    async fn create(&self, key: &ActualLrpKey, desired: &DesiredLrp, instance: &Instance) -> anyhow::Result<ContainerInfo> {
+    async fn create(
+        &self,
+        key: &ActualLrpKey,
+        desired: &DesiredLrp,
+        instance: &Instance,
+    ) -> anyhow::Result<ContainerInfo> {
         let node = &self.inner.node;
         if let RootFs::Image(reference) = &desired.rootfs
             && node.images().image(reference).is_err()
