@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::node::NodeConfig;
+use hearth_cell::node::NodeConfig;
 
 /// `hearth server`'s options.
 #[derive(Debug, Clone, clap::Args)]

@@ -3,7 +3,6 @@
 //! `main.rs` only parses the command line and calls in here (or the CLI crate).
 
 pub mod config;
-pub mod node;
 mod ops;
 pub mod runner;
 pub mod server;

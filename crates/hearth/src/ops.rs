@@ -20,7 +20,7 @@ use hearth_images::{Credentials, ImageRecord, PullEvent, PullOptions};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::node::{ContainerRequest, Node};
+use hearth_cell::node::{ContainerRequest, Node};
 
 /// How long `POST …/wait` holds a request before answering that the process still runs.
 const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -180,8 +180,11 @@ async fn create_container(
         return Err(ApiError::Unprocessable("ports must be between 1 and 65535".into()));
     }
     let disk_limit = body.disk_mb.map(|mb| mb.saturating_mul(1 << 20));
-    let request =
-        ContainerRequest { id, image: body.image, args: body.command, env: body.env, ports: body.ports, disk_limit };
+    let mut request = ContainerRequest::new(id, body.command);
+    request.image = body.image;
+    request.env = body.env;
+    request.ports = body.ports;
+    request.disk_limit = disk_limit;
     let info = node.run(&request).await.map_err(|e| ApiError::Unprocessable(format!("{e:#}")))?;
     Ok((StatusCode::CREATED, Json(container_json(&info))))
 }

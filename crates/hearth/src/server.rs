@@ -20,8 +20,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
-use crate::node::Node;
 use crate::runner::{Group, Ready, Runner};
+use hearth_cell::node::Node;
+use hearth_cell::{CellConfig, Converger, Rep};
+use hearth_scheduler::persist::SchedulerStore;
+use hearth_scheduler::{Config as SchedulerConfig, Resources, SystemClock};
 
 /// The admin credentials as kept in the data directory (owner-only).
 #[derive(Serialize, Deserialize)]
@@ -57,6 +60,8 @@ pub struct Server {
     pub auth: Auth,
     /// This machine's containers and images, or why there are none.
     pub node: Result<Arc<Node>, Arc<str>>,
+    /// Desired and actual LRPs, tasks and cells.
+    pub scheduler: SchedulerStore,
     shutdown: CancellationToken,
     group: Group,
 }
@@ -128,11 +133,33 @@ impl Server {
         let ops = crate::ops::router(crate::ops::OpsState { auth: auth.clone(), node: node.clone() });
         let router = hearth_auth::http::router(auth.clone()).merge(api).merge(ops);
 
+        let scheduler = SchedulerStore::new(store.clone(), Arc::new(SystemClock));
         let shutdown = CancellationToken::new();
         let mut group = Group::new(shutdown.clone());
         group.spawn(Box::new(HttpFront { listener, router }));
+        let converger = Converger::new(scheduler.clone(), SchedulerConfig::default());
+        if let Ok(node) = &node {
+            let cell = Rep::start(cell_config(node), node.clone(), scheduler.clone())
+                .await
+                .context("cannot start this machine's cell")?;
+            converger.add_cell(cell.clone());
+            group.spawn(Box::new(CellRunner { cell }));
+        }
+        group.spawn(Box::new(SchedulerRunner { converger }));
         group.ready().await?;
-        Ok(Server { addr, url, admin_password, admin_client_secret, first_start, store, auth, node, shutdown, group })
+        Ok(Server {
+            addr,
+            url,
+            admin_password,
+            admin_client_secret,
+            first_start,
+            store,
+            auth,
+            node,
+            scheduler,
+            shutdown,
+            group,
+        })
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -172,6 +199,70 @@ impl Runner for HttpFront {
         Box::pin(async move {
             ready.signal();
             axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+            Ok(())
+        })
+    }
+}
+
+/// This machine as a cell: its memory, the free disk under the node directory, and room
+/// for 256 containers; named after the host.
+fn cell_config(node: &Node) -> CellConfig {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(4 << 20);
+    let disk_mb = rustix::fs::statvfs(node.dir()).map(|s| s.f_bavail * s.f_frsize / (1 << 20)).unwrap_or(16 << 10);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+    CellConfig::new(
+        format!("cell-{}", host.trim()),
+        Resources { memory_mb: memory_kb / 1024, disk_mb, containers: 256 },
+    )
+}
+
+/// The scheduler's loop: converge and auction on every change and every 30 s.
+struct SchedulerRunner {
+    converger: Converger,
+}
+
+impl Runner for SchedulerRunner {
+    fn name(&self) -> &'static str {
+        "scheduler"
+    }
+
+    fn run(
+        self: Box<Self>,
+        ready: Ready,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> {
+        Box::pin(async move {
+            ready.signal();
+            self.converger.run(shutdown).await;
+            Ok(())
+        })
+    }
+}
+
+/// This machine's cell: heartbeats while the server runs. Its instances keep running
+/// when the server stops and are taken up again on the next start.
+struct CellRunner {
+    cell: Rep,
+}
+
+impl Runner for CellRunner {
+    fn name(&self) -> &'static str {
+        "cell"
+    }
+
+    fn run(
+        self: Box<Self>,
+        ready: Ready,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> {
+        Box::pin(async move {
+            ready.signal();
+            self.cell.heartbeat(shutdown).await;
             Ok(())
         })
     }

@@ -294,7 +294,7 @@ fn operators_run_containers_and_pull_images_through_the_cli() {
 /// half-made things; opening the node again removes them and keeps whole containers.
 #[test]
 fn opening_the_node_sweeps_what_a_crash_left_half_made() {
-    use hearth::node::{ContainerRequest, Node, NodeConfig};
+    use hearth_cell::node::{ContainerRequest, Node, NodeConfig};
     use hearth_containers::ContainerId;
 
     let dir = std::env::temp_dir().join(format!("hearth-node-sweep-{}", std::process::id()));
@@ -318,14 +318,7 @@ fn opening_the_node_sweeps_what_a_crash_left_half_made() {
         node.images().create_rootfs("lonely", &stack.with_layers(&[])).unwrap();
         // A whole container that keeps running, and one whose root filesystem vanished.
         let whole = ContainerId::new("whole").unwrap();
-        let request = |id: &ContainerId| ContainerRequest {
-            id: id.clone(),
-            image: None,
-            args: vec!["/bin/sleep".into(), "30".into()],
-            env: Vec::new(),
-            ports: Vec::new(),
-            disk_limit: None,
-        };
+        let request = |id: &ContainerId| ContainerRequest::new(id.clone(), vec!["/bin/sleep".into(), "30".into()]);
         node.run(&request(&whole)).await.unwrap();
         let broken = ContainerId::new("broken").unwrap();
         node.run(&request(&broken)).await.unwrap();

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use hearth_containers::network::PortMapping;
 use hearth_containers::{
-    ContainerId, ContainerInfo, ContainerSpec, IdMap, NetworkConfig, NetworkSpec, Placement, Runtime, RuntimeConfig,
-    User,
+    ContainerId, ContainerInfo, ContainerSpec, IdMap, Limits, NetworkConfig, NetworkSpec, Placement, Runtime,
+    RuntimeConfig, User,
 };
-use hearth_images::{ImageRecord, Puller, RegistryConfig, Stack, Store as ImageStore};
+use hearth_images::{Digest, ImageRecord, Puller, RegistryConfig, Stack, Store as ImageStore};
 use tokio::sync::OnceCell;
 
 /// The node's settings.
@@ -63,6 +63,35 @@ pub struct ContainerRequest {
     pub ports: Vec<u16>,
     /// A limit on what the container may write to its root filesystem.
     pub disk_limit: Option<u64>,
+    /// Memory limit in bytes (swap off).
+    pub memory_bytes: Option<u64>,
+    /// Most processes and threads.
+    pub pids: Option<i64>,
+    /// Stored layers laid over the stack or image (e.g. a droplet), bottom to top.
+    pub layers: Vec<Digest>,
+    /// The user to run as; `None`: the image's, or CF's `vcap` on a stack.
+    pub user: Option<User>,
+    /// The working directory; `None`: the image's, or `/`.
+    pub cwd: Option<String>,
+}
+
+impl ContainerRequest {
+    /// A request for `args` on the host stack with no network, limits or layers.
+    pub fn new(id: ContainerId, args: Vec<String>) -> Self {
+        ContainerRequest {
+            id,
+            image: None,
+            args,
+            env: Vec::new(),
+            ports: Vec::new(),
+            disk_limit: None,
+            memory_bytes: None,
+            pids: None,
+            layers: Vec::new(),
+            user: None,
+            cwd: None,
+        }
+    }
 }
 
 impl Node {
@@ -159,6 +188,25 @@ impl Node {
     /// Makes a root filesystem and a container on it and starts its main process. On
     /// failure nothing is left behind.
     pub async fn run(&self, request: &ContainerRequest) -> anyhow::Result<ContainerInfo> {
+        let id = &request.id;
+        self.create(request).await?;
+        let started = async {
+            self.runtime.start(id).await?;
+            self.runtime.info(id).await
+        }
+        .await;
+        match started {
+            Ok(info) => Ok(info),
+            Err(e) => {
+                let _ = self.destroy(id).await;
+                Err(e).with_context(|| format!("cannot start container {id}"))
+            }
+        }
+    }
+
+    /// Makes a root filesystem and a container on it whose main process waits to be
+    /// started. On failure nothing is left behind.
+    pub async fn create(&self, request: &ContainerRequest) -> anyhow::Result<ContainerInfo> {
         let (stack, runtime_config) = match &request.image {
             Some(reference) => {
                 let image = self.image(reference)?;
@@ -185,7 +233,7 @@ impl Node {
         env = merge_env(&env, &request.env);
         let id = request.id.clone();
         let images = self.images().clone();
-        let mut rootfs_spec = stack.with_layers(&[]);
+        let mut rootfs_spec = stack.with_layers(&request.layers);
         rootfs_spec.disk_limit = request.disk_limit;
         let rootfs_id = id.to_string();
         let rootfs = tokio::task::spawn_blocking(move || images.create_rootfs(&rootfs_id, &rootfs_spec))
@@ -199,22 +247,25 @@ impl Node {
             spec.network = Some(NetworkSpec { port_mappings, egress: Vec::new() });
         }
         spec.env = env;
-        spec.cwd = cwd;
+        spec.cwd = request.cwd.clone().unwrap_or(cwd);
         if let Some(config) = &runtime_config {
             // Images run as the user they name, root when they name none (as Docker does).
             spec.user = resolve_user(&rootfs.path, config.user.as_deref().unwrap_or("0"));
         }
-        let started = async {
+        if let Some(user) = request.user {
+            spec.user = user;
+        }
+        spec.limits = Limits { memory_bytes: request.memory_bytes, cpu_shares: None, pids: request.pids };
+        let created = async {
             self.runtime.create(&id, &spec).await?;
-            self.runtime.start(&id).await?;
             self.runtime.info(&id).await
         }
         .await;
-        match started {
+        match created {
             Ok(info) => Ok(info),
             Err(e) => {
                 let _ = self.destroy(&id).await;
-                Err(e).with_context(|| format!("cannot start container {id}"))
+                Err(e).with_context(|| format!("cannot create container {id}"))
             }
         }
     }

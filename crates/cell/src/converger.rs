@@ -1,0 +1,140 @@
+//! The scheduler's loop (Diego's converger and auctioneer at work): read the state,
+//! converge, apply the actions, auction what must start and hand each placement to its
+//! cell, tell cells what to stop. It runs on a timer and right after every change in the
+//! store, so a crash or a scale-up is acted on at once, and a missed event is caught by
+//! the next tick.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hearth_scheduler::persist::{FollowUp, SchedulerStore};
+use hearth_scheduler::placement::Work;
+use hearth_scheduler::{ActualLrpKey, ActualState, Clock, Config, Event, Snapshot, SystemClock, converge};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::rep::Rep;
+
+/// What one round did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    pub actions: usize,
+    pub placed: usize,
+    pub refused: usize,
+    pub stopped: usize,
+}
+
+/// The loop, with the cells it can reach.
+#[derive(Clone)]
+pub struct Converger {
+    sched: SchedulerStore,
+    config: Config,
+    cells: Arc<Mutex<HashMap<String, Rep>>>,
+    /// One round at a time.
+    round_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Converger {
+    pub fn new(sched: SchedulerStore, config: Config) -> Converger {
+        Converger { sched, config, cells: Arc::default(), round_lock: Arc::default() }
+    }
+
+    /// Makes a cell reachable for placements and stops.
+    pub fn add_cell(&self, rep: Rep) {
+        self.cells.lock().expect("not poisoned").insert(rep.id().to_string(), rep);
+    }
+
+    fn cell(&self, id: &str) -> Option<Rep> {
+        self.cells.lock().expect("not poisoned").get(id).cloned()
+    }
+
+    /// One round: converge, apply, auction, hand out.
+    pub async fn round(&self) -> anyhow::Result<RoundReport> {
+        self.round_with(Vec::new()).await
+    }
+
+    /// A round that also auctions `fresh` instances (just made UNCLAIMED: created, or
+    /// restarted at once after a crash), which convergence itself re-offers only later.
+    pub async fn round_with(&self, fresh: Vec<ActualLrpKey>) -> anyhow::Result<RoundReport> {
+        let _one = self.round_lock.lock().await;
+        let state = self.sched.state().await?;
+        let snapshot =
+            Snapshot { desired: &state.desired, actual: &state.actual, tasks: &state.tasks, cells: &state.cells };
+        let actions = converge(snapshot, SystemClock.now(), &self.config);
+        let mut report = RoundReport { actions: actions.len(), ..RoundReport::default() };
+        let mut to_place: Vec<ActualLrpKey> = fresh;
+        let mut tasks = Vec::new();
+        for action in &actions {
+            match self.sched.apply(action).await? {
+                FollowUp::Nothing | FollowUp::DeliverCallback(_) => {}
+                FollowUp::PlaceInstance(key) => to_place.push(key),
+                FollowUp::PlaceTask(guid) => tasks.push(guid),
+                FollowUp::StopOnCell { cell_id, key } => {
+                    report.stopped += 1;
+                    match self.cell(&cell_id) {
+                        Some(rep) => {
+                            tokio::spawn(async move {
+                                if let Err(e) = rep.stop(&key).await {
+                                    tracing::warn!(%key, error = %e, "stopping an instance failed");
+                                }
+                            });
+                        }
+                        None => self.sched.remove_actual(&key).await?,
+                    }
+                }
+            }
+        }
+        if to_place.is_empty() && tasks.is_empty() {
+            return Ok(report);
+        }
+        let result = self.sched.auction(&to_place, &tasks).await?;
+        report.refused = result.failed.len();
+        for (start, cell_id) in result.placed {
+            let Work::Lrp { process_guid, index } = start.work else { continue };
+            if let Some(rep) = self.cell(&cell_id) {
+                report.placed += 1;
+                rep.perform(ActualLrpKey::ordinary(&process_guid, index));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Rounds on every change and at least every `convergence_interval`, until `shutdown`.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut events = self.sched.subscribe();
+        let mut tick = tokio::time::interval(self.config.convergence_interval);
+        loop {
+            let mut fresh = Vec::new();
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+                event = events.recv() => {
+                    match event {
+                        Err(RecvError::Closed) => return,
+                        Err(RecvError::Lagged(_)) => {}
+                        Ok(event) => fresh.extend(unclaimed(&event)),
+                    }
+                    // Let a burst of changes settle into one round.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    while let Ok(event) = events.try_recv() {
+                        fresh.extend(unclaimed(&event));
+                    }
+                }
+            }
+            if let Err(e) = self.round_with(fresh).await {
+                tracing::warn!(error = %e, "a convergence round failed");
+            }
+        }
+    }
+}
+
+/// The instance an event left UNCLAIMED, if any.
+fn unclaimed(event: &Event) -> Option<ActualLrpKey> {
+    match event {
+        Event::ActualChanged { after, .. } | Event::ActualCreated(after) if after.state == ActualState::Unclaimed => {
+            Some(after.key.clone())
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,26 @@
+//! `hearth-cell`: one machine's share of the work (Diego's rep and executor), and the
+//! scheduler's loop that hands work to cells.
+//!
+//! - [`node`]: this machine's container runtime and image store side by side.
+//! - [`instance`]: a desired LRP's instance → the container request (pure).
+//! - [`health`]: `port`, `http` and `process` health checks from the cell.
+//! - [`rep`]: the cell: register, heartbeat, claim, create, start, report RUNNING once
+//!   healthy, keep checking, report crashes with their reason, stop gracefully, take up
+//!   its containers again after a restart.
+//! - [`converger`]: the loop that converges desired and actual state through the
+//!   scheduler's store, auctions and hands placements and stops to cells.
+//!
+//! Invariants: the scheduler's store is the only shared state; a cell learns what to run
+//! from the converger and reports only through the store (claim, start, crash, remove),
+//! so what it reports is what the API and router see. A cell owns the containers whose id
+//! starts with `lrp-` and no others. It knows nothing of HTTP or the CF wire format.
+
+pub mod converger;
+pub mod health;
+pub mod instance;
+pub mod node;
+pub mod rep;
+
+pub use converger::{Converger, RoundReport};
+pub use node::{ContainerRequest, Node, NodeConfig};
+pub use rep::{CellConfig, Rep};

@@ -1,0 +1,379 @@
+//! The cell (Diego's rep and executor): registers this machine with the scheduler,
+//! heartbeats, and runs the LRP instances the auction gives it — claim, create the
+//! container, start it, report RUNNING once the health check passes, keep checking, report
+//! a crash with its reason, stop gracefully when told. A restarted cell finds its running
+//! containers again and watches them on; instances whose container is gone are reported
+//! crashed, and `lrp-` containers no instance owns are destroyed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hearth_containers::{ContainerId, ContainerInfo, ExitStatus, Status};
+use hearth_scheduler::actual::{Instance, PortMapping};
+use hearth_scheduler::persist::SchedulerStore;
+use hearth_scheduler::{ActualLrpKey, ActualState, Cell, CellEvent, CellState, DesiredLrp, Resources, RootFs};
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Probe;
+use crate::instance::{self, CONTAINER_PREFIX};
+use crate::node::Node;
+
+/// A cell's settings.
+#[derive(Clone, Debug)]
+pub struct CellConfig {
+    pub id: String,
+    pub zone: String,
+    pub capacity: Resources,
+    /// Stack names this cell runs on its host stack (e.g. `cflinuxfs4`).
+    pub stacks: BTreeSet<String>,
+    pub heartbeat_interval: Duration,
+    /// Between health checks while an instance starts (Diego: 2 s is its unhealthy rate).
+    pub startup_check_interval: Duration,
+    /// Between health checks once healthy (Diego: 30 s).
+    pub liveness_interval: Duration,
+    /// SIGTERM, then SIGKILL after this long (Diego: 10 s).
+    pub stop_grace: Duration,
+    /// Enforce each instance's disk limit (a loop-mounted file system per instance).
+    pub disk_limits: bool,
+}
+
+impl CellConfig {
+    pub fn new(id: impl Into<String>, capacity: Resources) -> CellConfig {
+        CellConfig {
+            id: id.into(),
+            zone: "z1".into(),
+            capacity,
+            stacks: BTreeSet::from(["cflinuxfs4".to_string()]),
+            heartbeat_interval: Duration::from_secs(5),
+            startup_check_interval: Duration::from_millis(500),
+            liveness_interval: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(10),
+            disk_limits: true,
+        }
+    }
+}
+
+/// One cell; cheap to clone.
+#[derive(Clone)]
+pub struct Rep {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: CellConfig,
+    node: Arc<Node>,
+    sched: SchedulerStore,
+    /// Instances this cell runs, by key: how to stop each one's watcher.
+    running: Mutex<HashMap<ActualLrpKey, Watch>>,
+}
+
+struct Watch {
+    instance_guid: String,
+    stop: CancellationToken,
+}
+
+/// How an instance's watch ended.
+enum Ending {
+    Crashed(String),
+    Stopped,
+}
+
+impl Rep {
+    /// Registers the cell and takes up what it ran before a restart.
+    pub async fn start(config: CellConfig, node: Arc<Node>, sched: SchedulerStore) -> anyhow::Result<Rep> {
+        let now = hearth_scheduler::Time::now_utc();
+        let cell = Cell {
+            id: config.id.clone(),
+            capacity: config.capacity,
+            zone: config.zone.clone(),
+            stacks: config.stacks.clone(),
+            supports_images: true,
+            placement_tags: BTreeSet::new(),
+            state: CellState::Present,
+            last_heartbeat: now,
+            version: 0,
+        };
+        sched.register_cell(cell).await?;
+        let rep = Rep { inner: Arc::new(Inner { config, node, sched, running: Mutex::new(HashMap::new()) }) };
+        rep.reattach().await?;
+        Ok(rep)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.config.id
+    }
+
+    /// Heartbeats until `shutdown` fires.
+    pub async fn heartbeat(&self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.inner.config.heartbeat_interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    if let Err(e) = self.inner.sched.change_cell(&self.inner.config.id, CellEvent::Heartbeat).await {
+                        tracing::warn!(cell = %self.inner.config.id, error = %e, "heartbeat failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes an auctioned instance: claims it and runs it in the background.
+    pub fn perform(&self, key: ActualLrpKey) {
+        let rep = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = rep.claim_and_run(key.clone()).await {
+                tracing::warn!(%key, error = %e, "could not run an auctioned instance");
+            }
+        });
+    }
+
+    /// Stops an instance (SIGTERM, then SIGKILL after the grace period), removes its
+    /// container and the instance. Returns once it is gone.
+    pub async fn stop(&self, key: &ActualLrpKey) -> anyhow::Result<()> {
+        let watch = self.inner.running.lock().expect("not poisoned").remove(key);
+        if let Some(watch) = watch {
+            watch.stop.cancel();
+            self.stop_container(&instance::container_id(&watch.instance_guid).map_err(anyhow::Error::msg)?).await;
+        }
+        match self.inner.sched.remove_actual(key).await {
+            Ok(()) | Err(hearth_scheduler::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Instances this cell watches now.
+    pub fn running(&self) -> Vec<ActualLrpKey> {
+        self.inner.running.lock().expect("not poisoned").keys().cloned().collect()
+    }
+
+    async fn claim_and_run(&self, key: ActualLrpKey) -> anyhow::Result<()> {
+        let desired = self
+            .inner
+            .sched
+            .desired_lrp(&key.process_guid)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("desired LRP {} is gone", key.process_guid))?;
+        let instance =
+            Instance { cell_id: self.inner.config.id.clone(), instance_guid: uuid::Uuid::new_v4().to_string() };
+        self.inner.sched.claim_actual(&key, instance.clone()).await?;
+        self.watch(key, desired, instance, None);
+        Ok(())
+    }
+
+    /// Runs (or, after a restart, keeps watching) one instance in the background.
+    fn watch(&self, key: ActualLrpKey, desired: DesiredLrp, instance: Instance, existing: Option<ContainerInfo>) {
+        let stop = CancellationToken::new();
+        let watch = Watch { instance_guid: instance.instance_guid.clone(), stop: stop.clone() };
+        self.inner.running.lock().expect("not poisoned").insert(key.clone(), watch);
+        let rep = self.clone();
+        tokio::spawn(async move {
+            let ending = rep.run_instance(&key, &desired, &instance, existing, &stop).await;
+            if let Ending::Crashed(reason) = ending {
+                rep.crashed(&key, &instance, &reason).await;
+            }
+        });
+    }
+
+    async fn run_instance(
+        &self,
+        key: &ActualLrpKey,
+        desired: &DesiredLrp,
+        instance: &Instance,
+        existing: Option<ContainerInfo>,
+        stop: &CancellationToken,
+    ) -> Ending {
+        let node = &self.inner.node;
+        let info = match existing {
+            Some(info) => info,
+            None => match self.create(key, desired, instance).await {
+                Ok(info) => info,
+                Err(e) => return Ending::Crashed(format!("Failed to create container: {e:#}")),
+            },
+        };
+        let id = info.id.clone();
+        let already_running = info.status == Status::Running;
+        if !already_running && let Err(e) = node.runtime().start(&id).await {
+            return Ending::Crashed(format!("Failed to start the process: {e}"));
+        }
+        let address = info.network.as_ref().map(|n| n.address);
+        let first_port = desired.ports.first().copied();
+        let probe = Probe::for_check(
+            &desired.health_check,
+            address.zip(first_port).map(|(a, p)| SocketAddr::new(IpAddr::V4(a), p)),
+        );
+        let check_timeout = Duration::from_secs(u64::from(desired.health_check.invocation_timeout_secs.max(1)));
+        let exited = {
+            let node = node.clone();
+            let id = id.clone();
+            async move { node.runtime().wait(&id).await }
+        };
+        tokio::pin!(exited);
+
+        // Start-up: healthy within the start timeout, or crashed.
+        let healthy_since = self.inner.sched.actual_lrp(key).await.ok().flatten().map(|a| a.state);
+        if healthy_since != Some(ActualState::Running) {
+            let deadline =
+                tokio::time::Instant::now() + Duration::from_secs(u64::from(desired.health_check.start_timeout_secs));
+            loop {
+                let why = match probe.check(check_timeout).await {
+                    Ok(()) => break,
+                    Err(why) => why,
+                };
+                if tokio::time::Instant::now() >= deadline {
+                    let secs = desired.health_check.start_timeout_secs;
+                    return Ending::Crashed(format!("Instance never healthy after {secs}s: {why}"));
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return Ending::Stopped,
+                    exit = &mut exited => return Ending::Crashed(exit_reason(exit)),
+                    _ = tokio::time::sleep(self.inner.config.startup_check_interval) => {}
+                }
+            }
+            let ports: Vec<PortMapping> = info
+                .network
+                .as_ref()
+                .map(|n| {
+                    n.port_mappings
+                        .iter()
+                        .map(|m| PortMapping { container_port: m.container_port, host_port: m.host_port })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let address = address.map(|a| a.to_string()).unwrap_or_default();
+            if let Err(e) = self.inner.sched.start_actual(key, instance.clone(), &address, ports).await {
+                tracing::warn!(%key, error = %e, "could not report the instance running; stopping it");
+                self.inner.running.lock().expect("not poisoned").remove(key);
+                self.stop_container(&id).await;
+                return Ending::Stopped;
+            }
+        }
+
+        // Liveness: keep checking until stopped, crashed or unhealthy.
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return Ending::Stopped,
+                exit = &mut exited => return Ending::Crashed(exit_reason(exit)),
+                _ = tokio::time::sleep(self.inner.config.liveness_interval) => {
+                    if let Err(why) = probe.check(check_timeout).await {
+                        return Ending::Crashed(format!("Instance became unhealthy: {why}"));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn create(
+        &self,
+        key: &ActualLrpKey,
+        desired: &DesiredLrp,
+        instance: &Instance,
+    ) -> anyhow::Result<ContainerInfo> {
+        let node = &self.inner.node;
+        if let RootFs::Image(reference) = &desired.rootfs
+            && node.images().image(reference).is_err()
+        {
+            node.puller().pull(reference, &hearth_images::PullOptions::default()).await?;
+        }
+        if let RootFs::Stack(stack) = &desired.rootfs
+            && !self.inner.config.stacks.contains(stack)
+        {
+            anyhow::bail!("this cell has no stack {stack}");
+        }
+        let request = instance::plan(desired, key, &instance.instance_guid, self.inner.config.disk_limits)
+            .map_err(anyhow::Error::msg)?;
+        node.create(&request).await
+    }
+
+    /// Records a crash and removes the container (the scheduler restarts it per its policy).
+    async fn crashed(&self, key: &ActualLrpKey, instance: &Instance, reason: &str) {
+        tracing::info!(%key, %reason, "instance crashed");
+        let ours = {
+            let mut running = self.inner.running.lock().expect("not poisoned");
+            let ours = running.get(key).is_some_and(|w| w.instance_guid == instance.instance_guid);
+            if ours {
+                running.remove(key);
+            }
+            ours
+        };
+        if let Ok(id) = instance::container_id(&instance.instance_guid) {
+            let _ = self.inner.node.destroy(&id).await;
+        }
+        if ours && let Err(e) = self.inner.sched.crash_actual(key, instance.clone(), reason).await {
+            tracing::warn!(%key, error = %e, "could not record a crash");
+        }
+    }
+
+    async fn stop_container(&self, id: &ContainerId) {
+        let runtime = self.inner.node.runtime();
+        if runtime.kill(id, 15).await.is_ok()
+            && tokio::time::timeout(self.inner.config.stop_grace, runtime.wait(id)).await.is_err()
+        {
+            let _ = runtime.kill(id, 9).await;
+        }
+        if let Err(e) = self.inner.node.destroy(id).await {
+            tracing::warn!(%id, error = %e, "could not destroy a stopped instance's container");
+        }
+    }
+
+    /// After a restart: watch on what still runs, report what is gone, remove what no
+    /// instance owns.
+    async fn reattach(&self) -> anyhow::Result<()> {
+        let sched = &self.inner.sched;
+        let actual = sched.actual_lrps_on_cell(&self.inner.config.id).await?;
+        let mut owned = BTreeSet::new();
+        for lrp in actual {
+            let Some(instance) = lrp.instance.clone() else { continue };
+            if instance.cell_id != self.inner.config.id || lrp.key.presence != hearth_scheduler::Presence::Ordinary {
+                continue;
+            }
+            let id = instance::container_id(&instance.instance_guid).map_err(anyhow::Error::msg)?;
+            owned.insert(id.clone());
+            let info = self.inner.node.runtime().lookup(&id).await?;
+            let desired = sched.desired_lrp(&lrp.key.process_guid).await?;
+            match (info, desired) {
+                (Some(info), Some(desired)) if info.status == Status::Running => {
+                    self.watch(lrp.key.clone(), desired, instance, Some(info));
+                }
+                _ if matches!(lrp.state, ActualState::Claimed | ActualState::Running) => {
+                    let _ = self.inner.node.destroy(&id).await;
+                    let reason = "Instance lost: its container was gone when the cell restarted";
+                    if let Err(e) = sched.crash_actual(&lrp.key, instance, reason).await {
+                        tracing::warn!(key = %lrp.key, error = %e, "could not record a lost instance");
+                    }
+                }
+                _ => {}
+            }
+        }
+        for id in self.inner.node.runtime().list().await? {
+            if id.as_str().starts_with(CONTAINER_PREFIX) && !owned.contains(&id) {
+                tracing::info!(%id, "destroying a container no instance owns");
+                self.inner.node.destroy(&id).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn exit_reason(exit: Result<ExitStatus, hearth_containers::Error>) -> String {
+    match exit {
+        Ok(ExitStatus::Code(code)) => format!("APP/PROC/WEB: Exited with status {code}"),
+        Ok(ExitStatus::Signal(9)) => "APP/PROC/WEB: Exited with status 137 (out of memory or killed)".into(),
+        Ok(ExitStatus::Signal(signal)) => format!("APP/PROC/WEB: Exited with signal {signal}"),
+        Err(e) => format!("APP/PROC/WEB: lost track of the process: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_reasons_read_as_cf_shows_them() {
+        assert_eq!(exit_reason(Ok(ExitStatus::Code(1))), "APP/PROC/WEB: Exited with status 1");
+        assert!(exit_reason(Ok(ExitStatus::Signal(9))).contains("137"));
+        assert_eq!(exit_reason(Ok(ExitStatus::Signal(15))), "APP/PROC/WEB: Exited with signal 15");
+    }
+}

@@ -1,0 +1,223 @@
+//! The scheduler and a cell running real instances (root, real containers on the host
+//! stack, real networking): instances start and answer, a killed one is replaced, scaling
+//! up and down, a crash loop backs off, a restarted cell keeps its instances, removing the
+//! desired LRP leaves nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearth_cell::{CellConfig, Converger, Node, NodeConfig, Rep};
+use hearth_scheduler::model::DesiredLrpUpdate;
+use hearth_scheduler::persist::SchedulerStore;
+use hearth_scheduler::{
+    ActualLrp, ActualState, Config, DesiredLrp, HealthCheck, HealthCheckType, Resources, RootFs, SystemClock,
+};
+use tokio_util::sync::CancellationToken;
+
+mod common;
+
+fn desired(guid: &str, instances: u32, command: &str, check: HealthCheckType) -> DesiredLrp {
+    DesiredLrp {
+        process_guid: guid.into(),
+        app_guid: format!("app-{guid}"),
+        instances,
+        memory_mb: 64,
+        disk_mb: 64,
+        max_pids: 256,
+        rootfs: RootFs::Stack("cflinuxfs4".into()),
+        droplet: None,
+        start_command: command.into(),
+        env: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
+        ports: vec![8080],
+        health_check: HealthCheck { kind: check, endpoint: None, start_timeout_secs: 30, invocation_timeout_secs: 1 },
+        routes: vec![],
+        log_source_id: guid.into(),
+        metric_tags: BTreeMap::new(),
+        placement_tags: BTreeSet::new(),
+        version: 0,
+    }
+}
+
+const WEB: &str = "mkdir -p /tmp/www && echo \"$GREETING from $CF_INSTANCE_INDEX\" > /tmp/www/index.html \
+                   && exec busybox httpd -f -p $PORT -h /tmp/www";
+
+/// A cell and the scheduler's loop, running until `stop`.
+struct Platform {
+    sched: SchedulerStore,
+    node: Arc<Node>,
+    rep: Rep,
+    shutdown: CancellationToken,
+}
+
+async fn start(sched: &SchedulerStore, node_config: &NodeConfig) -> Platform {
+    let node = Arc::new(Node::open(node_config).await.expect("node opens"));
+    let mut config = CellConfig::new("cell-1", Resources { memory_mb: 4096, disk_mb: 16384, containers: 32 });
+    config.startup_check_interval = Duration::from_millis(100);
+    config.liveness_interval = Duration::from_secs(1);
+    config.stop_grace = Duration::from_secs(2);
+    config.disk_limits = false;
+    let rep = Rep::start(config, node.clone(), sched.clone()).await.expect("cell starts");
+    let converger =
+        Converger::new(sched.clone(), Config { convergence_interval: Duration::from_secs(1), ..Config::default() });
+    converger.add_cell(rep.clone());
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let (converger, shutdown) = (converger.clone(), shutdown.clone());
+        async move { converger.run(shutdown).await }
+    });
+    tokio::spawn({
+        let (rep, shutdown) = (rep.clone(), shutdown.clone());
+        async move { rep.heartbeat(shutdown).await }
+    });
+    Platform { sched: sched.clone(), node, rep, shutdown }
+}
+
+impl Platform {
+    async fn actual(&self, guid: &str) -> Vec<ActualLrp> {
+        let mut all = self.sched.actual_lrps(Some(guid)).await.unwrap();
+        all.sort_by_key(|a| a.key.index);
+        all
+    }
+
+    /// Waits until `done` holds for the instances of `guid` (30 s at most).
+    async fn until<F: Fn(&[ActualLrp]) -> bool>(&self, guid: &str, what: &str, done: F) -> Vec<ActualLrp> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let actual = self.actual(guid).await;
+            if done(&actual) {
+                return actual;
+            }
+            assert!(Instant::now() < deadline, "{what}: still {actual:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn cell_containers(&self) -> usize {
+        let ids = self.node.runtime().list().await.unwrap();
+        ids.iter().filter(|id| id.as_str().starts_with("lrp-")).count()
+    }
+}
+
+fn running(n: usize) -> impl Fn(&[ActualLrp]) -> bool {
+    move |a: &[ActualLrp]| a.len() == n && a.iter().all(|i| i.state == ActualState::Running)
+}
+
+async fn get(address: &str) -> String {
+    let url = format!("http://{address}:8080/");
+    reqwest::get(&url).await.unwrap_or_else(|e| panic!("{url}: {e}")).text().await.unwrap()
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(f)
+}
+
+#[test]
+fn a_cell_runs_replaces_scales_backs_off_and_keeps_instances_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("hearth-cell-test-{}", std::process::id()));
+    let node_config = NodeConfig {
+        dir: dir.join("node"),
+        insecure_registries: Vec::new(),
+        cgroup_parent: format!("hearth-cell-test-{}", std::process::id()),
+        helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_hearth"))),
+        network: hearth_containers::NetworkConfig {
+            bridge: "hcelltest0".into(),
+            subnet: "10.254.128.0/24".parse().unwrap(),
+            table: "hearth_cell_test".into(),
+            host_ports: 63000..=63099,
+        },
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    block_on(async {
+        let store = hearth_store::Store::open(&match common::database_url().await {
+            Some(url) => url,
+            None => format!("sqlite://{}", dir.join("hearth.db").display()),
+        })
+        .await
+        .unwrap();
+        let sched = SchedulerStore::new(store, Arc::new(SystemClock));
+        let p = start(&sched, &node_config).await;
+
+        // Three instances start, pass their port check and answer.
+        sched.desire_lrp(desired("web", 3, WEB, HealthCheckType::Port)).await.unwrap();
+        let actual = p.until("web", "3 running", running(3)).await;
+        for (i, instance) in actual.iter().enumerate() {
+            assert_eq!(instance.instance.as_ref().unwrap().cell_id, "cell-1");
+            let address = instance.address.as_deref().unwrap();
+            assert_eq!(get(address).await, format!("hello from {i}\n"));
+        }
+
+        // A killed instance is reported crashed and replaced at once.
+        let victim = actual[1].instance.clone().unwrap();
+        let id = hearth_cell::instance::container_id(&victim.instance_guid).unwrap();
+        p.node.runtime().kill(&id, 9).await.unwrap();
+        let actual = p
+            .until("web", "index 1 replaced", |a| {
+                running(3)(a) && a[1].instance.as_ref().unwrap().instance_guid != victim.instance_guid
+            })
+            .await;
+        assert_eq!(actual[1].crash_count, 1);
+        assert!(actual[1].crash_reason.as_deref().unwrap().contains("137"), "{:?}", actual[1].crash_reason);
+        assert_eq!(get(actual[1].address.as_deref().unwrap()).await, "hello from 1\n");
+
+        // Scale 3 → 5 → 1.
+        let scale = |n: u32| {
+            let sched = sched.clone();
+            async move {
+                let version = sched.desired_lrp("web").await.unwrap().unwrap().version;
+                let update = DesiredLrpUpdate { instances: Some(n), ..DesiredLrpUpdate::default() };
+                sched.update_desired_lrp("web", &update, version).await.unwrap();
+            }
+        };
+        scale(5).await;
+        p.until("web", "5 running", running(5)).await;
+        scale(1).await;
+        p.until("web", "1 running", running(1)).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while p.cell_containers().await != 1 {
+            assert!(Instant::now() < deadline, "scaled-down containers were not removed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // A crash loop: three immediate restarts, then the 30 s backoff.
+        sched.desire_lrp(desired("crashy", 1, "echo starting; exit 3", HealthCheckType::Process)).await.unwrap();
+        let crashed = p
+            .until("crashy", "crashed and backing off", |a| {
+                a.len() == 1 && a[0].state == ActualState::Crashed && a[0].crash_count >= 3
+            })
+            .await;
+        assert_eq!(crashed[0].crash_reason.as_deref(), Some("APP/PROC/WEB: Exited with status 3"));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let later = p.actual("crashy").await;
+        assert_eq!(later[0].crash_count, crashed[0].crash_count, "restarted during its backoff");
+        assert_eq!(later[0].state, ActualState::Crashed);
+        sched.remove_desired_lrp("crashy").await.unwrap();
+
+        // A restarted cell takes up its running instance again instead of replacing it.
+        let before = p.actual("web").await;
+        p.shutdown.cancel();
+        drop(p);
+        let p = start(&sched, &node_config).await;
+        assert_eq!(p.rep.running().len(), 1, "the instance is watched again");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = p.actual("web").await;
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].instance, before[0].instance, "the same instance runs on");
+        assert_eq!(after[0].state, ActualState::Running);
+        assert_eq!(get(after[0].address.as_deref().unwrap()).await, "hello from 0\n");
+
+        // Removing the desired LRP stops everything.
+        sched.remove_desired_lrp("web").await.unwrap();
+        p.until("web", "all gone", |a| a.is_empty()).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while p.cell_containers().await != 0 {
+            assert!(Instant::now() < deadline, "containers left after removing the desired LRP");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(p.node.images().rootfs_ids().unwrap(), Vec::<String>::new());
+        p.shutdown.cancel();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
