@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hearth_scheduler::persist::{FollowUp, SchedulerStore};
 use hearth_scheduler::placement::Work;
@@ -33,11 +33,17 @@ pub struct Converger {
     cells: Arc<Mutex<HashMap<String, Rep>>>,
     /// One round at a time.
     round_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Instances handed to a cell and not yet claimed, with their version then: not
+    /// auctioned again until they change (or the cell had long enough to claim them).
+    handed: Arc<Mutex<HashMap<ActualLrpKey, (i64, Instant)>>>,
 }
+
+/// How long a cell has to claim what it was handed before it is auctioned again.
+const CLAIM_WITHIN: Duration = Duration::from_secs(10);
 
 impl Converger {
     pub fn new(sched: SchedulerStore, config: Config) -> Converger {
-        Converger { sched, config, cells: Arc::default(), round_lock: Arc::default() }
+        Converger { sched, config, cells: Arc::default(), round_lock: Arc::default(), handed: Arc::default() }
     }
 
     /// Makes a cell reachable for placements and stops.
@@ -85,6 +91,18 @@ impl Converger {
                 }
             }
         }
+        {
+            // What was handed out and is unchanged since waits for its cell's claim.
+            let current: HashMap<&ActualLrpKey, (ActualState, i64)> =
+                state.actual.iter().map(|a| (&a.key, (a.state, a.version))).collect();
+            let mut handed = self.handed.lock().expect("not poisoned");
+            handed.retain(|key, (version, when)| {
+                when.elapsed() < CLAIM_WITHIN
+                    && current.get(key).is_none_or(|(s, v)| *s == ActualState::Unclaimed && v == version)
+            });
+            let mut seen = std::collections::HashSet::new();
+            to_place.retain(|key| !handed.contains_key(key) && seen.insert(key.clone()));
+        }
         if to_place.is_empty() && tasks.is_empty() {
             return Ok(report);
         }
@@ -92,10 +110,12 @@ impl Converger {
         report.refused = result.failed.len();
         for (start, cell_id) in result.placed {
             let Work::Lrp { process_guid, index } = start.work else { continue };
-            if let Some(rep) = self.cell(&cell_id) {
-                report.placed += 1;
-                rep.perform(ActualLrpKey::ordinary(&process_guid, index));
-            }
+            let Some(rep) = self.cell(&cell_id) else { continue };
+            let key = ActualLrpKey::ordinary(&process_guid, index);
+            let version = self.sched.actual_lrp(&key).await?.map(|a| a.version).unwrap_or_default();
+            self.handed.lock().expect("not poisoned").insert(key.clone(), (version, Instant::now()));
+            report.placed += 1;
+            rep.perform(key);
         }
         Ok(report)
     }

@@ -131,17 +131,37 @@ impl Rep {
     }
 
     /// Stops an instance (SIGTERM, then SIGKILL after the grace period), removes its
-    /// container and the instance. Returns once it is gone.
+    /// container and the instance. Returns once it is gone. The instance is found by the
+    /// guid the store records for `key`, so this also stops an evacuating copy (which the
+    /// store keeps under its own key).
     pub async fn stop(&self, key: &ActualLrpKey) -> anyhow::Result<()> {
-        let watch = self.inner.running.lock().expect("not poisoned").remove(key);
+        let recorded = self.inner.sched.actual_lrp(key).await?.and_then(|a| a.instance);
+        let guid = recorded.filter(|i| i.cell_id == self.inner.config.id).map(|i| i.instance_guid);
+        let watch = {
+            let mut running = self.inner.running.lock().expect("not poisoned");
+            let found = running
+                .iter()
+                .find(|(k, w)| Some(&w.instance_guid) == guid.as_ref() || (guid.is_none() && *k == key))
+                .map(|(k, _)| k.clone());
+            found.and_then(|k| running.remove(&k))
+        };
         if let Some(watch) = watch {
             watch.stop.cancel();
             self.stop_container(&instance::container_id(&watch.instance_guid).map_err(anyhow::Error::msg)?).await;
+        } else if let Some(guid) = guid {
+            self.stop_container(&instance::container_id(&guid).map_err(anyhow::Error::msg)?).await;
         }
         match self.inner.sched.remove_actual(key).await {
             Ok(()) | Err(hearth_scheduler::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Leaves: the scheduler starts this cell's instances elsewhere first, then has this
+    /// cell stop its copies (evacuation); nothing new is placed here.
+    pub async fn drain(&self) -> anyhow::Result<()> {
+        self.inner.sched.change_cell(&self.inner.config.id, CellEvent::Drain).await?;
+        Ok(())
     }
 
     /// Instances this cell watches now.

@@ -53,8 +53,22 @@ struct Platform {
 }
 
 async fn start(sched: &SchedulerStore, node_config: &NodeConfig) -> Platform {
+    let converger =
+        Converger::new(sched.clone(), Config { convergence_interval: Duration::from_secs(1), ..Config::default() });
+    let p = start_cell(sched, node_config, "cell-1").await;
+    converger.add_cell(p.rep.clone());
+    tokio::spawn({
+        let (converger, shutdown) = (converger.clone(), p.shutdown.clone());
+        async move { converger.run(shutdown).await }
+    });
+    p
+}
+
+/// A cell heartbeating until its `shutdown` fires (no scheduler loop).
+async fn start_cell(sched: &SchedulerStore, node_config: &NodeConfig, id: &str) -> Platform {
     let node = Arc::new(Node::open(node_config).await.expect("node opens"));
-    let mut config = CellConfig::new("cell-1", Resources { memory_mb: 4096, disk_mb: 16384, containers: 32 });
+    let mut config = CellConfig::new(id, Resources { memory_mb: 4096, disk_mb: 16384, containers: 32 });
+    config.heartbeat_interval = Duration::from_millis(300);
     config.startup_check_interval = Duration::from_millis(100);
     config.liveness_interval = Duration::from_secs(1);
     config.stop_grace = Duration::from_secs(2);
@@ -110,6 +124,31 @@ async fn get(address: &str) -> String {
     reqwest::get(&url).await.unwrap_or_else(|e| panic!("{url}: {e}")).text().await.unwrap()
 }
 
+/// A node of its own: directory, cgroup parent, bridge, subnet, firewall table, ports.
+fn node_config(dir: &std::path::Path, name: &str, n: u16) -> NodeConfig {
+    NodeConfig {
+        dir: dir.join(format!("node-{name}")),
+        insecure_registries: Vec::new(),
+        cgroup_parent: format!("hearth-cell-test-{}-{name}", std::process::id()),
+        helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_hearth"))),
+        network: hearth_containers::NetworkConfig {
+            bridge: format!("hcell{name}0"),
+            subnet: format!("10.254.{}.0/24", 128 + n).parse().unwrap(),
+            table: format!("hearth_cell_{name}"),
+            host_ports: (63000 + n * 100)..=(63099 + n * 100),
+        },
+    }
+}
+
+async fn scheduler(dir: &std::path::Path) -> SchedulerStore {
+    std::fs::create_dir_all(dir).unwrap();
+    let url = match common::database_url().await {
+        Some(url) => url,
+        None => format!("sqlite://{}", dir.join("hearth.db").display()),
+    };
+    SchedulerStore::new(hearth_store::Store::open(&url).await.unwrap(), Arc::new(SystemClock))
+}
+
 fn block_on<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(f)
 }
@@ -117,27 +156,9 @@ fn block_on<F: Future>(f: F) -> F::Output {
 #[test]
 fn a_cell_runs_replaces_scales_backs_off_and_keeps_instances_across_a_restart() {
     let dir = std::env::temp_dir().join(format!("hearth-cell-test-{}", std::process::id()));
-    let node_config = NodeConfig {
-        dir: dir.join("node"),
-        insecure_registries: Vec::new(),
-        cgroup_parent: format!("hearth-cell-test-{}", std::process::id()),
-        helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_hearth"))),
-        network: hearth_containers::NetworkConfig {
-            bridge: "hcelltest0".into(),
-            subnet: "10.254.128.0/24".parse().unwrap(),
-            table: "hearth_cell_test".into(),
-            host_ports: 63000..=63099,
-        },
-    };
-    std::fs::create_dir_all(&dir).unwrap();
+    let node_config = node_config(&dir, "one", 0);
     block_on(async {
-        let store = hearth_store::Store::open(&match common::database_url().await {
-            Some(url) => url,
-            None => format!("sqlite://{}", dir.join("hearth.db").display()),
-        })
-        .await
-        .unwrap();
-        let sched = SchedulerStore::new(store, Arc::new(SystemClock));
+        let sched = scheduler(&dir).await;
         let p = start(&sched, &node_config).await;
 
         // Three instances start, pass their port check and answer.
@@ -218,6 +239,97 @@ fn a_cell_runs_replaces_scales_backs_off_and_keeps_instances_across_a_restart() 
         }
         assert_eq!(p.node.images().rootfs_ids().unwrap(), Vec::<String>::new());
         p.shutdown.cancel();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Three cells under one scheduler loop: draining one moves its instance away with a copy
+/// running at every moment; a cell that stops heartbeating has its instance started
+/// elsewhere, and when it comes back it removes the container it no longer owns.
+#[test]
+fn a_drained_cell_hands_over_without_loss_and_a_silent_cell_is_replaced() {
+    let dir = std::env::temp_dir().join(format!("hearth-cells-test-{}", std::process::id()));
+    let configs: Vec<NodeConfig> = ["a", "b", "c"].iter().zip(1..).map(|(n, i)| node_config(&dir, n, i)).collect();
+    block_on(async {
+        let sched = scheduler(&dir).await;
+        let config = Config {
+            convergence_interval: Duration::from_millis(500),
+            cell_missing_after: Duration::from_secs(3),
+            ..Config::default()
+        };
+        let converger = Converger::new(sched.clone(), config);
+        let mut cells = Vec::new();
+        for (config, id) in configs.iter().zip(["cell-a", "cell-b", "cell-c"]) {
+            let p = start_cell(&sched, config, id).await;
+            converger.add_cell(p.rep.clone());
+            cells.push(p);
+        }
+        let stop_loop = CancellationToken::new();
+        tokio::spawn({
+            let (converger, stop) = (converger.clone(), stop_loop.clone());
+            async move { converger.run(stop).await }
+        });
+        let on = |a: &[ActualLrp], cell: &str| {
+            a.iter().filter(|i| i.instance.as_ref().is_some_and(|x| x.cell_id == cell)).count()
+        };
+
+        sched.desire_lrp(desired("web", 3, WEB, HealthCheckType::Port)).await.unwrap();
+        let actual = cells[0].until("web", "3 running", running(3)).await;
+        assert_eq!((on(&actual, "cell-a"), on(&actual, "cell-b"), on(&actual, "cell-c")), (1, 1, 1), "spread");
+
+        // Watch that every index has a running copy while cell-a drains.
+        let watching = CancellationToken::new();
+        let gaps = tokio::spawn({
+            let (sched, watching) = (sched.clone(), watching.clone());
+            async move {
+                let mut gaps = Vec::new();
+                while !watching.is_cancelled() {
+                    let all = sched.actual_lrps(Some("web")).await.unwrap();
+                    for index in 0..3 {
+                        if !all.iter().any(|a| a.key.index == index && a.state == ActualState::Running) {
+                            gaps.push(index);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                gaps
+            }
+        });
+        cells[0].rep.drain().await.unwrap();
+        cells[0].until("web", "moved off cell-a", |a| running(3)(a) && on(a, "cell-a") == 0).await;
+        watching.cancel();
+        assert_eq!(gaps.await.unwrap(), Vec::<u32>::new(), "an index had no running copy during the drain");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cells[0].cell_containers().await != 0 {
+            assert!(Instant::now() < deadline, "cell-a kept its evacuated container");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // cell-b goes silent: declared missing, its instance starts on cell-c.
+        cells[1].shutdown.cancel();
+        let actual = cells[2].until("web", "all on cell-c", |a| running(3)(a) && on(a, "cell-c") == 3).await;
+        assert_eq!(on(&actual, "cell-b"), 0);
+        let b = sched.cells().await.unwrap().into_iter().find(|c| c.id == "cell-b").unwrap();
+        assert_eq!(b.state, hearth_scheduler::CellState::Missing);
+        assert!(cells[1].cell_containers().await >= 1, "the silent cell's containers still run");
+
+        // When cell-b comes back it removes the container it no longer owns.
+        let back = start_cell(&sched, &configs[1], "cell-b").await;
+        assert_eq!(back.cell_containers().await, 0);
+        assert!(back.rep.running().is_empty());
+
+        sched.remove_desired_lrp("web").await.unwrap();
+        cells[2].until("web", "all gone", |a| a.is_empty()).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cells[2].cell_containers().await != 0 {
+            assert!(Instant::now() < deadline, "containers left on cell-c");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop_loop.cancel();
+        back.shutdown.cancel();
+        for p in &cells {
+            p.shutdown.cancel();
+        }
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
