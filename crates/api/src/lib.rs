@@ -49,6 +49,8 @@ pub struct ApiState {
     pub store: Store,
     pub auth: Auth,
     pub config: std::sync::Arc<ApiConfig>,
+    /// Desired and actual LRPs: what runs for each process.
+    pub scheduler: hearth_scheduler::persist::SchedulerStore,
 }
 
 /// The Cloud Controller's routes (`/`, `/v3/...`).

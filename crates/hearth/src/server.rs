@@ -118,8 +118,13 @@ impl Server {
         }
         let api_config = ApiConfig { external_url: url.clone(), app_domain: config.app_domain.clone() };
         hearth_api::seed(&store, &api_config).await.context("cannot create the platform's first resources")?;
-        let api =
-            hearth_api::router(ApiState { store: store.clone(), auth: auth.clone(), config: Arc::new(api_config) });
+        let scheduler = SchedulerStore::new(store.clone(), Arc::new(SystemClock));
+        let api = hearth_api::router(ApiState {
+            store: store.clone(),
+            auth: auth.clone(),
+            config: Arc::new(api_config),
+            scheduler: scheduler.clone(),
+        });
         let node = match &config.node {
             Some(node_config) => match Node::open(node_config).await {
                 Ok(node) => Ok(Arc::new(node)),
@@ -133,7 +138,6 @@ impl Server {
         let ops = crate::ops::router(crate::ops::OpsState { auth: auth.clone(), node: node.clone() });
         let router = hearth_auth::http::router(auth.clone()).merge(api).merge(ops);
 
-        let scheduler = SchedulerStore::new(store.clone(), Arc::new(SystemClock));
         let shutdown = CancellationToken::new();
         let mut group = Group::new(shutdown.clone());
         group.spawn(Box::new(HttpFront { listener, router }));

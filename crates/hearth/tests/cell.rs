@@ -333,3 +333,62 @@ fn a_drained_cell_hands_over_without_loss_and_a_silent_cell_is_replaced() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `hearth server` as root runs a cell: instances of an app's process show up in the CF
+/// API's `/stats` as they run, with their address and ports, and a crash with its reason.
+#[test]
+fn process_stats_show_the_instances_the_cell_runs() {
+    let dir = std::env::temp_dir().join(format!("hearth-cell-stats-{}", std::process::id()));
+    block_on(async {
+        let mut config = hearth::config::ServerConfig::for_dir(&dir.join("data"), common::database_url().await);
+        config.node = Some(node_config(&dir, "stats", 9));
+        let platform = common::TestPlatform::start_with(config).await;
+        let token = platform.admin_token().await;
+        let org = platform.create_org(&token, "stats-org").await;
+        let space = platform.create_space(&token, &org, "stats-space").await;
+        let (status, app) = platform
+            .post(
+                "/v3/apps",
+                &token,
+                serde_json::json!({"name": "web", "relationships": {"space": {"data": {"guid": space}}}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{app}");
+        let (_, process) =
+            platform.get(&format!("/v3/apps/{}/processes/web", app["guid"].as_str().unwrap()), &token).await;
+        let guid = process["guid"].as_str().unwrap().to_string();
+        let (_, stats) = platform.get(&format!("/v3/processes/{guid}/stats"), &token).await;
+        assert_eq!(stats["resources"][0]["state"], "DOWN", "{stats}");
+
+        // What the app's start will do once droplets exist: desire the process's LRP.
+        let sched = platform.server.as_ref().unwrap().scheduler.clone();
+        let mut lrp = desired(&guid, 1, WEB, HealthCheckType::Port);
+        lrp.app_guid = app["guid"].as_str().unwrap().into();
+        sched.desire_lrp(lrp).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stats = loop {
+            let (_, stats) = platform.get(&format!("/v3/processes/{guid}/stats"), &token).await;
+            if stats["resources"][0]["state"] == "RUNNING" {
+                break stats;
+            }
+            assert!(Instant::now() < deadline, "never RUNNING: {stats}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let instance = &stats["resources"][0];
+        let ip = instance["instance_internal_ip"].as_str().unwrap();
+        assert_eq!(instance["host"], ip);
+        assert_eq!(instance["instance_ports"][0]["internal"], 8080);
+        assert!(instance["instance_ports"][0]["external"].as_u64().unwrap() > 0);
+        assert_eq!(get(ip).await, "hello from 0\n");
+
+        sched.remove_desired_lrp(&guid).await.unwrap();
+        let node = platform.server.as_ref().unwrap().node.clone().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while node.runtime().list().await.unwrap().iter().any(|id| id.as_str().starts_with("lrp-")) {
+            assert!(Instant::now() < deadline, "the instance's container was not removed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        platform.stop().await;
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,6 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
+use hearth_scheduler::{ActualLrp, ActualState, Presence};
 use hearth_store::{self as store, App, Cond, Conn, Metadata, OrgQuota, Process, Space, Value as SqlValue};
 use serde_json::{Value, json};
 
@@ -369,37 +370,67 @@ pub async fn scale_for_app(
     apply_scale(&state, &ctx, p, app, body).await
 }
 
-/// One entry of `/stats` per desired instance. Until the scheduler runs instances, every
-/// instance is DOWN (as CF reports instances of a stopped app).
-fn stats_json(p: &Process) -> Value {
+/// One entry of `/stats` per desired instance, from what the scheduler knows of it:
+/// RUNNING (healthy), STARTING (placed or starting), CRASHED (with the reason in
+/// `details`), DOWN (nothing runs: a stopped app, or not placed yet).
+fn stats_json(p: &Process, actual: &[ActualLrp], now: time::OffsetDateTime) -> Value {
     let resources: Vec<Value> = (0..p.instances.max(0))
         .map(|index| {
+            let instance = actual
+                .iter()
+                .filter(|a| i64::from(a.key.index) == index)
+                .min_by_key(|a| (a.state != ActualState::Running, a.key.presence != Presence::Ordinary));
+            let state = match instance.map(|a| a.state) {
+                Some(ActualState::Running) => "RUNNING",
+                Some(ActualState::Claimed | ActualState::Unclaimed) => "STARTING",
+                Some(ActualState::Crashed) => "CRASHED",
+                None => "DOWN",
+            };
+            let running = instance.filter(|a| a.state == ActualState::Running);
+            let address = running.and_then(|a| a.address.clone()).filter(|a| !a.is_empty());
+            let ports: Vec<Value> = running
+                .map(|a| {
+                    a.ports
+                        .iter()
+                        .map(|m| json!({"external": m.host_port, "internal": m.container_port,
+                                        "external_tls_proxy_port": null, "internal_tls_proxy_port": null}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let uptime = running.map(|a| (now - a.since).whole_seconds().max(0)).unwrap_or(0);
             json!({
                 "type": p.process_type,
                 "index": index,
-                "state": "DOWN",
-                "routable": false,
+                "state": state,
+                "routable": running.is_some(),
                 "usage": {},
-                "host": "",
-                "instance_internal_ip": null,
-                "instance_ports": [],
-                "uptime": 0,
+                "host": address.clone().unwrap_or_default(),
+                "instance_internal_ip": address,
+                "instance_ports": ports,
+                "uptime": uptime,
                 "mem_quota": p.memory_in_mb * 1024 * 1024,
                 "disk_quota": p.disk_in_mb * 1024 * 1024,
                 "fds_quota": 16384,
                 "isolation_segment": null,
                 "log_rate_limit": if p.log_rate_limit_in_bytes_per_second < 0 { Value::Null } else { json!(p.log_rate_limit_in_bytes_per_second) },
-                "details": null,
+                "details": instance.filter(|a| a.state == ActualState::Crashed).and_then(|a| a.crash_reason.clone()),
             })
         })
         .collect();
     json!({"resources": resources})
 }
 
+/// The stats of a process the caller may see.
+async fn stats_of(state: &ApiState, p: &Process) -> ApiResult<Value> {
+    let actual = state.scheduler.actual_lrps(Some(&p.guid)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(stats_json(p, &actual, time::OffsetDateTime::now_utc()))
+}
+
 pub async fn stats(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {
     let mut conn = state.store.conn().await?;
     let (p, _) = find_visible(&mut conn, &ctx, &guid).await?;
-    Ok(ok(stats_json(&p)))
+    drop(conn);
+    Ok(ok(stats_of(&state, &p).await?))
 }
 
 pub async fn stats_for_app(
@@ -409,5 +440,6 @@ pub async fn stats_for_app(
 ) -> ApiResult<Response> {
     let mut conn = state.store.conn().await?;
     let (p, _) = find_for_app(&mut conn, &ctx, &guid, &ptype).await?;
-    Ok(ok(stats_json(&p)))
+    drop(conn);
+    Ok(ok(stats_of(&state, &p).await?))
 }
