@@ -12,6 +12,7 @@
 pub mod authz;
 mod body;
 mod context;
+mod crashes;
 mod error;
 mod params;
 mod render;
@@ -26,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use hearth_auth::Auth;
 use hearth_store::Store;
 
+pub use crashes::record_crashes;
 pub use error::ApiError;
 
 /// The API version Hearth's behaviour matches (advertised as `cloud_controller_v3.meta.version`).

@@ -150,6 +150,7 @@ impl Server {
             group.spawn(Box::new(CellRunner { cell }));
         }
         group.spawn(Box::new(SchedulerRunner { converger }));
+        group.spawn(Box::new(CrashEvents { store: store.clone(), scheduler: scheduler.clone() }));
         group.ready().await?;
         Ok(Server {
             addr,
@@ -267,6 +268,30 @@ impl Runner for CellRunner {
         Box::pin(async move {
             ready.signal();
             self.cell.heartbeat(shutdown).await;
+            Ok(())
+        })
+    }
+}
+
+/// Instance crashes become the apps' `audit.app.process.crash` events.
+struct CrashEvents {
+    store: Store,
+    scheduler: SchedulerStore,
+}
+
+impl Runner for CrashEvents {
+    fn name(&self) -> &'static str {
+        "crash-events"
+    }
+
+    fn run(
+        self: Box<Self>,
+        ready: Ready,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> {
+        Box::pin(async move {
+            ready.signal();
+            hearth_api::record_crashes(self.store, self.scheduler, shutdown).await;
             Ok(())
         })
     }

@@ -381,8 +381,29 @@ fn process_stats_show_the_instances_the_cell_runs() {
         assert!(instance["instance_ports"][0]["external"].as_u64().unwrap() > 0);
         assert_eq!(get(ip).await, "hello from 0\n");
 
-        sched.remove_desired_lrp(&guid).await.unwrap();
+        // A crash is the app's audit event, with the exit description.
         let node = platform.server.as_ref().unwrap().node.clone().unwrap();
+        let running = sched.actual_lrps(Some(&guid)).await.unwrap();
+        let instance_guid = running[0].instance.as_ref().unwrap().instance_guid.clone();
+        let id = hearth_cell::instance::container_id(&instance_guid).unwrap();
+        node.runtime().kill(&id, 9).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let event = loop {
+            let (_, events) = platform.get("/v3/audit_events?types=audit.app.process.crash", &token).await;
+            if let Some(event) = events["resources"].as_array().and_then(|r| r.first()) {
+                break event.clone();
+            }
+            assert!(Instant::now() < deadline, "no crash event: {events}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(event["target"]["guid"], app["guid"]);
+        assert_eq!(event["actor"]["type"], "app");
+        assert_eq!(event["data"]["instance"], instance_guid.as_str());
+        assert_eq!(event["data"]["index"], 0);
+        assert_eq!(event["data"]["process_type"], "web");
+        assert!(event["data"]["exit_description"].as_str().unwrap().contains("137"), "{event}");
+
+        sched.remove_desired_lrp(&guid).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while node.runtime().list().await.unwrap().iter().any(|id| id.as_str().starts_with("lrp-")) {
             assert!(Instant::now() < deadline, "the instance's container was not removed");

@@ -16,6 +16,11 @@ use crate::{ApiState, render};
 
 static SEQ: AtomicI64 = AtomicI64::new(0);
 
+/// The next number ordering events written in the same microsecond.
+pub(crate) fn next_seq() -> i64 {
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
 /// What an audit event is about.
 pub struct Target<'a> {
     pub guid: &'a str,
@@ -46,7 +51,7 @@ pub async fn audit(
         space_guid: space_guid.map(str::to_string),
         org_guid: org_guid.map(str::to_string),
         created_at: store::now(),
-        seq: SEQ.fetch_add(1, Ordering::Relaxed),
+        seq: next_seq(),
     };
     store::insert(conn, &event).await?;
     Ok(())

@@ -1,7 +1,7 @@
 //! The V3 resources. Each module owns one resource: its JSON shape and its handlers.
 
 mod apps;
-mod audit_events;
+pub(crate) mod audit_events;
 mod domains;
 mod feature_flags;
 mod jobs;
