@@ -99,6 +99,11 @@ impl Router {
         Router { config, table, fallback: None, access_log: None }
     }
 
+    /// The table this router reads.
+    pub fn table(&self) -> &TableHandle {
+        &self.table
+    }
+
     /// The platform's own service for `system_hosts` and bare IP addresses.
     pub fn fallback(mut self, fallback: Fallback) -> Router {
         self.fallback = Some(fallback);
