@@ -52,8 +52,8 @@ pub(crate) async fn handle(
     conn: Arc<ConnInfo>,
     mut req: Request<Incoming>,
 ) -> Result<Response<RouterBody>, Infallible> {
-    let host = match req.uri().host() {
-        Some(h) => h.to_string(),
+    let host = match req.uri().authority() {
+        Some(a) => a.as_str().to_string(),
         None => req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("").to_string(),
     };
     let started = Started {

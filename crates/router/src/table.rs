@@ -214,7 +214,7 @@ impl RouteTable {
         if !endpoints.is_empty() {
             routes.push(Arc::new(Pool { key: key.clone(), endpoints, next: AtomicUsize::new(0) }));
         }
-        routes.sort_by(|a, b| b.key.path.len().cmp(&a.key.path.len()));
+        routes.sort_by_key(|p| std::cmp::Reverse(p.key.path.len()));
         if routes.is_empty() {
             hosts.remove(&key.host);
         } else {
