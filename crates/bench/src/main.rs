@@ -11,7 +11,8 @@
 //!
 //! Two more subcommands measure the rest of the platform beside the tool a user would
 //! pick instead: `containers` (Hearth's runtime beside `runc run` and `crun run`) and
-//! `pulls` (a cold pull through hearth-images beside `skopeo copy`).
+//! `pulls` (a cold pull through hearth-images beside `skopeo copy`); `router` (Hearth's
+//! router beside nginx, both driven by wrk).
 
 mod containers;
 mod cpu;
@@ -20,6 +21,7 @@ mod minimal;
 mod platform;
 mod pulls;
 mod report;
+mod router;
 mod stats;
 
 use std::time::Duration;
@@ -62,6 +64,8 @@ enum Command {
     Containers(containers::Args),
     /// A cold pull of a ~50 MB image from a loopback registry: hearth-images beside `skopeo copy`
     Pulls(pulls::Args),
+    /// Requests/s and p50/p99 through Hearth's router beside nginx, driven by wrk (apt: `nginx-light wrk`)
+    Router(router::Args),
     /// Runs a command N times and prints each run's nanoseconds (used inside `unshare -m` for crun)
     #[command(hide = true)]
     TimeLoop(containers::TimeLoopArgs),
@@ -94,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Api(args)) => api(args),
         Some(Command::Containers(args)) => containers::main(args),
         Some(Command::Pulls(args)) => pulls::main(args),
+        Some(Command::Router(args)) => router::main(args),
         Some(Command::TimeLoop(args)) => containers::time_loop(args),
     }
 }
