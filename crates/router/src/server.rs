@@ -264,8 +264,11 @@ impl Worker {
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, front: Front) {
         let graceful = GracefulShutdown::new();
+        let plain = tokio_util::task::TaskTracker::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(60));
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(60));
         loop {
             let (stream, remote) = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
@@ -298,14 +301,25 @@ impl Worker {
                     });
                 }
                 _ => {
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    tokio::spawn(graceful.watch(connection));
+                    // Plain HTTP is HTTP/1.1 only (as Gorouter): no protocol sniffing on each connection.
+                    let connection = http1.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                    let shutdown = self.shutdown.clone();
+                    plain.spawn(async move {
+                        let mut connection = std::pin::pin!(connection);
+                        tokio::select! {
+                            _ = connection.as_mut() => return,
+                            _ = shutdown.cancelled() => {}
+                        }
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    });
                 }
             }
         }
         drop(listener);
         let drain = self.shared.config.drain_timeout;
-        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        plain.close();
+        if tokio::time::timeout(drain, async { tokio::join!(graceful.shutdown(), plain.wait()) }).await.is_err() {
             tracing::warn!("router drain timed out after {drain:?}; closing the remaining connections");
         }
     }
