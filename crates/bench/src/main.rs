@@ -11,8 +11,9 @@
 //!
 //! Two more subcommands measure the rest of the platform beside the tool a user would
 //! pick instead: `containers` (Hearth's runtime beside `runc run` and `crun run`) and
-//! `pulls` (a cold pull through hearth-images beside `skopeo copy`); `scheduler` measures
-//! placement and convergence at scale over simulated cells.
+//! `pulls` (a cold pull through hearth-images beside `skopeo copy`); `router` (Hearth's
+//! router beside nginx, both driven by wrk); `scheduler` measures placement and convergence
+//! at scale over simulated cells.
 
 mod containers;
 mod cpu;
@@ -21,6 +22,7 @@ mod minimal;
 mod platform;
 mod pulls;
 mod report;
+mod router;
 mod scheduler;
 mod stats;
 
@@ -66,6 +68,8 @@ enum Command {
     Pulls(pulls::Args),
     /// Placement and convergence at scale over simulated cells, compared with Diego's published scale
     Scheduler(scheduler::Args),
+    /// Requests/s and p50/p99 through Hearth's router beside nginx, driven by wrk (apt: `nginx-light wrk`)
+    Router(router::Args),
     /// Runs a command N times and prints each run's nanoseconds (used inside `unshare -m` for crun)
     #[command(hide = true)]
     TimeLoop(containers::TimeLoopArgs),
@@ -99,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Containers(args)) => containers::main(args),
         Some(Command::Pulls(args)) => pulls::main(args),
         Some(Command::Scheduler(args)) => scheduler::main(args),
+        Some(Command::Router(args)) => router::main(args),
         Some(Command::TimeLoop(args)) => containers::time_loop(args),
     }
 }
