@@ -64,9 +64,17 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Turns the framework's plain-text rejections (body too large, wrong method, wrong
-/// content type) into CF's error JSON.
+/// content type) into CF's error JSON. A too-large body was not read to its end, so that
+/// answer also closes the connection: a client must not send its next request on it.
 async fn cf_error_bodies(req: Request<HttpBody>, next: Next) -> Response {
-    let resp = next.run(req).await;
+    let mut resp = rewrite_rejection(next.run(req).await);
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+fn rewrite_rejection(resp: Response) -> Response {
     let is_json = resp
         .headers()
         .get(header::CONTENT_TYPE)
