@@ -174,7 +174,8 @@ def hearth(tmp_path_factory) -> Hearth:
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
 
-    cmd = [str(binary), "server", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}"]
+    # The suite drives the API only: no containers, nothing under /var/lib/hearth.
+    cmd = [str(binary), "server", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}", "--no-containers"]
     db_url = os.environ.get("HEARTH_TEST_DATABASE_URL")
     if db_url:
         cmd += ["--database-url", db_url]
