@@ -133,18 +133,43 @@ impl Converger {
                     match event {
                         Err(RecvError::Closed) => return,
                         Err(RecvError::Lagged(_)) => {}
-                        Ok(event) => fresh.extend(unclaimed(&event)),
+                        Ok(event) => {
+                            fresh.extend(unclaimed(&event));
+                            self.tell_cells(&event);
+                        }
                     }
                     // Let a burst of changes settle into one round.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     while let Ok(event) = events.try_recv() {
                         fresh.extend(unclaimed(&event));
+                        self.tell_cells(&event);
                     }
                 }
             }
             if let Err(e) = self.round_with(fresh).await {
                 tracing::warn!(error = %e, "a convergence round failed");
             }
+        }
+    }
+}
+
+impl Converger {
+    /// A cell stops the container of an instance that was removed or taken from it.
+    fn tell_cells(&self, event: &Event) {
+        let gone = match event {
+            Event::ActualRemoved(before) => before.instance.clone(),
+            Event::ActualChanged { before, after }
+                if before.instance.is_some() && after.instance != before.instance =>
+            {
+                // A crash is the cell's own report: it has already removed the container.
+                (after.crash_count == before.crash_count).then(|| before.instance.clone()).flatten()
+            }
+            _ => None,
+        };
+        if let Some(instance) = gone
+            && let Some(rep) = self.cell(&instance.cell_id)
+        {
+            tokio::spawn(async move { rep.forget(&instance.instance_guid).await });
         }
     }
 }

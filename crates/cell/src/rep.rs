@@ -157,6 +157,22 @@ impl Rep {
         }
     }
 
+    /// Stops the container of an instance the store no longer gives this cell (removed,
+    /// or moved elsewhere), without touching the store. Unknown instances are ignored.
+    pub async fn forget(&self, instance_guid: &str) {
+        let watch = {
+            let mut running = self.inner.running.lock().expect("not poisoned");
+            let key = running.iter().find(|(_, w)| w.instance_guid == instance_guid).map(|(k, _)| k.clone());
+            key.and_then(|k| running.remove(&k))
+        };
+        if let Some(watch) = watch {
+            watch.stop.cancel();
+            if let Ok(id) = instance::container_id(instance_guid) {
+                self.stop_container(&id).await;
+            }
+        }
+    }
+
     /// Leaves: the scheduler starts this cell's instances elsewhere first, then has this
     /// cell stop its copies (evacuation); nothing new is placed here.
     pub async fn drain(&self) -> anyhow::Result<()> {

@@ -53,6 +53,15 @@ pub struct NetworkInfo {
     pub port_mappings: Vec<PortMapping>,
 }
 
+/// The hardware address of the container at `address`: locally administered, unicast,
+/// and derived from the address, so a host's ARP entry for an address stays right when a
+/// new container gets an address an old one had (otherwise the host keeps sending to the
+/// gone container's MAC until the entry expires, tens of seconds).
+pub fn container_mac(address: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
+    [0x0a, 0x48, a, b, c, d]
+}
+
 /// The host interface of the veth pair of the container at `address`.
 pub fn host_interface(address: Ipv4Addr) -> String {
     format!("hv{:08x}", u32::from(address))
@@ -139,7 +148,7 @@ impl Network {
             .map_err(failed("find the bridge"))?
             .ok_or_else(|| Error::Network(format!("bridge {} is gone", self.config.bridge)))?;
         let veth = host
-            .add_veth(&host_interface(address), CONTAINER_INTERFACE, &netns, bridge)
+            .add_veth(&host_interface(address), CONTAINER_INTERFACE, container_mac(address), &netns, bridge)
             .map_err(failed("create the veth"))?;
         host.isolate_bridge_port(veth).map_err(failed("isolate the bridge port"))?;
         host.set_up(veth).map_err(failed("bring the veth up"))?;

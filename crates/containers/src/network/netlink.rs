@@ -125,10 +125,19 @@ impl Netlink {
     }
 
     /// Creates a veth pair: `host` in this namespace, attached to the bridge `bridge`,
-    /// and `peer` created directly inside the namespace `netns`. Returns `host`'s index.
-    pub fn add_veth(&mut self, host: &str, peer: &str, netns: &File, bridge: u32) -> io::Result<u32> {
+    /// and `peer` (with the hardware address `peer_mac`) created directly inside the
+    /// namespace `netns`. Returns `host`'s index.
+    pub fn add_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        peer_mac: [u8; 6],
+        netns: &File,
+        bridge: u32,
+    ) -> io::Result<u32> {
         let mut peer_message = LinkMessage::default();
         peer_message.attributes.push(LinkAttribute::IfName(peer.into()));
+        peer_message.attributes.push(LinkAttribute::Address(peer_mac.to_vec()));
         peer_message.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
         let mut message = LinkMessage::default();
         message.attributes.push(LinkAttribute::IfName(host.into()));
