@@ -7,9 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use hearth_containers::{ContainerSpec, IdMap, Placement, Runtime, RuntimeConfig, cgroup};
+use hearth_containers::{ContainerId, ContainerSpec, ExitStatus, IdMap, Placement, Runtime, RuntimeConfig, cgroup};
 
-const BASE_PREFIX: &str = "hearth-exec-tests-";
+const BASE_PREFIX: &str = "hearth-container-tests-";
 
 /// This test process's directory (mode 0755: container uids must traverse it). Directories
 /// of earlier test processes that are gone are removed on the way.
@@ -69,7 +69,7 @@ pub struct TestRuntime {
 impl TestRuntime {
     pub fn new(name: &str) -> Self {
         let root = base_dir().join(name);
-        let cgroup_parent = format!("hearth-exec-test-{}-{name}", std::process::id());
+        let cgroup_parent = format!("hearth-test-{}-{name}", std::process::id());
         Self { runtime: Runtime::new(Self::config(&root, &cgroup_parent)), root, cgroup_parent }
     }
 
@@ -86,6 +86,16 @@ impl TestRuntime {
     /// Another runtime on the same directory: what a restarted server gets.
     pub fn reopen(&self) -> Runtime {
         Runtime::new(Self::config(&self.root, &self.cgroup_parent))
+    }
+
+    /// Creates, runs to the end, destroys; returns exit status, stdout and stderr.
+    pub async fn run(&self, id: &str, spec: ContainerSpec) -> (ExitStatus, String, String) {
+        let id = ContainerId::new(id).unwrap();
+        self.runtime.create(&id, &spec).await.unwrap();
+        let result = self.runtime.run(&id).await;
+        self.runtime.destroy(&id).await.unwrap();
+        let result = result.unwrap();
+        (result.exit, String::from_utf8(result.stdout).unwrap(), String::from_utf8(result.stderr).unwrap())
     }
 
     /// Everything of this runtime still on the host: state and bundle directories, cgroup

@@ -3,61 +3,18 @@
 //! a count of everything networking leaves on the host.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hearth_containers::{
     ContainerId, ContainerSpec, IdMap, NetworkConfig, NetworkSpec, Placement, Runtime, RuntimeConfig, cgroup,
 };
 
-const BASE_PREFIX: &str = "hearth-net-tests-";
+#[path = "../common/container_fixtures.rs"]
+mod fixtures;
 
-/// This test process's directory (0755: container uids must traverse it); directories
-/// of earlier test processes that are gone are removed on the way.
-pub fn base_dir() -> PathBuf {
-    static STALE_REMOVED: OnceLock<()> = OnceLock::new();
-    STALE_REMOVED.get_or_init(|| {
-        for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            let pid = name.strip_prefix(BASE_PREFIX).and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-    });
-    let dir = std::env::temp_dir().join(format!("{BASE_PREFIX}{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
-/// A busybox root filesystem, made once per test process.
-pub fn rootfs() -> &'static Path {
-    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
-    ROOTFS.get_or_init(|| {
-        let busybox = Path::new("/bin/busybox");
-        assert!(busybox.exists(), "install Debian's busybox-static (apt-get install busybox-static)");
-        let root = base_dir().join("rootfs");
-        for dir in ["bin", "etc", "proc", "dev", "sys", "tmp", "home/vcap", "root"] {
-            std::fs::create_dir_all(root.join(dir)).unwrap();
-        }
-        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-        let list = Command::new(busybox).arg("--list").output().unwrap();
-        for applet in String::from_utf8(list.stdout).unwrap().lines().filter(|a| *a != "busybox") {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-        std::fs::write(
-            root.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nvcap:x:2000:2000::/home/vcap:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(root.join("etc/group"), "root:x:0:\nvcap:x:2000:\n").unwrap();
-        root
-    })
-}
+pub use fixtures::{base_dir, rootfs};
 
 /// A shell script as a networked container's main process.
 pub fn sh(script: &str, network: NetworkSpec) -> ContainerSpec {
