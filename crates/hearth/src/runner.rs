@@ -32,6 +32,45 @@ pub trait Runner: Send + 'static {
     ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 }
 
+/// A runner that is ready at once and runs one loop until shutdown (the scheduler's
+/// loop, a cell's heartbeat, an event listener).
+pub struct Loop<F> {
+    name: &'static str,
+    body: F,
+}
+
+impl<F, Fut> Loop<F>
+where
+    F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    pub fn new(name: &'static str, body: F) -> Box<Self> {
+        Box::new(Loop { name, body })
+    }
+}
+
+impl<F, Fut> Runner for Loop<F>
+where
+    F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn run(
+        self: Box<Self>,
+        ready: Ready,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> {
+        Box::pin(async move {
+            ready.signal();
+            (self.body)(shutdown).await;
+            Ok(())
+        })
+    }
+}
+
 /// Runners started together; stops them all when one fails or shutdown is asked.
 pub struct Group {
     shutdown: CancellationToken,

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
-use crate::runner::{Group, Ready, Runner};
+use crate::runner::{Group, Loop, Ready, Runner};
 use hearth_cell::node::Node;
 use hearth_cell::{CellConfig, Converger, Rep};
 use hearth_scheduler::persist::SchedulerStore;
@@ -147,10 +147,17 @@ impl Server {
                 .await
                 .context("cannot start this machine's cell")?;
             converger.add_cell(cell.clone());
-            group.spawn(Box::new(CellRunner { cell }));
+            // Heartbeats while the server runs; its instances keep running when the server
+            // stops and are taken up again on the next start.
+            group.spawn(Loop::new("cell", move |shutdown| async move { cell.heartbeat(shutdown).await }));
         }
-        group.spawn(Box::new(SchedulerRunner { converger }));
-        group.spawn(Box::new(CrashEvents { store: store.clone(), scheduler: scheduler.clone() }));
+        // Converge and auction on every change and every 30 s.
+        group.spawn(Loop::new("scheduler", move |shutdown| async move { converger.run(shutdown).await }));
+        // Instance crashes become the apps' `audit.app.process.crash` events.
+        let (crash_store, crash_scheduler) = (store.clone(), scheduler.clone());
+        group.spawn(Loop::new("crash-events", move |shutdown| {
+            hearth_api::record_crashes(crash_store, crash_scheduler, shutdown)
+        }));
         group.ready().await?;
         Ok(Server {
             addr,
@@ -224,75 +231,4 @@ fn cell_config(node: &Node) -> CellConfig {
         format!("cell-{}", host.trim()),
         Resources { memory_mb: memory_kb / 1024, disk_mb, containers: 256 },
     )
-}
-
-/// The scheduler's loop: converge and auction on every change and every 30 s.
-struct SchedulerRunner {
-    converger: Converger,
-}
-
-impl Runner for SchedulerRunner {
-    fn name(&self) -> &'static str {
-        "scheduler"
-    }
-
-    fn run(
-        self: Box<Self>,
-        ready: Ready,
-        shutdown: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> {
-        Box::pin(async move {
-            ready.signal();
-            self.converger.run(shutdown).await;
-            Ok(())
-        })
-    }
-}
-
-/// This machine's cell: heartbeats while the server runs. Its instances keep running
-/// when the server stops and are taken up again on the next start.
-struct CellRunner {
-    cell: Rep,
-}
-
-impl Runner for CellRunner {
-    fn name(&self) -> &'static str {
-        "cell"
-    }
-
-    fn run(
-        self: Box<Self>,
-        ready: Ready,
-        shutdown: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> {
-        Box::pin(async move {
-            ready.signal();
-            self.cell.heartbeat(shutdown).await;
-            Ok(())
-        })
-    }
-}
-
-/// Instance crashes become the apps' `audit.app.process.crash` events.
-struct CrashEvents {
-    store: Store,
-    scheduler: SchedulerStore,
-}
-
-impl Runner for CrashEvents {
-    fn name(&self) -> &'static str {
-        "crash-events"
-    }
-
-    fn run(
-        self: Box<Self>,
-        ready: Ready,
-        shutdown: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> {
-        Box::pin(async move {
-            ready.signal();
-            hearth_api::record_crashes(self.store, self.scheduler, shutdown).await;
-            Ok(())
-        })
-    }
 }
