@@ -70,6 +70,16 @@ fn node(state: &OpsState) -> Result<&Arc<Node>, ApiError> {
     state.node.as_ref().map_err(|why| ApiError::ServiceUnavailable(format!("This server runs no containers: {why}")))
 }
 
+/// The node and a container on it that exists (404 otherwise).
+async fn existing<'a>(state: &'a OpsState, id: &str) -> Result<(&'a Arc<Node>, ContainerId), ApiError> {
+    let node = node(state)?;
+    let id = container_id(id)?;
+    match node.runtime().lookup(&id).await.map_err(internal)? {
+        Some(_) => Ok((node, id)),
+        None => Err(ApiError::NotFound("Container")),
+    }
+}
+
 fn container_id(id: &str) -> Result<ContainerId, ApiError> {
     ContainerId::new(id).map_err(|e| ApiError::InvalidRequest(e.to_string()))
 }
@@ -199,11 +209,7 @@ async fn wait_container(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let node = node(&state)?;
-    let id = container_id(&id)?;
-    if node.runtime().lookup(&id).await.map_err(internal)?.is_none() {
-        return Err(ApiError::NotFound("Container"));
-    }
+    let (node, id) = existing(&state, &id).await?;
     match tokio::time::timeout(WAIT_LIMIT, node.runtime().wait(&id)).await {
         Ok(Ok(exit)) => Ok(Json(json!({"exit": exit_json(Some(exit))}))),
         Ok(Err(e)) => Err(internal(e)),
@@ -216,11 +222,7 @@ async fn container_output(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let node = node(&state)?;
-    let id = container_id(&id)?;
-    if node.runtime().lookup(&id).await.map_err(internal)?.is_none() {
-        return Err(ApiError::NotFound("Container"));
-    }
+    let (node, id) = existing(&state, &id).await?;
     let (stdout, stderr) = node.runtime().output(&id).await.map_err(internal)?;
     Ok(Json(json!({
         "stdout": String::from_utf8_lossy(&stdout),
@@ -233,11 +235,7 @@ async fn destroy_container(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let node = node(&state)?;
-    let id = container_id(&id)?;
-    if node.runtime().lookup(&id).await.map_err(internal)?.is_none() {
-        return Err(ApiError::NotFound("Container"));
-    }
+    let (node, id) = existing(&state, &id).await?;
     node.destroy(&id).await.map_err(|e| internal(format!("{e:#}")))?;
     Ok(StatusCode::NO_CONTENT)
 }
