@@ -65,6 +65,10 @@ impl Converger {
     pub async fn round_with(&self, fresh: Vec<ActualLrpKey>) -> anyhow::Result<RoundReport> {
         let _one = self.round_lock.lock().await;
         let state = self.sched.state().await?;
+        // An event may be older than this snapshot: only what is still UNCLAIMED is placed
+        // (a cell may have claimed it since, and would be handed it a second time).
+        let mut fresh = fresh;
+        fresh.retain(|key| state.actual.iter().any(|a| a.key == *key && a.state == ActualState::Unclaimed));
         let snapshot =
             Snapshot { desired: &state.desired, actual: &state.actual, tasks: &state.tasks, cells: &state.cells };
         let actions = converge(snapshot, SystemClock.now(), &self.config);
