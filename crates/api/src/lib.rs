@@ -14,6 +14,7 @@ mod body;
 mod context;
 mod crashes;
 mod error;
+pub mod lrps;
 mod params;
 mod render;
 mod resources;
@@ -53,6 +54,36 @@ pub struct ApiState {
     pub config: std::sync::Arc<ApiConfig>,
     /// Desired and actual LRPs: what runs for each process.
     pub scheduler: hearth_scheduler::persist::SchedulerStore,
+    /// Reads image configs from registries (docker staging); `None` where no registry is reachable.
+    pub images: Option<std::sync::Arc<dyn ImageInspector>>,
+    /// Told whenever route mappings or what runs for them change (the router's table follows).
+    pub routes_changed: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// What docker staging learns of an image from its registry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The platform manifest's digest (`sha256:…`): instances run exactly this image.
+    pub digest: String,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    /// Exposed TCP ports, ascending.
+    pub ports: Vec<u16>,
+}
+
+/// A boxed future (the inspector is used as a trait object).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Reads an image's config from its registry without fetching layers. Errors are
+/// sentences a user can act on (the build's error shows them).
+pub trait ImageInspector: Send + Sync + 'static {
+    fn inspect<'a>(
+        &'a self,
+        reference: &'a str,
+        credentials: Option<(&'a str, &'a str)>,
+    ) -> BoxFuture<'a, Result<ImageInfo, String>>;
 }
 
 /// The Cloud Controller's routes (`/`, `/v3/...`).

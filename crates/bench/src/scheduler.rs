@@ -150,6 +150,7 @@ fn processes(instances: usize) -> Vec<DesiredLrp> {
             disk_mb: 1024,
             max_pids: 1024,
             rootfs: RootFs::Stack("cflinuxfs4".into()),
+            image_credentials: None,
             droplet: Some(format!("droplet-{p}")),
             start_command: "./web".into(),
             env: BTreeMap::new(),

@@ -24,7 +24,12 @@ pub fn plan(
     disk_limits: bool,
 ) -> Result<ContainerRequest, String> {
     let id = container_id(instance_guid)?;
-    let mut request = ContainerRequest::new(id, vec!["/bin/sh".into(), "-c".into(), desired.start_command.clone()]);
+    // An image with no command of ours runs its own entrypoint and cmd.
+    let args = match desired.start_command.as_str() {
+        "" => Vec::new(),
+        command => vec!["/bin/sh".into(), "-c".into(), command.to_string()],
+    };
+    let mut request = ContainerRequest::new(id, args);
     request.image = match &desired.rootfs {
         RootFs::Image(reference) => Some(reference.clone()),
         RootFs::Stack(_) => None,
@@ -70,6 +75,7 @@ mod tests {
             disk_mb: 512,
             max_pids: 1024,
             rootfs: RootFs::Stack("cflinuxfs4".into()),
+            image_credentials: None,
             droplet: None,
             start_command: "./server --port $PORT".into(),
             env: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),

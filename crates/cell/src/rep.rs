@@ -311,7 +311,12 @@ impl Rep {
         if let RootFs::Image(reference) = &desired.rootfs
             && node.images().image(reference).is_err()
         {
-            node.puller().pull(reference, &hearth_images::PullOptions::default()).await?;
+            let mut options = hearth_images::PullOptions::default();
+            if let Some(c) = &desired.image_credentials {
+                options.credentials =
+                    hearth_images::Credentials::Basic { username: c.username.clone(), password: c.password.clone() };
+            }
+            node.puller().pull(reference, &options).await?;
         }
         if let RootFs::Stack(stack) = &desired.rootfs
             && !self.inner.config.stacks.contains(stack)

@@ -4,5 +4,6 @@
 
 pub mod config;
 mod ops;
+mod routing;
 pub mod runner;
 pub mod server;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use axum::Router;
@@ -16,13 +16,13 @@ use hearth_auth::bootstrap::Bootstrap;
 use hearth_auth::{Auth, AuthConfig};
 use hearth_store::Store;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::runner::{Group, Loop, Ready, Runner};
 use hearth_cell::node::Node;
 use hearth_cell::{CellConfig, Converger, Rep};
+use hearth_router::{Fallback, RouterConfig, RouterHandle, TableHandle};
 use hearth_scheduler::persist::SchedulerStore;
 use hearth_scheduler::{Config as SchedulerConfig, Resources, SystemClock};
 
@@ -89,10 +89,25 @@ impl Server {
             .unwrap_or_else(generate_secret);
 
         let store = Store::open(&config.database_url).await.context("cannot open the database")?;
-        let listener = TcpListener::bind(&config.listen)
+        let listen = tokio::net::lookup_host(&config.listen)
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .with_context(|| format!("cannot resolve the listen address {}", config.listen))?;
+        // The router is the front address: apps by `Host`, the platform (below, once built)
+        // for its own host names and bare IP addresses.
+        let shutdown = CancellationToken::new();
+        let stop_on_error = shutdown.clone().drop_guard();
+        let table = TableHandle::new();
+        let platform = Arc::new(OnceLock::new());
+        let front = hearth_router::Router::new(router_config(&config, listen), table.clone()).fallback(
+            Fallback::from_service(OnMainRuntime { runtime: tokio::runtime::Handle::current(), app: platform.clone() }),
+        );
+        let front = front
+            .start(shutdown.clone())
             .await
             .with_context(|| format!("cannot listen on {} (is another server running? use --listen)", config.listen))?;
-        let addr = listener.local_addr()?;
+        let addr = front.http_addr();
         let url = match &config.external_url {
             Some(u) => u.clone(),
             None if addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
@@ -119,12 +134,6 @@ impl Server {
         let api_config = ApiConfig { external_url: url.clone(), app_domain: config.app_domain.clone() };
         hearth_api::seed(&store, &api_config).await.context("cannot create the platform's first resources")?;
         let scheduler = SchedulerStore::new(store.clone(), Arc::new(SystemClock));
-        let api = hearth_api::router(ApiState {
-            store: store.clone(),
-            auth: auth.clone(),
-            config: Arc::new(api_config),
-            scheduler: scheduler.clone(),
-        });
         let node = match &config.node {
             Some(node_config) => match Node::open(node_config).await {
                 Ok(node) => Ok(Arc::new(node)),
@@ -135,12 +144,33 @@ impl Server {
             },
             None => Err(Arc::from("containers are turned off (--no-containers)")),
         };
+        let puller = match &node {
+            Ok(node) => node.puller().clone(),
+            Err(_) => {
+                let dir = config.data_dir.join("image-configs");
+                let images = hearth_images::Store::open(&dir).context("cannot open the image config cache")?;
+                hearth_images::Puller::new(images, registry_config(&config))
+            }
+        };
+        let routes_changed = Arc::new(tokio::sync::Notify::new());
+        let api = hearth_api::router(ApiState {
+            store: store.clone(),
+            auth: auth.clone(),
+            config: Arc::new(api_config),
+            scheduler: scheduler.clone(),
+            images: Some(Arc::new(crate::routing::RegistryInspector(puller))),
+            routes_changed: routes_changed.clone(),
+        });
         let ops = crate::ops::router(crate::ops::OpsState { auth: auth.clone(), node: node.clone() });
         let router = hearth_auth::http::router(auth.clone()).merge(api).merge(ops);
+        let _ = platform.set(router);
 
-        let shutdown = CancellationToken::new();
         let mut group = Group::new(shutdown.clone());
-        group.spawn(Box::new(HttpFront { listener, router }));
+        group.spawn(Box::new(HttpFront { front }));
+        let (table_store, table_scheduler) = (store.clone(), scheduler.clone());
+        group.spawn(Loop::new("routes", move |shutdown| {
+            crate::routing::run(table_store, table_scheduler, table, routes_changed, shutdown)
+        }));
         let converger = Converger::new(scheduler.clone(), SchedulerConfig::default());
         if let Ok(node) = &node {
             let cell = Rep::start(cell_config(node), node.clone(), scheduler.clone())
@@ -159,6 +189,7 @@ impl Server {
             hearth_api::record_crashes(crash_store, crash_scheduler, shutdown)
         }));
         group.ready().await?;
+        stop_on_error.disarm();
         Ok(Server {
             addr,
             url,
@@ -192,10 +223,10 @@ impl Server {
     }
 }
 
-/// The one front address: API, auth and (later) logs and apps.
+/// The one front address: the router (apps by `Host`; API, auth and operators'
+/// endpoints for the platform's own hosts). It runs until the shutdown token fires.
 struct HttpFront {
-    listener: TcpListener,
-    router: Router,
+    front: RouterHandle,
 }
 
 impl Runner for HttpFront {
@@ -210,9 +241,72 @@ impl Runner for HttpFront {
     ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> {
         Box::pin(async move {
             ready.signal();
-            axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+            shutdown.cancelled().await;
+            self.front.stopped().await;
             Ok(())
         })
+    }
+}
+
+/// The platform's service, run on the main runtime: the router's workers only forward
+/// to it, so API work (hashing passwords, database calls, staging) never holds up a
+/// worker that proxies app traffic. Until the platform is built it answers 503.
+#[derive(Clone)]
+struct OnMainRuntime {
+    runtime: tokio::runtime::Handle,
+    app: Arc<OnceLock<Router>>,
+}
+
+impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for OnMainRuntime {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        use axum::response::IntoResponse;
+        let app = self.app.get().cloned();
+        let runtime = self.runtime.clone();
+        Box::pin(async move {
+            let Some(mut app) = app else {
+                return Ok((axum::http::StatusCode::SERVICE_UNAVAILABLE, "the platform is starting\n").into_response());
+            };
+            let req = req.map(axum::body::Body::new);
+            let handled = runtime.spawn(async move { tower_service::Service::call(&mut app, req).await });
+            Ok(match handled.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(e) => {
+                    tracing::error!(error = %e, "an API request's task failed");
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }
+            })
+        })
+    }
+}
+
+/// The router's settings: the front address, the platform's own host names.
+fn router_config(config: &ServerConfig, listen: SocketAddr) -> RouterConfig {
+    let mut system_hosts = vec!["localhost".to_string()];
+    for name in ["api", "login", "uaa", "log-cache", "log-stream", "doppler"] {
+        system_hosts.push(format!("{name}.{}", config.app_domain));
+    }
+    if let Some(host) = config.external_url.as_deref().and_then(|u| u.split("://").nth(1)) {
+        let host = host.split('/').next().unwrap_or(host);
+        let host =
+            host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+        system_hosts.push(host.to_ascii_lowercase());
+    }
+    RouterConfig { listen, system_hosts, ..RouterConfig::default() }
+}
+
+fn registry_config(config: &ServerConfig) -> hearth_images::RegistryConfig {
+    hearth_images::RegistryConfig {
+        insecure_registries: config.node.as_ref().map(|n| n.insecure_registries.clone()).unwrap_or_default(),
+        ..hearth_images::RegistryConfig::default()
     }
 }
 

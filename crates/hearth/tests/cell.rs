@@ -28,6 +28,7 @@ fn desired(guid: &str, instances: u32, command: &str, check: HealthCheckType) ->
         disk_mb: 64,
         max_pids: 256,
         rootfs: RootFs::Stack("cflinuxfs4".into()),
+        image_credentials: None,
         droplet: None,
         start_command: command.into(),
         env: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),

@@ -15,6 +15,9 @@ pub struct RuntimeConfig {
     pub user: Option<String>,
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
+    /// TCP ports the image exposes (`ExposedPorts`), ascending.
+    #[serde(default)]
+    pub exposed_ports: Vec<u16>,
 }
 
 impl RuntimeConfig {
@@ -28,6 +31,7 @@ impl RuntimeConfig {
             user: non_empty(c.user()),
             entrypoint: c.entrypoint().clone().unwrap_or_default(),
             cmd: c.cmd().clone().unwrap_or_default(),
+            exposed_ports: exposed_tcp_ports(c.exposed_ports().as_deref().unwrap_or_default()),
         }
     }
 
@@ -35,6 +39,21 @@ impl RuntimeConfig {
     pub fn argv(&self) -> Vec<String> {
         self.entrypoint.iter().chain(&self.cmd).cloned().collect()
     }
+}
+
+/// `8080/tcp`, `8080` → 8080; UDP and junk are left out.
+fn exposed_tcp_ports(entries: &[String]) -> Vec<u16> {
+    let mut ports: Vec<u16> = entries
+        .iter()
+        .filter_map(|e| {
+            let (port, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+            (proto.eq_ignore_ascii_case("tcp")).then(|| port.parse().ok()).flatten()
+        })
+        .filter(|p| *p != 0)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
 #[cfg(test)]
@@ -45,13 +64,15 @@ mod tests {
     fn takes_env_cwd_user_entrypoint_cmd() {
         let json = r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
             "config":{"Env":["PATH=/bin","A=b"],"WorkingDir":"/app","User":"vcap:vcap",
-            "Entrypoint":["/bin/sh","-c"],"Cmd":["echo hi"]}}"#;
+            "Entrypoint":["/bin/sh","-c"],"Cmd":["echo hi"],
+            "ExposedPorts":{"9090/tcp":{},"8080/tcp":{},"53/udp":{},"x/tcp":{}}}}"#;
         let config = ImageConfiguration::from_reader(json.as_bytes()).unwrap();
         let rc = RuntimeConfig::from_image(&config);
         assert_eq!(rc.env, vec!["PATH=/bin", "A=b"]);
         assert_eq!(rc.working_dir.as_deref(), Some("/app"));
         assert_eq!(rc.user.as_deref(), Some("vcap:vcap"));
         assert_eq!(rc.argv(), vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(rc.exposed_ports, vec![8080, 9090]);
     }
 
     #[test]

@@ -237,6 +237,28 @@ impl Puller {
         Ok(record)
     }
 
+    /// Reads what an image runs (entrypoint, cmd, user, env, ports) and its manifest digest
+    /// from the registry without fetching its layers (docker staging).
+    pub async fn inspect(&self, reference: &str, credentials: &Credentials) -> Result<(Digest, RuntimeConfig)> {
+        let parsed = parse_reference(reference)?;
+        let job = Job { reference: &parsed, name: parsed.whole(), progress: None };
+        let auth = match credentials {
+            Credentials::Anonymous => RegistryAuth::Anonymous,
+            Credentials::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
+        };
+        let (mut bytes, mut digest) = self.manifest(&job, &parsed, &auth).await?;
+        if is_index(&bytes, &job)? {
+            let index = ImageIndex::from_reader(&bytes[..]).map_err(|e| malformed(&job.name, "index", e))?;
+            let chosen = self.choose(&index, &job)?;
+            (bytes, digest) = self.manifest(&job, &parsed.clone_with_digest(chosen.to_string()), &auth).await?;
+        }
+        let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| malformed(&job.name, "manifest", e))?;
+        let config_bytes = self.config_blob(&job, manifest.config()).await?;
+        let config =
+            ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| malformed(&job.name, "image config", e))?;
+        Ok((digest, RuntimeConfig::from_image(&config)))
+    }
+
     /// Fetches a manifest or index and checks its bytes against the digest that named it (the
     /// reference's own digest when pulling by digest).
     async fn manifest(&self, job: &Job<'_>, reference: &Reference, auth: &RegistryAuth) -> Result<(Vec<u8>, Digest)> {

@@ -35,7 +35,7 @@ pub use config::Config;
 pub use converge::{Action, Snapshot, converge};
 pub use error::{Error, Result};
 pub use events::Event;
-pub use model::{DesiredLrp, HealthCheck, HealthCheckType, RootFs};
+pub use model::{DesiredLrp, DesiredLrpUpdate, HealthCheck, HealthCheckType, ImageCredentials, RootFs};
 pub use placement::{Auction, AuctionResult, PlacementError, Start};
 pub use task::{Task, TaskEvent, TaskState};
 

@@ -46,6 +46,19 @@ impl Default for HealthCheck {
     }
 }
 
+/// Registry credentials for a private image. Never printed: `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for ImageCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ImageCredentials({}, <redacted>)", self.username)
+    }
+}
+
 /// A long-running process: `instances` copies of one definition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredLrp {
@@ -57,8 +70,12 @@ pub struct DesiredLrp {
     pub disk_mb: u64,
     pub max_pids: u32,
     pub rootfs: RootFs,
+    /// For a private image: how the cell logs in to pull it.
+    #[serde(default)]
+    pub image_credentials: Option<ImageCredentials>,
     /// The droplet to lay over a stack root filesystem; none for images.
     pub droplet: Option<String>,
+    /// Run with `sh -c`; empty for an image means the image's entrypoint and cmd.
     pub start_command: String,
     pub env: BTreeMap<String, String>,
     pub ports: Vec<u16>,
@@ -98,8 +115,8 @@ impl DesiredLrp {
             }
             RootFs::Stack(_) | RootFs::Image(_) => {}
         }
-        if self.start_command.is_empty() {
-            return bad("start_command must not be empty".into());
+        if self.start_command.is_empty() && !matches!(self.rootfs, RootFs::Image(_)) {
+            return bad("start_command must not be empty (only an image has a command of its own)".into());
         }
         let hc = &self.health_check;
         if hc.start_timeout_secs == 0 || hc.start_timeout_secs > 180 {
@@ -153,6 +170,7 @@ pub(crate) fn sample(guid: &str, instances: u32, memory_mb: u64) -> DesiredLrp {
         disk_mb: 1024,
         max_pids: 1024,
         rootfs: RootFs::Stack("cflinuxfs4".into()),
+        image_credentials: None,
         droplet: Some("droplet-1".into()),
         start_command: "./web".into(),
         env: BTreeMap::new(),

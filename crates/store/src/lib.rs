@@ -84,6 +84,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "list indexes", include_str!("../migrations/0002_list_indexes.sql")),
     (3, "scheduler", include_str!("../migrations/0003_scheduler.sql")),
+    (4, "droplets", include_str!("../migrations/0004_droplets.sql")),
 ];
 
 impl Store {

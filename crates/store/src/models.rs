@@ -356,3 +356,78 @@ record! {
         version: i64,
     }
 }
+
+record! {
+    /// App source: `kind` is `bits` (a zip in the blobstore) or `docker` (`data` names the
+    /// image and user name; the password is kept apart and never rendered).
+    Package in "packages" key guid {
+        guid: String,
+        app_guid: String,
+        kind: String,
+        state: String,
+        data: serde_json::Value,
+        docker_password: Option<String>,
+        blob_key: Option<String>,
+        sha256: Option<String>,
+        size_bytes: Option<i64>,
+        error: Option<String>,
+        created_at: String,
+        updated_at: String,
+    }
+}
+
+record! {
+    /// What staging made: a droplet tarball in the blobstore, or (docker) the image and the
+    /// run settings read from its config.
+    Droplet in "droplets" key guid {
+        guid: String,
+        app_guid: String,
+        package_guid: Option<String>,
+        state: String,
+        error: Option<String>,
+        lifecycle: serde_json::Value,
+        process_types: serde_json::Value,
+        execution_metadata: String,
+        buildpacks: serde_json::Value,
+        stack: Option<String>,
+        image: Option<String>,
+        blob_key: Option<String>,
+        sha256: Option<String>,
+        created_at: String,
+        updated_at: String,
+    }
+}
+
+record! {
+    /// One staging of a package.
+    Build in "builds" key guid {
+        guid: String,
+        app_guid: String,
+        package_guid: String,
+        droplet_guid: Option<String>,
+        state: String,
+        error: Option<String>,
+        lifecycle: serde_json::Value,
+        staging_memory_in_mb: i64,
+        staging_disk_in_mb: i64,
+        staging_log_rate_limit_bytes_per_second: i64,
+        created_by: serde_json::Value,
+        created_at: String,
+        updated_at: String,
+    }
+}
+
+record! {
+    /// A route's destination: an app's process on a port.
+    RouteMapping in "route_mappings" key guid {
+        guid: String,
+        route_guid: String,
+        app_guid: String,
+        process_type: String,
+        app_port: i64,
+        weight: Option<i64>,
+        protocol: String,
+        created_at: String,
+        updated_at: String,
+    }
+}

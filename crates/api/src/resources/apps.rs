@@ -232,7 +232,7 @@ fn env_patch(obj: &Map<String, Value>) -> ApiResult<Vec<(String, Option<String>)
     Ok(out)
 }
 
-fn default_process(app_guid: &str) -> Process {
+pub(super) fn default_process(app_guid: &str) -> Process {
     let now = store::now();
     Process {
         guid: app_guid.into(),
@@ -266,36 +266,54 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
     if !ctx.viewer.can_develop_space(&space.guid) {
         return Err(ApiError::NotAuthorized);
     }
-    let (lc_type, lc_data) = lifecycle(&mut tx, &body).await?;
+    let lc = lifecycle(&mut tx, &body).await?;
+    let mut app = insert_app(&mut tx, &ctx, &space, &name, lc).await?;
+    let vars: Map<String, Value> = env.into_iter().filter_map(|(k, v)| v.map(|v| (k, Value::String(v)))).collect();
+    if !vars.is_empty() {
+        app.environment_variables = Value::Object(vars);
+        store::update(&mut tx, &app).await?;
+    }
+    apply_metadata(&mut tx, &app.guid, &metadata).await?;
+    let md = metadata_of(&mut tx, &app.guid).await?;
+    tx.commit().await?;
+    Ok(created(render(&ctx, &app, Some(&md), &app_url(&ctx, &app))))
+}
+
+/// Creates an app (STOPPED, with its web process) in `space`, refusing a name taken there.
+pub(super) async fn insert_app(
+    conn: &mut Conn,
+    ctx: &Ctx,
+    space: &Space,
+    name: &str,
+    (lc_type, lc_data): (String, Value),
+) -> ApiResult<App> {
     let clash: Option<App> = store::find_one(
-        &mut tx,
-        &[Cond::Eq("space_guid", SqlValue::Text(space.guid.clone())), Cond::Eq("name", SqlValue::Text(name.clone()))],
+        conn,
+        &[Cond::Eq("space_guid", SqlValue::Text(space.guid.clone())), Cond::Eq("name", SqlValue::Text(name.into()))],
     )
     .await?;
     if clash.is_some() {
         return Err(ApiError::Unprocessable(format!("App with the name '{name}' already exists.")));
     }
-    let vars: Map<String, Value> = env.into_iter().filter_map(|(k, v)| v.map(|v| (k, Value::String(v)))).collect();
     let now = store::now();
     let app = App {
         guid: store::new_guid(),
-        name,
+        name: name.into(),
         space_guid: space.guid.clone(),
         state: "STOPPED".into(),
         lifecycle_type: lc_type,
         lifecycle_data: lc_data,
-        environment_variables: Value::Object(vars),
+        environment_variables: Value::Object(Map::new()),
         droplet_guid: None,
         created_at: now.clone(),
         updated_at: now,
     };
-    store::insert(&mut tx, &app).await?;
+    store::insert(conn, &app).await?;
     // As in CF, the web process exists from the start (sharing the app's guid).
-    store::insert(&mut tx, &default_process(&app.guid)).await?;
-    apply_metadata(&mut tx, &app.guid, &metadata).await?;
+    store::insert(conn, &default_process(&app.guid)).await?;
     audit(
-        &mut tx,
-        &ctx,
+        conn,
+        ctx,
         "audit.app.create",
         Target { guid: &app.guid, kind: "app", name: &app.name },
         json!({"request": {"name": app.name, "lifecycle": {"type": app.lifecycle_type}}}),
@@ -303,9 +321,7 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
         Some(&space.org_guid),
     )
     .await?;
-    let md = metadata_of(&mut tx, &app.guid).await?;
-    tx.commit().await?;
-    Ok(created(render(&ctx, &app, Some(&md), &app_url(&ctx, &app))))
+    Ok(app)
 }
 
 pub async fn get_one(
@@ -424,6 +440,9 @@ pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Pat
         )
         .await?;
         tx.commit().await?;
+        // Its instances stop and its routes leave the router.
+        crate::lrps::sync_app(&st, &app.guid, false).await?;
+        st.routes_changed.notify_one();
         Ok(())
     })
     .await?;

@@ -72,7 +72,7 @@ fn visibility(ctx: &Ctx) -> Option<Cond> {
 }
 
 /// Domains usable by an org.
-fn usable_by(org_guid: &str) -> Cond {
+pub(super) fn usable_by(org_guid: &str) -> Cond {
     Cond::Or(vec![
         Cond::Null("org_guid"),
         Cond::Eq("org_guid", SqlValue::Text(org_guid.into())),

@@ -1,12 +1,19 @@
 //! The V3 resources. Each module owns one resource: its JSON shape and its handlers.
 
+mod app_actions;
 mod apps;
 pub(crate) mod audit_events;
+mod builds;
+pub(crate) mod destinations;
 mod domains;
+mod droplets;
 mod feature_flags;
 mod jobs;
+mod manifest_spec;
+mod manifests;
 mod misc;
 mod orgs;
+mod packages;
 mod processes;
 mod quotas;
 mod roles;
@@ -47,6 +54,9 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/spaces/{guid}", get(spaces::get_one).patch(spaces::update).delete(spaces::delete_one))
         .route("/v3/spaces/{guid}/users", get(users::list_for_space))
         .route("/v3/spaces/{guid}/features", get(spaces::features))
+        .route("/v3/spaces/{guid}/actions/apply_manifest", post(manifests::apply))
+        .route("/v3/processes/{guid}/sidecars", get(misc::empty_list))
+        .route("/v3/apps/{guid}/sidecars", get(misc::empty_list))
         .route("/v3/spaces/{guid}/relationships/isolation_segment", get(misc::space_isolation_segment))
         .route("/v3/spaces/{guid}/running_security_groups", get(misc::empty_list))
         .route("/v3/spaces/{guid}/staging_security_groups", get(misc::empty_list))
@@ -59,11 +69,33 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/domains/{guid}/route_reservations", get(routes::reservations))
         .route("/v3/routes", get(routes::list).post(routes::create))
         .route("/v3/routes/{guid}", get(routes::get_one).patch(routes::update).delete(routes::delete_one))
-        .route("/v3/routes/{guid}/destinations", get(routes::destinations))
+        .route(
+            "/v3/routes/{guid}/destinations",
+            get(destinations::list).post(destinations::insert).patch(destinations::replace),
+        )
+        .route("/v3/routes/{guid}/destinations/{dest}", axum::routing::delete(destinations::delete_one))
         .route("/v3/apps", get(apps::list).post(apps::create))
         .route("/v3/apps/{guid}", get(apps::get_one).patch(apps::update).delete(apps::delete_one))
         .route("/v3/apps/{guid}/environment_variables", get(apps::get_env_vars).patch(apps::patch_env_vars))
         .route("/v3/apps/{guid}/env", get(apps::env))
+        .route("/v3/apps/{guid}/actions/start", post(app_actions::start))
+        .route("/v3/apps/{guid}/actions/stop", post(app_actions::stop))
+        .route("/v3/apps/{guid}/actions/restart", post(app_actions::restart))
+        .route("/v3/apps/{guid}/packages", get(packages::list_for_app))
+        .route("/v3/apps/{guid}/builds", get(builds::list_for_app))
+        .route("/v3/apps/{guid}/droplets", get(droplets::list_for_app))
+        .route("/v3/apps/{guid}/droplets/current", get(droplets::current))
+        .route(
+            "/v3/apps/{guid}/relationships/current_droplet",
+            get(droplets::get_current_relationship).patch(droplets::set_current),
+        )
+        .route("/v3/packages", get(packages::list).post(packages::create))
+        .route("/v3/packages/{guid}", get(packages::get_one).delete(packages::delete_one))
+        .route("/v3/packages/{guid}/droplets", get(droplets::list_for_package))
+        .route("/v3/builds", get(builds::list).post(builds::create))
+        .route("/v3/builds/{guid}", get(builds::get_one))
+        .route("/v3/droplets", get(droplets::list))
+        .route("/v3/droplets/{guid}", get(droplets::get_one).delete(droplets::delete_one))
         .route("/v3/apps/{guid}/processes", get(processes::list_for_app))
         .route("/v3/apps/{guid}/processes/{ptype}", get(processes::get_for_app).patch(processes::update_for_app))
         .route("/v3/apps/{guid}/processes/{ptype}/actions/scale", post(processes::scale_for_app))
@@ -94,9 +126,6 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/service_credential_bindings", get(misc::empty_list))
         .route("/v3/service_route_bindings", get(misc::empty_list))
         .route("/v3/buildpacks", get(misc::empty_list))
-        .route("/v3/packages", get(misc::empty_list))
-        .route("/v3/droplets", get(misc::empty_list))
-        .route("/v3/builds", get(misc::empty_list))
         .route("/v3/tasks", get(misc::empty_list))
         .fallback(misc::unknown)
 }

@@ -343,6 +343,7 @@ async fn apply_scale(state: &ApiState, ctx: &Ctx, mut p: Process, app: App, body
     .await?;
     let md = super::metadata_of(&mut tx, &p.guid).await?;
     tx.commit().await?;
+    crate::lrps::sync_app(state, &app.guid, false).await?;
     Ok(super::accepted_with(render(ctx, &p, &app.space_guid, Some(&md))))
 }
 
@@ -422,7 +423,12 @@ fn stats_json(p: &Process, actual: &[ActualLrp], now: time::OffsetDateTime) -> V
 
 /// The stats of a process the caller may see.
 async fn stats_of(state: &ApiState, p: &Process) -> ApiResult<Value> {
-    let actual = state.scheduler.actual_lrps(Some(&p.guid)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let actual = match crate::lrps::current_lrp(state, p).await? {
+        Some(lrp) => {
+            state.scheduler.actual_lrps(Some(&lrp.process_guid)).await.map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+        None => Vec::new(),
+    };
     Ok(stats_json(p, &actual, time::OffsetDateTime::now_utc()))
 }
 

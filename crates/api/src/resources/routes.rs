@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use hearth_store::{self as store, Cond, Conn, Domain, Metadata, Org, Route, Space, Value as SqlValue};
+use hearth_store::{self as store, Cond, Conn, Domain, Metadata, Org, Route, RouteMapping, Space, Value as SqlValue};
 use serde_json::{Map, Value, json};
 
 use super::audit_events::Target;
@@ -22,7 +22,7 @@ pub fn url(r: &Route, domain: &str) -> String {
     format!("{host}{}", r.path)
 }
 
-pub fn render(ctx: &Ctx, r: &Route, domain_name: &str, md: Option<&Metadata>) -> Value {
+pub fn render(ctx: &Ctx, r: &Route, domain_name: &str, md: Option<&Metadata>, dests: &[RouteMapping]) -> Value {
     let path = format!("/v3/routes/{}", r.guid);
     json!({
         "guid": r.guid,
@@ -33,7 +33,7 @@ pub fn render(ctx: &Ctx, r: &Route, domain_name: &str, md: Option<&Metadata>) ->
         "host": r.host,
         "path": r.path,
         "url": url(r, domain_name),
-        "destinations": [],
+        "destinations": dests.iter().map(super::destinations::render).collect::<Vec<_>>(),
         "options": {},
         "metadata": render::metadata(md),
         "relationships": {"space": render::rel(Some(&r.space_guid)), "domain": render::rel(Some(&r.domain_guid))},
@@ -52,9 +52,13 @@ async fn render_many(conn: &mut Conn, ctx: &Ctx, routes: &[Route]) -> ApiResult<
     let domains: Vec<Domain> = store::find_all(conn, vec![Cond::In("guid", domain_guids)]).await?;
     let names: BTreeMap<&str, &str> = domains.iter().map(|d| (d.guid.as_str(), d.name.as_str())).collect();
     let md = store::metadata_for(conn, &guids).await?;
+    let mappings: Vec<RouteMapping> = store::find_all(conn, vec![Cond::In("route_guid", guids.clone())]).await?;
     Ok(routes
         .iter()
-        .map(|r| render(ctx, r, names.get(r.domain_guid.as_str()).copied().unwrap_or(""), md.get(&r.guid)))
+        .map(|r| {
+            let dests: Vec<RouteMapping> = mappings.iter().filter(|m| m.route_guid == r.guid).cloned().collect();
+            render(ctx, r, names.get(r.domain_guid.as_str()).copied().unwrap_or(""), md.get(&r.guid), &dests)
+        })
         .collect())
 }
 
@@ -126,9 +130,11 @@ async fn list_with(
     if let Some(v) = params.filter("organization_guids") {
         conds.push(Cond::Sub("routes.space_guid IN (SELECT guid FROM spaces WHERE org_guid IN ({}))", v.clone()));
     }
-    if params.filter("app_guids").is_some() {
-        // No route has destinations until apps run (the router's issue): nothing matches.
-        conds.push(Cond::False);
+    if let Some(v) = params.filter("app_guids") {
+        conds.push(Cond::Sub(
+            "routes.guid IN (SELECT route_guid FROM route_mappings WHERE app_guid IN ({}))",
+            v.clone(),
+        ));
     }
     if let Some(v) = params.filter("ports") {
         let ports: Vec<Cond> =
@@ -159,10 +165,14 @@ pub async fn list_for_app(
     let mut conn = state.store.conn().await?;
     let app = super::apps::find_visible(&mut conn, &ctx, &guid).await?;
     drop(conn);
-    list_with(&state, &ctx, q.as_deref(), &format!("/v3/apps/{}/routes", app.guid), vec![Cond::False]).await
+    let mapped = Cond::Sub(
+        "routes.guid IN (SELECT route_guid FROM route_mappings WHERE app_guid IN ({}))",
+        vec![app.guid.clone()],
+    );
+    list_with(&state, &ctx, q.as_deref(), &format!("/v3/apps/{}/routes", app.guid), vec![mapped]).await
 }
 
-async fn find_visible(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<Route> {
+pub(super) async fn find_visible(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<Route> {
     let mut conds = vec![Cond::Eq("guid", SqlValue::Text(guid.into()))];
     conds.extend(visibility(ctx));
     let r: Option<Route> = store::find_one(conn, &conds).await?;
@@ -308,7 +318,7 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
     .await?;
     let md = super::metadata_of(&mut tx, &route.guid).await?;
     tx.commit().await?;
-    Ok(created(render(&ctx, &route, &domain.name, Some(&md))))
+    Ok(created(render(&ctx, &route, &domain.name, Some(&md), &[])))
 }
 
 pub async fn update(
@@ -361,16 +371,6 @@ pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Pat
     })
     .await?;
     Ok(accepted(&ctx, &job))
-}
-
-pub async fn destinations(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {
-    let mut conn = state.store.conn().await?;
-    let r = find_visible(&mut conn, &ctx, &guid).await?;
-    let path = format!("/v3/routes/{}", r.guid);
-    Ok(ok(json!({
-        "destinations": [],
-        "links": {"self": render::link(&ctx, &format!("{path}/destinations")), "route": render::link(&ctx, &path)},
-    })))
 }
 
 pub async fn reservations(

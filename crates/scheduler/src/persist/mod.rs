@@ -181,6 +181,14 @@ impl SchedulerStore {
         store::find_all::<DesiredLrpRow>(&mut conn, vec![]).await?.iter().map(rows::desired).collect()
     }
 
+    /// The desired LRPs of one app (Diego's domain).
+    pub async fn desired_lrps_for_app(&self, app_guid: &str) -> Result<Vec<DesiredLrp>> {
+        let mut conn = self.store.conn().await?;
+        let rows: Vec<DesiredLrpRow> =
+            store::find_all(&mut conn, vec![store::Cond::Eq("app_guid", store::Value::Text(app_guid.into()))]).await?;
+        rows.iter().map(rows::desired).collect()
+    }
+
     // ---- actual LRPs ----
 
     /// Creates the UNCLAIMED instance for a desired index that has none (convergence's `CreateInstance`).

@@ -37,6 +37,7 @@ pub fn lrp(guid: &str, instances: u32) -> DesiredLrp {
         disk_mb: 1024,
         max_pids: 1024,
         rootfs: RootFs::Stack("cflinuxfs4".into()),
+        image_credentials: None,
         droplet: Some("droplet-1".into()),
         start_command: "./web".into(),
         env: BTreeMap::from([("PORT".to_string(), "8080".to_string())]),
