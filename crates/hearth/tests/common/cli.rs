@@ -102,6 +102,16 @@ impl Drop for Server {
         if std::thread::panicking() {
             eprintln!("--- server log ---\n{}", self.log());
         }
+        // App instances outlive their server by design; a test's must not outlive the test.
+        let root = self.root.to_string_lossy().to_string();
+        let _ = Command::new("pkill").args(["-KILL", "-f", &format!("container-helper keep {root}/")]).status();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> =
+            mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
