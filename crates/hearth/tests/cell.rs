@@ -404,7 +404,7 @@ fn process_stats_show_the_instances_the_cell_runs() {
         };
         assert_eq!(event["target"]["guid"], app["guid"]);
         assert_eq!(event["actor"]["type"], "app");
-        assert_eq!(event["data"]["instance"], instance_guid.as_str());
+        assert_eq!(event["data"]["instance"], instance_guid.as_str(), "{event}");
         assert_eq!(event["data"]["index"], 0);
         assert_eq!(event["data"]["process_type"], "web");
         assert!(event["data"]["exit_description"].as_str().unwrap().contains("137"), "{event}");
