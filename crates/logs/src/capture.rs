@@ -116,8 +116,8 @@ impl LineSource {
     }
 }
 
-/// Reads `reader` to its end, handing one envelope per line to `sink`; answers how many
-/// envelopes were made. An I/O error ends the capture after sending the partial line.
+/// Reads `reader` to its end, handing one envelope per line to `sink` (timestamps strictly
+/// increasing); answers how many envelopes were made. An I/O error ends the capture after sending the partial line.
 pub async fn capture<R, F>(mut reader: R, source: &LineSource, mut sink: F) -> std::io::Result<u64>
 where
     R: AsyncRead + Unpin,
@@ -125,9 +125,15 @@ where
 {
     let mut splitter = LineSplitter::new(source.max_line);
     let mut count = 0u64;
+    let mut last = i64::MIN;
     let mut emit = |line: Vec<u8>| {
         count += 1;
-        sink(source.envelope(line));
+        let mut envelope = source.envelope(line);
+        // Strictly increasing: a reader paging by "after the last timestamp" (the cf CLI's
+        // log-cache walk) never skips a line that shared a nanosecond with the one before.
+        envelope.timestamp = envelope.timestamp.max(last.saturating_add(1));
+        last = envelope.timestamp;
+        sink(envelope);
     };
     let mut buf = vec![0u8; 16 * 1024];
     let result = loop {

@@ -47,6 +47,12 @@ async fn a_process_output_becomes_one_envelope_per_line() {
         .filter(|e| matches!(&e.message, hearth_logs::Message::Log(l) if l.stream == LogStream::Out))
         .map(|e| e.log_payload().unwrap())
         .collect();
+    let stamps: Vec<i64> = envelopes
+        .iter()
+        .filter(|e| matches!(&e.message, hearth_logs::Message::Log(l) if l.stream == LogStream::Out))
+        .map(|e| e.timestamp)
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "one stream's timestamps strictly increase: {stamps:?}");
     assert_eq!(outs[0], b"hello", "CRLF is one line end");
     assert_eq!(outs[1], b"world");
     let long: Vec<usize> = outs[2..5].iter().map(|l| l.len()).collect();
