@@ -1,6 +1,7 @@
 //! The cache (log-cache's job): one ring of envelopes per source id, kept in timestamp order,
-//! the oldest evicted once a source holds `max_per_source`. `read` answers with log-cache's
-//! semantics; `subscribe` hands out live subscriptions fed by `append`.
+//! the oldest evicted once a source holds `max_per_source`, and the oldest of all sources once
+//! the cache holds more than `max_bytes` (as log-cache prunes under memory pressure). `read`
+//! answers with log-cache's semantics; `subscribe` hands out live subscriptions fed by `append`.
 //!
 //! Locking: the map of sources is behind a `RwLock` taken briefly; each source has its own
 //! mutex held while an envelope is inserted and offered to that source's subscribers (so a
@@ -8,6 +9,7 @@
 //! on a reader.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::Error;
@@ -26,11 +28,14 @@ pub struct StoreConfig {
     pub max_per_source: usize,
     /// Envelopes a live subscriber may have waiting before its oldest are dropped.
     pub subscriber_buffer: usize,
+    /// Roughly how many bytes all rings may hold together; past it the oldest envelopes of
+    /// all sources go first, down to 95% of it.
+    pub max_bytes: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { max_per_source: 10_000, subscriber_buffer: 10_000 }
+        StoreConfig { max_per_source: 10_000, subscriber_buffer: 10_000, max_bytes: 256 << 20 }
     }
 }
 
@@ -69,6 +74,8 @@ pub(crate) struct Inner {
     config: StoreConfig,
     sources: RwLock<HashMap<String, Arc<Source>>>,
     firehose: Mutex<Vec<Arc<Mailbox>>>,
+    bytes: AtomicUsize,
+    pruning: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -89,8 +96,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Store {
     pub fn new(config: StoreConfig) -> Result<Store, Error> {
-        if config.max_per_source == 0 || config.subscriber_buffer == 0 {
-            return Err(Error::InvalidConfig("max_per_source and subscriber_buffer must be at least 1".into()));
+        if config.max_per_source == 0 || config.subscriber_buffer == 0 || config.max_bytes == 0 {
+            return Err(Error::InvalidConfig(
+                "max_per_source, subscriber_buffer and max_bytes must be at least 1".into(),
+            ));
         }
         Ok(Store { inner: Arc::new(Inner { config, ..Inner::default() }) })
     }
@@ -106,6 +115,7 @@ impl Store {
         }
         let envelope = Arc::new(envelope);
         let max = self.inner.config.max_per_source;
+        let size = envelope.approximate_size();
         self.inner.with_source(&envelope.source_id, |state| {
             let ts = envelope.timestamp;
             if state.ring.back().is_none_or(|last| last.timestamp <= ts) {
@@ -114,16 +124,24 @@ impl Store {
                 let at = state.ring.partition_point(|e| e.timestamp <= ts);
                 state.ring.insert(at, Arc::clone(&envelope));
             }
+            let mut freed = 0;
             while state.ring.len() > max {
-                state.ring.pop_front();
+                if let Some(old) = state.ring.pop_front() {
+                    freed += old.approximate_size();
+                }
                 state.expired += 1;
             }
+            self.inner.bytes.fetch_add(size, Ordering::Relaxed);
+            self.inner.bytes.fetch_sub(freed, Ordering::Relaxed);
             for mailbox in &state.subscribers {
                 mailbox.offer(&envelope);
             }
         });
         for mailbox in lock(&self.inner.firehose).iter() {
             mailbox.offer(&envelope);
+        }
+        if self.inner.bytes.load(Ordering::Relaxed) > self.inner.config.max_bytes {
+            self.inner.prune();
         }
         Ok(())
     }
@@ -221,6 +239,11 @@ impl Store {
         per_source + lock(&self.inner.firehose).len()
     }
 
+    /// Roughly how many bytes the rings hold.
+    pub fn bytes(&self) -> usize {
+        self.inner.bytes.load(Ordering::Relaxed)
+    }
+
     /// Source ids the store keeps anything for (envelopes or subscribers).
     pub fn source_count(&self) -> usize {
         self.inner.sources.read().unwrap_or_else(|p| p.into_inner()).len()
@@ -240,6 +263,39 @@ impl Inner {
         let mut sources = self.sources.write().unwrap_or_else(|p| p.into_inner());
         let source = sources.entry(id.to_string()).or_default();
         f(&mut lock(&source.state))
+    }
+
+    /// Evicts the oldest envelopes of all sources until the rings hold at most 95% of
+    /// `max_bytes`; sources left with nothing are forgotten. One pruner at a time.
+    fn prune(&self) {
+        let Ok(_pruning) = self.pruning.try_lock() else { return };
+        let target = self.config.max_bytes / 20 * 19;
+        while self.bytes.load(Ordering::Relaxed) > target {
+            let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
+            // The source whose oldest envelope is the oldest of all, and the runner-up's.
+            let mut fronts: Vec<(i64, &Arc<Source>)> =
+                sources.values().filter_map(|s| lock(&s.state).ring.front().map(|e| (e.timestamp, s))).collect();
+            if fronts.is_empty() {
+                break;
+            }
+            fronts.sort_by_key(|(ts, _)| *ts);
+            let next_oldest = fronts.get(1).map_or(i64::MAX, |(ts, _)| *ts);
+            let mut state = lock(&fronts[0].1.state);
+            while self.bytes.load(Ordering::Relaxed) > target
+                && let Some(front) = state.ring.front()
+                && front.timestamp <= next_oldest
+            {
+                let size = front.approximate_size();
+                state.ring.pop_front();
+                state.expired += 1;
+                self.bytes.fetch_sub(size, Ordering::Relaxed);
+            }
+        }
+        let mut sources = self.sources.write().unwrap_or_else(|p| p.into_inner());
+        sources.retain(|_, s| {
+            let state = lock(&s.state);
+            !(state.ring.is_empty() && state.subscribers.is_empty())
+        });
     }
 
     pub(crate) fn unsubscribe(&self, mailbox: &Arc<Mailbox>, sources: &Sources) {

@@ -178,3 +178,29 @@ async fn source_ids_may_hold_slashes_and_info_needs_no_token() {
     let uptime: u64 = info["vm_uptime"].as_str().expect("a string of seconds").parse().unwrap();
     assert!(uptime > 0);
 }
+
+#[tokio::test]
+async fn over_its_byte_budget_the_cache_forgets_the_oldest_of_all_sources_first() {
+    let budget = 64 * 1024;
+    let s = start(StoreConfig { max_bytes: budget, ..StoreConfig::default() }, HttpConfig::default()).await;
+    let text = "z".repeat(200);
+    // Ten sources written in turns, timestamps rising: the oldest are spread over all sources.
+    for round in 0..100i64 {
+        for source in 0..10i64 {
+            s.store.append(line(&format!("app-{source}"), round * 10 + source + 1, &text)).unwrap();
+        }
+    }
+    assert!(s.store.bytes() <= budget, "{} bytes held", s.store.bytes());
+    assert!(s.store.bytes() > budget / 2, "pruning stops near the budget: {} bytes", s.store.bytes());
+    let (_, meta) = s.get_json("/api/v1/meta", "admin").await;
+    let meta = meta["meta"].as_object().unwrap();
+    assert_eq!(meta.len(), 10, "every source keeps its newest envelopes");
+    let oldest: Vec<i64> = meta.values().map(|m| m["oldest_timestamp"].as_str().unwrap().parse().unwrap()).collect();
+    let newest: Vec<i64> = meta.values().map(|m| m["newest_timestamp"].as_str().unwrap().parse().unwrap()).collect();
+    let (lo, hi) = (oldest.iter().min().unwrap(), oldest.iter().max().unwrap());
+    assert!(hi - lo < 20, "the oldest went first across sources, not one source emptied: {oldest:?}");
+    assert!(newest.iter().all(|n| *n > 990), "the newest are all kept: {newest:?}");
+    let expired: u64 = meta.values().map(|m| m["expired"].as_str().unwrap().parse::<u64>().unwrap()).sum();
+    let count: u64 = meta.values().map(|m| m["count"].as_str().unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(expired + count, 1000, "every envelope is either kept or counted as expired");
+}
