@@ -206,8 +206,8 @@ async fn read(
     let req = query::read_request(raw.as_deref()).map_err(|q| Refusal::bad_query(Dialect::LogCache, q))?;
     logs.allow(Dialect::LogCache, &token, std::slice::from_ref(&source_id)).await?;
     let envelopes = logs.store.read(&source_id, &req)?;
-    let body = wire::read_response(envelopes.iter().map(|e| e.as_ref()));
-    Ok(axum::Json(body).into_response())
+    let body = wire::read_response_bytes(envelopes.iter().map(|e| e.as_ref()));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn info(State(logs): State<Logs>) -> Response {

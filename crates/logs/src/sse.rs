@@ -81,10 +81,12 @@ impl StreamState {
     }
 
     fn data_event(&self, batch: Batch) -> Bytes {
-        let mut envelopes: Vec<Envelope> = batch.missed.iter().map(|(id, n)| self.missed_envelope(id, *n)).collect();
-        envelopes.extend(batch.envelopes.iter().map(|e| e.as_ref().clone()));
-        let json = wire::batch(&envelopes, Naming::Camel);
-        Bytes::from(format!("data: {json}\n\n"))
+        let missed: Vec<Envelope> = batch.missed.iter().map(|(id, n)| self.missed_envelope(id, *n)).collect();
+        let envelopes = missed.iter().chain(batch.envelopes.iter().map(|e| e.as_ref()));
+        let mut event = b"data: ".to_vec();
+        event.extend_from_slice(&wire::batch_bytes(envelopes, Naming::Camel));
+        event.extend_from_slice(b"\n\n");
+        Bytes::from(event)
     }
 
     fn missed_envelope(&self, source_id: &str, n: u64) -> Envelope {

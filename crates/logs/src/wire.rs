@@ -4,10 +4,14 @@
 //! names (`source_id`); the RLP gateway's stream uses the lowerCamelCase JSON names
 //! (`sourceId`). The only module that knows the wire format of envelopes.
 
-use base64::Engine;
-use serde_json::{Map, Value, json};
+use std::fmt::Display;
 
-use crate::envelope::{Envelope, LogStream, Message};
+use base64::display::Base64Display;
+use base64::engine::general_purpose::STANDARD;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
+
+use crate::envelope::{Envelope, GaugeValue, LogStream, Message};
 
 /// Which field names to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,57 +22,149 @@ pub enum Naming {
     Camel,
 }
 
-/// One envelope as a JSON object.
+/// An envelope ready to serialize in one naming (written straight to the output, no
+/// intermediate JSON tree).
+pub struct Wire<'a> {
+    pub envelope: &'a Envelope,
+    pub naming: Naming,
+}
+
+/// A value written as a JSON string through `Display` (64-bit integers, base64).
+struct AsStr<T>(T);
+
+impl<T: Display> Serialize for AsStr<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+struct Empty;
+
+impl Serialize for Empty {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_map(Some(0))?.end()
+    }
+}
+
+/// Serializes a fixed list of `(key, value)` entries as one JSON object.
+macro_rules! object {
+    ($s:expr, $($k:expr => $v:expr),+ $(,)?) => {{
+        let mut m = $s.serialize_map(None)?;
+        $(m.serialize_entry($k, $v)?;)+
+        m.end()
+    }};
+}
+
+struct Metrics<'a>(&'a std::collections::BTreeMap<String, GaugeValue>);
+
+impl Serialize for Metrics<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (name, v) in self.0 {
+            m.serialize_entry(name, &MetricValue(v))?;
+        }
+        m.end()
+    }
+}
+
+struct MetricValue<'a>(&'a GaugeValue);
+
+impl Serialize for MetricValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        object!(s, "unit" => &self.0.unit, "value" => &double(self.0.value))
+    }
+}
+
+struct Body<'a>(&'a Message);
+
+impl Serialize for Body<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Message::Log(log) => {
+                let stream = match log.stream {
+                    LogStream::Out => "OUT",
+                    LogStream::Err => "ERR",
+                };
+                object!(s, "payload" => &AsStr(Base64Display::new(&log.payload, &STANDARD)), "type" => stream)
+            }
+            Message::Counter(c) => {
+                object!(s, "name" => &c.name, "delta" => &AsStr(c.delta), "total" => &AsStr(c.total))
+            }
+            Message::Gauge(g) => object!(s, "metrics" => &Metrics(&g.metrics)),
+            Message::Timer(t) => object!(s, "name" => &t.name, "start" => &AsStr(t.start), "stop" => &AsStr(t.stop)),
+            Message::Event(e) => object!(s, "title" => &e.title, "body" => &e.body),
+        }
+    }
+}
+
+impl Serialize for Wire<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.envelope;
+        let (source_id, instance_id, deprecated_tags) = match self.naming {
+            Naming::Proto => ("source_id", "instance_id", "deprecated_tags"),
+            Naming::Camel => ("sourceId", "instanceId", "deprecatedTags"),
+        };
+        let kind = match &e.message {
+            Message::Log(_) => "log",
+            Message::Counter(_) => "counter",
+            Message::Gauge(_) => "gauge",
+            Message::Timer(_) => "timer",
+            Message::Event(_) => "event",
+        };
+        object!(s,
+            "timestamp" => &AsStr(e.timestamp),
+            source_id => &e.source_id,
+            instance_id => &e.instance_id,
+            deprecated_tags => &Empty,
+            "tags" => &e.tags,
+            kind => &Body(&e.message),
+        )
+    }
+}
+
+/// One envelope as a JSON value (tests, callers that want a tree).
 pub fn envelope(e: &Envelope, naming: Naming) -> Value {
-    let (source_id, instance_id, deprecated_tags) = match naming {
-        Naming::Proto => ("source_id", "instance_id", "deprecated_tags"),
-        Naming::Camel => ("sourceId", "instanceId", "deprecatedTags"),
-    };
-    let mut out = Map::new();
-    out.insert("timestamp".into(), Value::String(e.timestamp.to_string()));
-    out.insert(source_id.into(), Value::String(e.source_id.clone()));
-    out.insert(instance_id.into(), Value::String(e.instance_id.clone()));
-    out.insert(deprecated_tags.into(), Value::Object(Map::new()));
-    let tags = e.tags.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-    out.insert("tags".into(), Value::Object(tags));
-    let (key, body) = match &e.message {
-        Message::Log(log) => {
-            let stream = match log.stream {
-                LogStream::Out => "OUT",
-                LogStream::Err => "ERR",
-            };
-            let payload = base64::engine::general_purpose::STANDARD.encode(&log.payload);
-            ("log", json!({ "payload": payload, "type": stream }))
-        }
-        Message::Counter(c) => {
-            ("counter", json!({ "name": c.name, "delta": c.delta.to_string(), "total": c.total.to_string() }))
-        }
-        Message::Gauge(g) => {
-            let metrics: Map<String, Value> = g
-                .metrics
-                .iter()
-                .map(|(name, v)| (name.clone(), json!({ "unit": v.unit, "value": double(v.value) })))
-                .collect();
-            ("gauge", json!({ "metrics": metrics }))
-        }
-        Message::Timer(t) => {
-            ("timer", json!({ "name": t.name, "start": t.start.to_string(), "stop": t.stop.to_string() }))
-        }
-        Message::Event(ev) => ("event", json!({ "title": ev.title, "body": ev.body })),
-    };
-    out.insert(key.into(), body);
-    Value::Object(out)
+    serde_json::to_value(Wire { envelope: e, naming }).expect("envelopes always serialize")
 }
 
-/// An `EnvelopeBatch`: `{"batch":[...]}`.
+/// Appends `"batch":[...]` (without braces) to `out`.
+fn write_batch<'a>(out: &mut Vec<u8>, envelopes: impl IntoIterator<Item = &'a Envelope>, naming: Naming) {
+    out.extend_from_slice(b"\"batch\":[");
+    for (i, e) in envelopes.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, &Wire { envelope: e, naming }).expect("envelopes always serialize");
+    }
+    out.push(b']');
+}
+
+/// An `EnvelopeBatch`, `{"batch":[...]}`, as bytes.
+pub fn batch_bytes<'a>(envelopes: impl IntoIterator<Item = &'a Envelope>, naming: Naming) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.push(b'{');
+    write_batch(&mut out, envelopes, naming);
+    out.push(b'}');
+    out
+}
+
+/// log-cache's `ReadResponse`, `{"envelopes":{"batch":[...]}}`, as bytes.
+pub fn read_response_bytes<'a>(envelopes: impl IntoIterator<Item = &'a Envelope>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"{\"envelopes\":{");
+    write_batch(&mut out, envelopes, Naming::Proto);
+    out.extend_from_slice(b"}}");
+    out
+}
+
+/// An `EnvelopeBatch` as a JSON value.
 pub fn batch<'a>(envelopes: impl IntoIterator<Item = &'a Envelope>, naming: Naming) -> Value {
-    let batch: Vec<Value> = envelopes.into_iter().map(|e| envelope(e, naming)).collect();
-    json!({ "batch": batch })
+    serde_json::from_slice(&batch_bytes(envelopes, naming)).expect("a batch is JSON")
 }
 
-/// log-cache's `ReadResponse`: `{"envelopes":{"batch":[...]}}`.
+/// log-cache's `ReadResponse` as a JSON value.
 pub fn read_response<'a>(envelopes: impl IntoIterator<Item = &'a Envelope>) -> Value {
-    json!({ "envelopes": batch(envelopes, Naming::Proto) })
+    serde_json::from_slice(&read_response_bytes(envelopes)).expect("a read response is JSON")
 }
 
 /// A protobuf `double` in canonical JSON: whole numbers without a fraction (`1024`, not
@@ -88,6 +184,7 @@ fn double(v: f64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use crate::envelope::{Counter, Event, Timer};
 
     #[test]
