@@ -82,12 +82,24 @@ async fn through_logs(n: usize, buffer: usize) -> (Duration, usize, u64) {
     let last = n.to_string();
     let reader = tokio::spawn(async move {
         let mut body = resp.bytes_stream();
-        let mut pending = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
         let (mut received, mut missed) = (0usize, 0u64);
         while let Some(chunk) = body.next().await {
             pending.extend_from_slice(&chunk.unwrap());
-            while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
-                let event: Vec<u8> = pending.drain(..end + 2).collect();
+            // Events end with a blank line; the JSON inside never holds a raw newline.
+            let (mut start, mut scan) = (0, 0);
+            while let Some(nl) = pending[scan..].iter().position(|b| *b == b'\n') {
+                let end = scan + nl;
+                match pending.get(end + 1) {
+                    None => break,
+                    Some(b'\n') => {}
+                    Some(_) => {
+                        scan = end + 1;
+                        continue;
+                    }
+                }
+                let event = &pending[start..end];
+                (start, scan) = (end + 2, end + 2);
                 let Some(data) = event.strip_prefix(b"data: ") else { continue };
                 let batch: serde_json::Value = serde_json::from_slice(data).unwrap();
                 for e in batch["batch"].as_array().unwrap() {
@@ -106,6 +118,7 @@ async fn through_logs(n: usize, buffer: usize) -> (Duration, usize, u64) {
                     }
                 }
             }
+            pending.drain(..start);
         }
         panic!("the stream ended early");
     });

@@ -80,22 +80,33 @@ pub struct LineSource {
 }
 
 impl LineSource {
-    /// An app instance's stdout or stderr: source id = app guid, instance id = the index,
-    /// `source_type` `APP/PROC/<TYPE>` (`APP/PROC/WEB` for the web process).
-    pub fn app(app_guid: &str, process_type: &str, index: u32, stream: LogStream) -> LineSource {
+    /// Lines of any source: `source_type` is the CF source type tag (`STG`, `CELL`, ...).
+    pub fn new(source_id: &str, instance_id: &str, source_type: &str, stream: LogStream) -> LineSource {
         let mut tags = BTreeMap::new();
-        tags.insert(tag::SOURCE_TYPE.to_string(), source_type::app_process(process_type));
-        tags.insert(tag::APP_ID.to_string(), app_guid.to_string());
-        tags.insert(tag::SOURCE_ID.to_string(), app_guid.to_string());
-        tags.insert(tag::PROCESS_TYPE.to_string(), process_type.to_string());
-        tags.insert(tag::INSTANCE_ID.to_string(), index.to_string());
+        tags.insert(tag::SOURCE_TYPE.to_string(), source_type.to_string());
+        tags.insert(tag::SOURCE_ID.to_string(), source_id.to_string());
         LineSource {
-            source_id: app_guid.to_string(),
-            instance_id: index.to_string(),
+            source_id: source_id.to_string(),
+            instance_id: instance_id.to_string(),
             stream,
             tags,
             max_line: MAX_LINE_BYTES,
         }
+    }
+
+    /// A staging task's output: the app's source id, source type `STG`, instance 0.
+    pub fn staging(app_guid: &str, stream: LogStream) -> LineSource {
+        LineSource::new(app_guid, "0", source_type::STAGING, stream).with_tag(tag::APP_ID, app_guid)
+    }
+
+    /// An app instance's stdout or stderr: source id = app guid, instance id = the index,
+    /// `source_type` `APP/PROC/<TYPE>` (`APP/PROC/WEB` for the web process).
+    pub fn app(app_guid: &str, process_type: &str, index: u32, stream: LogStream) -> LineSource {
+        let index = index.to_string();
+        LineSource::new(app_guid, &index, &source_type::app_process(process_type), stream)
+            .with_tag(tag::APP_ID, app_guid)
+            .with_tag(tag::PROCESS_TYPE, process_type)
+            .with_tag(tag::INSTANCE_ID, &index)
     }
 
     /// Builder: add a tag (app name, space and org ids and names, process guid, ...).

@@ -184,8 +184,8 @@ fn double(v: f64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use crate::envelope::{Counter, Event, Timer};
+    use serde_json::json;
 
     #[test]
     fn a_log_envelope_renders_as_log_cache_writes_it() {

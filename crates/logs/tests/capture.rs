@@ -84,3 +84,15 @@ async fn a_worker_process_is_tagged_with_its_type() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].tags[tag::SOURCE_TYPE], "APP/PROC/WORKER");
 }
+
+#[tokio::test]
+async fn staging_output_is_tagged_stg() {
+    let child = Command::new("sh").arg("-c").arg("echo '-----> Building'").stdout(Stdio::piped()).spawn().unwrap();
+    let store = Store::new(StoreConfig::default()).unwrap();
+    let s = store.clone();
+    let source = LineSource::staging("g", LogStream::Out);
+    capture(child.stdout.unwrap(), &source, move |e| s.append(e).unwrap()).await.unwrap();
+    let got = read_all(&store, "g");
+    assert_eq!(got[0].log_payload(), Some(&b"-----> Building"[..]));
+    assert_eq!((got[0].tags[tag::SOURCE_TYPE].as_str(), got[0].instance_id.as_str()), ("STG", "0"));
+}

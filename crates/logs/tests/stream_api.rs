@@ -260,3 +260,23 @@ async fn streams_are_only_for_callers_who_may_see_every_source_asked_for() {
     }
     assert_eq!(s.store.subscriber_count(), 0, "no refused request subscribed");
 }
+
+#[tokio::test]
+async fn a_reader_that_hangs_up_leaves_no_subscriber_behind() {
+    let http = HttpConfig { heartbeat: Duration::from_millis(50), ..HttpConfig::default() };
+    let s = start(StoreConfig::default(), http).await;
+    let mut readers = Vec::new();
+    for _ in 0..10 {
+        readers.push(open(&s, "log&source_id=app-a", "alice").await);
+    }
+    wait_for_subscribers(&s, 10).await;
+    drop(readers);
+    for _ in 0..200 {
+        if s.store.subscriber_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.store.subscriber_count(), 0, "every hung-up stream unsubscribed");
+    assert_eq!(s.store.source_count(), 0);
+}
