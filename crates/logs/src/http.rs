@@ -132,13 +132,14 @@ impl Refusal {
     }
 }
 
-impl From<Error> for Refusal {
-    fn from(e: Error) -> Self {
+impl Refusal {
+    /// The one mapping of this crate's errors to HTTP statuses.
+    pub(crate) fn from_error(dialect: Dialect, e: Error) -> Self {
         match e {
-            Error::InvalidRequest(m) => Refusal::new(Dialect::LogCache, StatusCode::BAD_REQUEST, "invalid_request", m),
+            Error::InvalidRequest(m) => Refusal::new(dialect, StatusCode::BAD_REQUEST, "invalid_request", m),
             Error::InvalidEnvelope(_) | Error::InvalidConfig(_) => {
                 tracing::error!(error = %e, "logs request failed");
-                Refusal::new(Dialect::LogCache, StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                Refusal::new(dialect, StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }
     }
@@ -205,7 +206,7 @@ async fn read(
     let token = bearer(Dialect::LogCache, &headers)?;
     let req = query::read_request(raw.as_deref()).map_err(|q| Refusal::bad_query(Dialect::LogCache, q))?;
     logs.allow(Dialect::LogCache, &token, std::slice::from_ref(&source_id)).await?;
-    let envelopes = logs.store.read(&source_id, &req)?;
+    let envelopes = logs.store.read(&source_id, &req).map_err(|e| Refusal::from_error(Dialect::LogCache, e))?;
     let body = wire::read_response_bytes(envelopes.iter().map(|e| e.as_ref()));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -29,7 +29,7 @@ pub(crate) async fn stream(
     logs.allow(Dialect::Gateway, &token, &q.source_ids).await?;
     let sources = if q.source_ids.is_empty() { Sources::All } else { Sources::Some(q.source_ids) };
     let wants_logs = q.filter.types.contains(&EnvelopeType::Log);
-    let subscription = logs.store.subscribe(sources, q.filter).map_err(Refusal::from)?;
+    let subscription = logs.store.subscribe(sources, q.filter).map_err(|e| Refusal::from_error(Dialect::Gateway, e))?;
     let now = Instant::now();
     let state = StreamState {
         subscription,
