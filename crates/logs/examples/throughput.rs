@@ -35,6 +35,31 @@ async fn main() {
     println!("ratio (logs / bare time): {:.1}x", elapsed.as_secs_f64() / bare.as_secs_f64());
 }
 
+/// Only what the reader looks at, borrowed from the event (a client would do the same).
+#[derive(serde::Deserialize)]
+struct WireBatch<'a> {
+    #[serde(borrow)]
+    batch: Vec<WireEnvelope<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireEnvelope<'a> {
+    #[serde(borrow)]
+    tags: WireTags<'a>,
+    #[serde(borrow)]
+    log: WireLog<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireTags<'a> {
+    source_type: &'a str,
+}
+
+#[derive(serde::Deserialize)]
+struct WireLog<'a> {
+    payload: &'a str,
+}
+
 fn seq(n: usize) -> Command {
     let mut cmd = Command::new("seq");
     cmd.arg("1").arg(n.to_string()).stdout(Stdio::piped());
@@ -101,13 +126,11 @@ async fn through_logs(n: usize, buffer: usize) -> (Duration, usize, u64) {
                 let event = &pending[start..end];
                 (start, scan) = (end + 2, end + 2);
                 let Some(data) = event.strip_prefix(b"data: ") else { continue };
-                let batch: serde_json::Value = serde_json::from_slice(data).unwrap();
-                for e in batch["batch"].as_array().unwrap() {
+                let batch: WireBatch = serde_json::from_slice(data).unwrap();
+                for e in batch.batch {
                     use base64::Engine;
-                    let text = base64::engine::general_purpose::STANDARD
-                        .decode(e["log"]["payload"].as_str().unwrap())
-                        .unwrap();
-                    if e["tags"]["source_type"] == "LGR" {
+                    let text = base64::engine::general_purpose::STANDARD.decode(e.log.payload).unwrap();
+                    if e.tags.source_type == "LGR" {
                         let text = String::from_utf8(text).unwrap();
                         missed += text.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
                         continue;

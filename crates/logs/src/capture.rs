@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::envelope::{Envelope, Log, LogStream, Message, now_nanos, source_type, tag};
+use crate::envelope::{Envelope, Log, LogStream, Message, Tags, now_nanos, source_type, tag};
 
 /// Diego's largest log message, in bytes.
 pub const MAX_LINE_BYTES: usize = 61_440;
@@ -75,7 +75,7 @@ pub struct LineSource {
     pub source_id: String,
     pub instance_id: String,
     pub stream: LogStream,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     pub max_line: usize,
 }
 
@@ -89,7 +89,7 @@ impl LineSource {
             source_id: source_id.to_string(),
             instance_id: instance_id.to_string(),
             stream,
-            tags,
+            tags: std::sync::Arc::new(tags),
             max_line: MAX_LINE_BYTES,
         }
     }
@@ -111,7 +111,7 @@ impl LineSource {
 
     /// Builder: add a tag (app name, space and org ids and names, process guid, ...).
     pub fn with_tag(mut self, key: &str, value: &str) -> LineSource {
-        self.tags.insert(key.to_string(), value.to_string());
+        std::sync::Arc::make_mut(&mut self.tags).insert(key.to_string(), value.to_string());
         self
     }
 

@@ -3,6 +3,7 @@
 //! five kinds (log, counter, gauge, timer, event). The JSON rendering lives in `wire`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Tag keys Cloud Foundry sets on app envelopes.
@@ -39,13 +40,16 @@ pub mod source_type {
     }
 }
 
+/// An envelope's tags, shared: the lines of one stream all carry the same map.
+pub type Tags = Arc<BTreeMap<String, String>>;
+
 /// One envelope. `timestamp` is nanoseconds since the Unix epoch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     pub timestamp: i64,
     pub source_id: String,
     pub instance_id: String,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     pub message: Message,
 }
 
@@ -156,7 +160,7 @@ impl Envelope {
             timestamp: now_nanos(),
             source_id: source_id.to_string(),
             instance_id: instance_id.to_string(),
-            tags: BTreeMap::new(),
+            tags: Tags::default(),
             message: Message::Log(Log { payload: payload.into(), stream }),
         }
     }
@@ -171,14 +175,14 @@ impl Envelope {
             timestamp: now_nanos(),
             source_id: source_id.to_string(),
             instance_id: instance_id.to_string(),
-            tags: BTreeMap::new(),
+            tags: Tags::default(),
             message: Message::Gauge(Gauge { metrics }),
         }
     }
 
     /// Builder: set (or replace) one tag.
     pub fn with_tag(mut self, key: &str, value: &str) -> Envelope {
-        self.tags.insert(key.to_string(), value.to_string());
+        Arc::make_mut(&mut self.tags).insert(key.to_string(), value.to_string());
         self
     }
 

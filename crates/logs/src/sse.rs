@@ -90,7 +90,7 @@ impl StreamState {
     }
 
     fn missed_envelope(&self, source_id: &str, n: u64) -> Envelope {
-        let mut e = if self.wants_logs {
+        let e = if self.wants_logs {
             let text = format!("Dropped {n} envelopes for this reader: it fell behind the stream");
             Envelope::log(source_id, "", LogStream::Err, text)
         } else {
@@ -98,7 +98,6 @@ impl StreamState {
             e.message = Message::Counter(Counter { name: "dropped".into(), delta: n, total: 0 });
             e
         };
-        e.tags.insert(tag::SOURCE_TYPE.into(), source_type::LOGGREGATOR.into());
-        e
+        e.with_tag(tag::SOURCE_TYPE, source_type::LOGGREGATOR)
     }
 }

@@ -116,7 +116,7 @@ impl Serialize for Wire<'_> {
             source_id => &e.source_id,
             instance_id => &e.instance_id,
             deprecated_tags => &Empty,
-            "tags" => &e.tags,
+            "tags" => &*e.tags,
             kind => &Body(&e.message),
         )
     }
