@@ -134,8 +134,8 @@ async fn one_stream_follows_several_sources_and_the_firehose_follows_all() {
 #[tokio::test]
 async fn an_idle_stream_sends_heartbeats_and_closes_at_its_timeout() {
     let http = HttpConfig {
-        heartbeat: Duration::from_millis(100),
-        stream_timeout: Duration::from_millis(450),
+        heartbeat: Duration::from_millis(50),
+        stream_timeout: Duration::from_millis(600),
         ..HttpConfig::default()
     };
     let s = start(StoreConfig::default(), http).await;
