@@ -144,7 +144,10 @@ impl Extractor {
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(Error::UnsafeEntry { name: name.to_string(), reason: "is a directory over a file or link" });
+                return Err(Error::UnsafeEntry {
+                    name: name.to_string(),
+                    reason: "is a directory over a file or link",
+                });
             }
             Err(_) => {
                 std::fs::create_dir(&path).map_err(Error::io("creating", &path))?;
