@@ -19,6 +19,8 @@ use crate::store::BlobStore;
 
 /// Heads sent to the store at once while matching.
 const MATCH_CONCURRENCY: usize = 16;
+/// Resource files fetched or cached at once while assembling.
+const TRANSFER_CONCURRENCY: usize = 8;
 
 /// Which files the pool caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,24 +143,33 @@ pub async fn assemble_package(
     if extracted.files + extracted.dirs + extracted.symlinks + resources.len() as u64 > limits.max_entries {
         return Err(Error::TooManyEntries { limit: limits.max_entries });
     }
+    let mut placed = Vec::with_capacity(resources.len());
     for (r, rel) in resources.iter().zip(&rels) {
         let dest = confine::make_parents(&tree, rel, &r.path)?;
         if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
             return Err(Error::BadResource { path: r.path.clone(), reason: "the upload has a directory there".into() });
         }
-        store.get_to_file(Namespace::Resources, &r.sha1, &dest).await?;
-        let mode = r.mode.unwrap_or(0o644) & 0o777;
-        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
-            .map_err(Error::io("setting the mode of", &dest))?;
+        placed.push((r, dest));
     }
+    futures_util::stream::iter(placed)
+        .map(|(r, dest)| async move {
+            store.get_to_file(Namespace::Resources, &r.sha1, &dest).await?;
+            let mode = r.mode.unwrap_or(0o644) & 0o777;
+            tokio::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
+                .await
+                .map_err(Error::io("setting the mode of", &dest))
+        })
+        .buffer_unordered(TRANSFER_CONCURRENCY)
+        .try_collect::<()>()
+        .await?;
 
-    let mut newly_cached = 0;
-    for (path, size) in &uploaded {
-        if rule.allows(*size) {
-            store.put_file(Namespace::Resources, path).await?;
-            newly_cached += 1;
-        }
-    }
+    let cacheable: Vec<&PathBuf> = uploaded.iter().filter(|(_, size)| rule.allows(*size)).map(|(p, _)| p).collect();
+    let newly_cached = cacheable.len() as u64;
+    futures_util::stream::iter(cacheable)
+        .map(|path| store.put_file(Namespace::Resources, path))
+        .buffer_unordered(TRANSFER_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
 
     let zip_path = work.path().join("package.zip");
     {

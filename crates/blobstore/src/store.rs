@@ -2,13 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncSeekExt};
 
 use crate::error::{Error, Result};
 use crate::local::{LocalStore, sync_dir};
 use crate::namespace::{Blob, Namespace};
 use crate::s3::{S3Config, S3Store};
-use crate::stream::BlobReader;
+use crate::stream::{BlobReader, copy_hashing};
 
 /// Which back end to open.
 #[derive(Debug, Clone)]
@@ -47,9 +47,17 @@ impl BlobStore {
         }
     }
 
-    /// Stores a file's content (no limit: the caller made the file).
+    /// Stores a file's content (no limit: the caller made the file). The file is hashed first:
+    /// content the store already has is not sent again (one `HEAD` on S3 instead of an upload).
     pub async fn put_file(&self, ns: Namespace, path: &Path) -> Result<Blob> {
-        let file = tokio::fs::File::open(path).await.map_err(Error::io("opening", path))?;
+        let mut file = tokio::fs::File::open(path).await.map_err(Error::io("opening", path))?;
+        let digests =
+            copy_hashing(&mut file, &mut tokio::io::sink(), u64::MAX, |e| Error::io("hashing", path)(e)).await?;
+        let blob = Blob::new(ns, digests);
+        if self.size(ns, &blob.key).await? == Some(blob.size) {
+            return Ok(blob);
+        }
+        file.rewind().await.map_err(Error::io("reading", path))?;
         self.put_stream(ns, file, u64::MAX).await
     }
 

@@ -60,8 +60,19 @@ async fn exercise(store: &BlobStore, big: usize) {
     assert_eq!(a.unwrap(), b.unwrap());
     assert_eq!(store.list(Namespace::Buildpacks).await.unwrap(), vec![sha256_hex(&same)]);
 
-    // get_to_file, delete (twice), missing, bad keys.
+    // put_file: content already stored is the same blob; new content is stored.
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("same"), &same).unwrap();
+    let again = store.put_file(Namespace::Buildpacks, &dir.path().join("same")).await.unwrap();
+    assert_eq!(again.key, sha256_hex(&same));
+    std::fs::write(dir.path().join("new"), b"new content").unwrap();
+    let new = store.put_file(Namespace::Buildpacks, &dir.path().join("new")).await.unwrap();
+    assert_eq!(read_all(store, Namespace::Buildpacks, &new.key).await, b"new content");
+    store.delete(Namespace::Buildpacks, &new.key).await.unwrap();
+    std::fs::remove_file(dir.path().join("same")).unwrap();
+    std::fs::remove_file(dir.path().join("new")).unwrap();
+
+    // get_to_file, delete (twice), missing, bad keys.
     let dest = dir.path().join("droplet.tgz");
     let key = sha256_hex(&pattern(11));
     assert_eq!(store.get_to_file(Namespace::Droplets, &key, &dest).await.unwrap(), 11);
