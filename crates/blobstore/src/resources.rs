@@ -129,16 +129,9 @@ pub async fn assemble_package(
         .await?
     };
 
-    // Check every resource is cached before writing any of them.
-    let mut total = extracted.bytes;
-    for r in resources {
-        if store.size(Namespace::Resources, &r.sha1).await?.is_none() {
-            return Err(Error::ResourceNotCached { sha1: r.sha1.clone(), path: r.path.clone() });
-        }
-        total += r.size;
-        if total > limits.max_unpacked_bytes {
-            return Err(Error::UnpackedTooLarge { limit: limits.max_unpacked_bytes });
-        }
+    let total = resources.iter().fold(extracted.bytes, |t, r| t.saturating_add(r.size));
+    if total > limits.max_unpacked_bytes {
+        return Err(Error::UnpackedTooLarge { limit: limits.max_unpacked_bytes });
     }
     if extracted.files + extracted.dirs + extracted.symlinks + resources.len() as u64 > limits.max_entries {
         return Err(Error::TooManyEntries { limit: limits.max_entries });
@@ -153,7 +146,19 @@ pub async fn assemble_package(
     }
     futures_util::stream::iter(placed)
         .map(|(r, dest)| async move {
-            store.get_to_file(Namespace::Resources, &r.sha1, &dest).await?;
+            // The declared sizes were counted against the limit: the cached file must match.
+            let written = match store.get_to_file(Namespace::Resources, &r.sha1, &dest).await {
+                Err(Error::NotFound { .. }) => {
+                    return Err(Error::ResourceNotCached { sha1: r.sha1.clone(), path: r.path.clone() });
+                }
+                other => other?,
+            };
+            if written != r.size {
+                return Err(Error::BadResource {
+                    path: r.path.clone(),
+                    reason: format!("size_in_bytes is {} but the cached file has {written} bytes", r.size),
+                });
+            }
             let mode = r.mode.unwrap_or(0o644) & 0o777;
             tokio::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
                 .await

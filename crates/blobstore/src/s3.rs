@@ -118,6 +118,39 @@ impl S3Store {
         placed.map(|()| blob)
     }
 
+    /// Stores content whose digests are already known (`put_file` hashed it) straight at its
+    /// key: one PUT (or multipart upload) instead of temp, copy and delete. Completed only if
+    /// the bytes still hash to `expected`; otherwise the upload is aborted and nothing is stored.
+    pub(crate) async fn put_known(
+        &self,
+        expected: &Blob,
+        reader: &mut (dyn AsyncRead + Unpin + Send),
+        changed: impl Fn() -> Error,
+    ) -> Result<Blob> {
+        let dest = Self::path(expected.namespace, &expected.key);
+        let store: Arc<dyn ObjectStore> = self.store.clone();
+        let mut writer = BufWriter::with_capacity(store, dest.clone(), PART_SIZE).with_max_concurrency(2);
+        let copied = copy_hashing(reader, &mut writer, u64::MAX, |e| Error::ObjectStore {
+            op: "uploading",
+            key: dest.to_string(),
+            source: Box::new(object_store::Error::Generic { store: "S3", source: Box::new(e) }),
+        })
+        .await;
+        let fine = matches!(&copied, Ok(d) if Blob::new(expected.namespace, d.clone()) == *expected);
+        if !fine {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(key = %dest, error = %abort, "aborting an upload failed");
+            }
+            return Err(copied.err().unwrap_or_else(changed));
+        }
+        writer.shutdown().await.map_err(|e| Error::ObjectStore {
+            op: "completing",
+            key: dest.to_string(),
+            source: Box::new(object_store::Error::Generic { store: "S3", source: Box::new(e) }),
+        })?;
+        Ok(expected.clone())
+    }
+
     pub(crate) async fn get(&self, ns: Namespace, key: &str) -> Result<BlobReader> {
         let path = Self::path(ns, key);
         let result = match self.store.get(&path).await {

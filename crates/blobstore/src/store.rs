@@ -58,7 +58,14 @@ impl BlobStore {
             return Ok(blob);
         }
         file.rewind().await.map_err(Error::io("reading", path))?;
-        self.put_stream(ns, file, u64::MAX).await
+        match self {
+            BlobStore::Local(l) => l.put_stream(ns, &mut file, u64::MAX).await,
+            BlobStore::S3(s) => {
+                let changed =
+                    || Error::io("storing", path)(std::io::Error::other("the file changed while it was stored"));
+                s.put_known(&blob, &mut file, changed).await
+            }
+        }
     }
 
     /// The blob's bytes as a stream; `Error::NotFound` if there is none.

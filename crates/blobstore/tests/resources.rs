@@ -118,6 +118,10 @@ async fn push_and_repush(store: &BlobStore) {
     let err =
         assemble_package(store, &work, Some(&t.join("changed.zip")), &[missing], &limits, &rule).await.unwrap_err();
     assert!(matches!(err, Error::ResourceNotCached { .. }), "{err}");
+    let mut wrong_size = known[0].clone();
+    wrong_size.size += 1;
+    let err = assemble_package(store, &work, None, &[wrong_size], &limits, &rule).await.unwrap_err();
+    assert!(matches!(err, Error::BadResource { .. }), "{err}");
     let mut bad_sha = all[0].clone();
     bad_sha.sha1 = "not-a-sha1".into();
     assert!(matches!(match_resources(store, &rule, &[bad_sha.clone()]).await, Err(Error::BadResource { .. })));
