@@ -11,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use futures_util::{StreamExt, TryStreamExt};
+use tokio::io::AsyncReadExt;
 
 use crate::archive::{self, Limits, confine};
 use crate::error::{Error, Result};
@@ -137,7 +138,11 @@ pub async fn assemble_package(
         return Err(Error::TooManyEntries { limit: limits.max_entries });
     }
     let mut placed = Vec::with_capacity(resources.len());
+    let mut seen = std::collections::HashSet::new();
     for (r, rel) in resources.iter().zip(&rels) {
+        if !seen.insert(rel) {
+            return Err(Error::BadResource { path: r.path.clone(), reason: "the path is listed twice".into() });
+        }
         let dest = confine::make_parents(&tree, rel, &r.path)?;
         if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
             return Err(Error::BadResource { path: r.path.clone(), reason: "the upload has a directory there".into() });
@@ -147,20 +152,32 @@ pub async fn assemble_package(
     futures_util::stream::iter(placed)
         .map(|(r, dest)| async move {
             // The declared sizes were counted against the limit: the cached file must match.
-            let written = match store.get_to_file(Namespace::Resources, &r.sha1, &dest).await {
+            // The tree is scratch (it is zipped, then removed): no fsync per file.
+            let reader = match store.get(Namespace::Resources, &r.sha1).await {
                 Err(Error::NotFound { .. }) => {
                     return Err(Error::ResourceNotCached { sha1: r.sha1.clone(), path: r.path.clone() });
                 }
                 other => other?,
             };
+            if tokio::fs::symlink_metadata(&dest).await.is_ok() {
+                tokio::fs::remove_file(&dest).await.map_err(Error::io("replacing", &dest))?;
+            }
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&dest)
+                .await
+                .map_err(Error::io("creating", &dest))?;
+            let written =
+                tokio::io::copy(&mut reader.take(r.size + 1), &mut file).await.map_err(Error::io("writing", &dest))?;
             if written != r.size {
                 return Err(Error::BadResource {
                     path: r.path.clone(),
-                    reason: format!("size_in_bytes is {} but the cached file has {written} bytes", r.size),
+                    reason: format!("size_in_bytes is {} but the cached file differs", r.size),
                 });
             }
             let mode = r.mode.unwrap_or(0o644) & 0o777;
-            tokio::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .await
                 .map_err(Error::io("setting the mode of", &dest))
         })

@@ -122,6 +122,9 @@ async fn push_and_repush(store: &BlobStore) {
     wrong_size.size += 1;
     let err = assemble_package(store, &work, None, &[wrong_size], &limits, &rule).await.unwrap_err();
     assert!(matches!(err, Error::BadResource { .. }), "{err}");
+    let twice = [known[0].clone(), known[0].clone()];
+    let err = assemble_package(store, &work, None, &twice, &limits, &rule).await.unwrap_err();
+    assert!(matches!(err, Error::BadResource { .. }), "{err}");
     let mut bad_sha = all[0].clone();
     bad_sha.sha1 = "not-a-sha1".into();
     assert!(matches!(match_resources(store, &rule, &[bad_sha.clone()]).await, Err(Error::BadResource { .. })));
