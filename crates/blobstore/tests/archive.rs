@@ -145,6 +145,11 @@ fn hostile_zips_are_refused_and_leave_nothing() {
         );
     }
     refused_as(Fmt::Zip, b"PK\x03\x04 not really a zip", &l, UNPROCESSABLE, |e| matches!(e, Error::BadArchive { .. }));
+    // Damaged data (the CRC no longer matches) is the upload's fault, not the server's.
+    let mut damaged = zip_of(&[Z::File("a.txt", b"hello hello hello hello", 0o644)]);
+    let at = damaged.windows(5).position(|w| w == b"a.txt").unwrap() + 5;
+    damaged[at + 3] ^= 0xff;
+    refused_as(Fmt::Zip, &damaged, &l, UNPROCESSABLE, |e| matches!(e, Error::BadArchive { .. }));
 }
 
 #[test]
@@ -181,6 +186,9 @@ fn hostile_tgzs_are_refused_and_leave_nothing() {
         );
     }
     refused_as(Fmt::Tgz, b"\x1f\x8b garbage", &l, UNPROCESSABLE, |e| matches!(e, Error::BadArchive { .. }));
+    let whole = tgz_of(&[T::File("big", &[5u8; 100_000], 0o644)]);
+    let truncated = &whole[..whole.len() / 2];
+    refused_as(Fmt::Tgz, truncated, &l, UNPROCESSABLE, |e| matches!(e, Error::BadArchive { .. }));
 }
 
 #[test]

@@ -14,7 +14,7 @@ mod create;
 mod untar;
 mod unzip;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 // create_new (O_EXCL) never opens through a symlink planted at the name.
 use std::path::{Path, PathBuf};
@@ -178,14 +178,21 @@ impl Extractor {
             .open(&path)
             .map_err(Error::io("creating", &path))?;
         let room = self.limits.max_unpacked_bytes - self.done.bytes;
-        let written = std::io::copy(&mut content.take(room + 1), &mut out).map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
-                Error::BadArchive { format: "archive", reason: format!("{name}: {e}") }
+        let mut written = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // Read errors are the archive's fault (corrupt data, bad CRC); write errors are ours.
+            let n = content
+                .read(&mut buf)
+                .map_err(|e| Error::BadArchive { format: "archive", reason: format!("{name}: {e}") })?;
+            if n == 0 {
+                break;
             }
-            _ => Error::io("writing", &path)(e),
-        })?;
-        if written > room {
-            return Err(Error::UnpackedTooLarge { limit: self.limits.max_unpacked_bytes });
+            written += n as u64;
+            if written > room {
+                return Err(Error::UnpackedTooLarge { limit: self.limits.max_unpacked_bytes });
+            }
+            out.write_all(&buf[..n]).map_err(Error::io("writing", &path))?;
         }
         self.done.bytes += written;
         self.done.files += 1;
