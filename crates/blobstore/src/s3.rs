@@ -22,8 +22,8 @@ use crate::stream::{BlobReader, copy_hashing};
 /// (S3's minimum part is 5 MiB).
 const PART_SIZE: usize = 8 * 1024 * 1024;
 
-/// Where an S3-compatible store is and how to sign for it.
-#[derive(Debug, Clone)]
+/// Where an S3-compatible store is and how to sign for it. `Debug` leaves the secret out.
+#[derive(Clone)]
 pub struct S3Config {
     /// `https://host:port` of an S3-compatible server; `None` for AWS itself.
     pub endpoint: Option<String>,
@@ -33,6 +33,19 @@ pub struct S3Config {
     pub secret_access_key: String,
     /// `https://endpoint/bucket/key` rather than `https://bucket.endpoint/key`.
     pub path_style: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("path_style", &self.path_style)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

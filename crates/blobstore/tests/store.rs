@@ -112,7 +112,12 @@ async fn local_store() {
 #[tokio::test]
 async fn s3_store_on_moto() {
     let moto = common::Moto::start();
-    let store = BlobStore::open(&BlobStoreConfig::S3(moto.config())).unwrap();
+    let mut config = moto.config();
+    config.secret_access_key = "s3cr3t-that-must-not-leak".into();
+    let store = BlobStore::open(&BlobStoreConfig::S3(config.clone())).unwrap();
+    for shown in [format!("{config:?}"), format!("{store:?}")] {
+        assert!(!shown.contains("s3cr3t"), "the secret shows in {shown}");
+    }
     exercise(&store, 20 << 20).await;
     let BlobStore::S3(s3) = &store else { unreachable!() };
     assert_eq!(s3.temp_objects().await.unwrap(), 0, "no temp objects left");
