@@ -169,6 +169,7 @@ mod tests {
             external_url: None,
             node_dir: None,
             insecure_registries: Vec::new(),
+            cgroup_parent: None,
             no_containers: false,
         };
         let c = ServerConfig::resolve(&args).unwrap();
