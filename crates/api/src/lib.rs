@@ -62,6 +62,10 @@ pub struct ApiState {
     pub routes_changed: std::sync::Arc<tokio::sync::Notify>,
     /// App logs (staging output goes here as `STG` lines).
     pub logs: hearth_logs::Store,
+    /// Packages, droplets, buildpacks and the app-file cache.
+    pub blobs: hearth_blobstore::BlobStore,
+    /// Scratch space for uploads and package assembly (on local disk).
+    pub work_dir: std::path::PathBuf,
 }
 
 /// What docker staging learns of an image from its registry.

@@ -157,6 +157,10 @@ impl Server {
             }
         };
         let routes_changed = Arc::new(tokio::sync::Notify::new());
+        let blobs = hearth_blobstore::BlobStore::open(&hearth_blobstore::BlobStoreConfig::Local {
+            root: config.data_dir.join("blobs"),
+        })
+        .context("cannot open the blobstore")?;
         let api_state = ApiState {
             store: store.clone(),
             auth: auth.clone(),
@@ -165,6 +169,8 @@ impl Server {
             images: Some(Arc::new(crate::routing::RegistryInspector(puller))),
             routes_changed: routes_changed.clone(),
             logs: logs.clone(),
+            blobs,
+            work_dir: config.data_dir.join("tmp"),
         };
         let log_endpoints = hearth_logs::router(
             logs.clone(),
