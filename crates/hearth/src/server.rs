@@ -171,6 +171,13 @@ impl Server {
             logs: logs.clone(),
             blobs,
             work_dir: config.data_dir.join("tmp"),
+            stager: node.as_ref().ok().map(|node| {
+                Arc::new(crate::routing::NodeStager {
+                    node: node.clone(),
+                    logs: logs.clone(),
+                    work_dir: config.data_dir.join("tmp"),
+                }) as Arc<dyn hearth_api::Stager>
+            }),
         };
         let log_endpoints = hearth_logs::router(
             logs.clone(),

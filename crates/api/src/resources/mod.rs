@@ -4,6 +4,8 @@ mod app_actions;
 mod apps;
 pub(crate) mod audit_events;
 mod bits;
+mod buildpack_staging;
+mod buildpacks;
 mod builds;
 pub(crate) mod destinations;
 mod domains;
@@ -132,7 +134,15 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/service_brokers", get(misc::empty_list))
         .route("/v3/service_credential_bindings", get(misc::empty_list))
         .route("/v3/service_route_bindings", get(misc::empty_list))
-        .route("/v3/buildpacks", get(misc::empty_list))
+        .route("/v3/buildpacks", get(buildpacks::list).post(buildpacks::create))
+        .route(
+            "/v3/buildpacks/{guid}",
+            get(buildpacks::get_one).patch(buildpacks::update).delete(buildpacks::delete_one),
+        )
+        .route(
+            "/v3/buildpacks/{guid}/upload",
+            post(buildpacks::upload).layer(axum::extract::DefaultBodyLimit::max(buildpacks::MAX_BUILDPACK_BYTES)),
+        )
         .route("/v3/tasks", get(misc::empty_list))
         .fallback(misc::unknown)
 }
