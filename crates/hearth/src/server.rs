@@ -179,6 +179,9 @@ impl Server {
                 }) as Arc<dyn hearth_api::Stager>
             }),
         };
+        hearth_api::install_builtin_buildpacks(&api_state)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot install the built-in buildpacks: {e:?}"))?;
         let log_endpoints = hearth_logs::router(
             logs.clone(),
             Arc::new(hearth_api::LogAccess(api_state.clone())),

@@ -34,8 +34,14 @@ async fn buildpack(api: &Api, name: &str, position: u32, files: &[(&str, u32, &s
 }
 
 /// Creates an app by manifest and uploads `files` as its package; answers (app, package).
-async fn app_with_bits(api: &Api, space: &str, name: &str, files: &[(&str, u32, &str)]) -> (String, String) {
-    let manifest = format!("applications:\n- name: {name}\n  memory: 64M\n  default-route: true\n");
+async fn app_with_bits(
+    api: &Api,
+    space: &str,
+    name: &str,
+    extra: &str,
+    files: &[(&str, u32, &str)],
+) -> (String, String) {
+    let manifest = format!("applications:\n- name: {name}\n  memory: 64M\n  default-route: true\n{extra}");
     let (status, location, body) = api.apply_manifest(space, &manifest).await;
     assert_eq!(status, 202, "{body}");
     let job = location.unwrap().split_once("/v3/").map(|(_, p)| format!("/v3/{p}")).unwrap();
@@ -93,7 +99,7 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
         let buildpacks = api.ok(Method::GET, "/v3/buildpacks", None).await;
         let names: Vec<&str> =
             buildpacks["resources"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["never_buildpack", "shell_buildpack"]);
+        assert_eq!(names, ["never_buildpack", "shell_buildpack", "binary_buildpack"], "the built-in one stays last");
 
         let org = api.ok(Method::POST, "/v3/organizations", Some(json!({"name": "acme"}))).await;
         let space = api
@@ -106,7 +112,7 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
         let space = space["guid"].as_str().unwrap().to_string();
         let run = "mkdir -p www && echo \"hello from $GREETING on $CF_INSTANCE_INDEX\" > www/index.html\n\
                    echo serving on $PORT\nexec busybox httpd -f -p $PORT -h www\n";
-        let (app, package) = app_with_bits(&api, &space, "site", &[("run.sh", 0o755, run)]).await;
+        let (app, package) = app_with_bits(&api, &space, "site", "", &[("run.sh", 0o755, run)]).await;
 
         let build = api.build(&package).await;
         assert_eq!(build["state"], "STAGED", "{build}");
@@ -147,11 +153,38 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
         }
 
         // Nothing detects a directory of text: CF's NoAppDetectedError, no droplet.
-        let (_, package) = app_with_bits(&api, &space, "notes", &[("README.txt", 0o644, "just words\n")]).await;
+        let (_, package) = app_with_bits(&api, &space, "notes", "", &[("README.txt", 0o644, "just words\n")]).await;
         let failed: Value = api.build(&package).await;
         assert_eq!(failed["state"], "FAILED", "{failed}");
         assert!(failed["error"].as_str().unwrap().starts_with("NoAppDetectedError"), "{failed}");
         assert_eq!(failed["droplet"], Value::Null);
+
+        // The built-in binary buildpack, named by the app: the Procfile says how to start.
+        let procfile = "web: exec busybox httpd -f -p $PORT -h .\n";
+        let (bin, package) = app_with_bits(
+            &api,
+            &space,
+            "bin",
+            "  buildpacks: [binary_buildpack]\n",
+            &[("Procfile", 0o644, procfile), ("index.html", 0o644, "binary app\n")],
+        )
+        .await;
+        let build = api.build(&package).await;
+        assert_eq!(build["state"], "STAGED", "{build}");
+        api.ok(
+            Method::PATCH,
+            &format!("/v3/apps/{bin}/relationships/current_droplet"),
+            Some(json!({"data": {"guid": build["droplet"]["guid"]}})),
+        )
+        .await;
+        api.ok(Method::POST, &format!("/v3/apps/{bin}/actions/restart"), None).await;
+        api.until(&format!("/v3/processes/{bin}/stats"), "running", 90, |s| running(s) == 1).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while through_router(&addr, "bin.apps.test.internal").await.1 != "binary app\n" {
+            assert!(Instant::now() < deadline, "the binary app never answered");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        api.ok(Method::POST, &format!("/v3/apps/{bin}/actions/stop"), None).await;
 
         // Only admins manage buildpacks; a zip slip is refused.
         let bp = api.ok(Method::POST, "/v3/buildpacks", Some(json!({"name": "evil_buildpack"}))).await;

@@ -249,3 +249,62 @@ pub async fn upload(
     tx.commit().await?;
     Ok(ok(render(&ctx, &b, Some(&md))))
 }
+
+/// Cloud Foundry's `binary_buildpack`, written for Hearth: apps that bring their own
+/// executable. It detects nothing (an app names it: `-b binary_buildpack`), stages nothing
+/// and leaves the start command to the `Procfile` or the push's command.
+const BINARY_BUILDPACK: &[(&str, &str)] = &[
+    ("bin/detect", "#!/bin/sh\n# Binary apps name this buildpack; it never claims an app on its own.\nexit 1\n"),
+    ("bin/supply", "#!/bin/sh\nexit 0\n"),
+    (
+        "bin/finalize",
+        "#!/bin/sh\nif [ ! -f \"$1/Procfile\" ]; then\n  echo 'No Procfile: give the start command with the push (-c).'\nfi\nexit 0\n",
+    ),
+    ("bin/release", "#!/bin/sh\nprintf -- '---\\ndefault_process_types: {}\\n'\n"),
+];
+
+/// Installs the built-in buildpacks a fresh platform has (once: an operator's changes stay).
+pub async fn install_builtin(state: &ApiState) -> ApiResult<()> {
+    let mut conn = state.store.conn().await?;
+    let existing: Option<Buildpack> =
+        store::find_one(&mut conn, &[Cond::Eq("name", SqlValue::Text("binary_buildpack".into()))]).await?;
+    drop(conn);
+    if existing.is_some() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&state.work_dir).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let work = tempfile::TempDir::new_in(&state.work_dir).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let dir = work.path().join("binary_buildpack");
+    for (path, text) in BINARY_BUILDPACK {
+        let file = dir.join(path);
+        std::fs::create_dir_all(file.parent().unwrap_or(&dir)).map_err(|e| ApiError::Internal(e.to_string()))?;
+        std::fs::write(&file, text).map_err(|e| ApiError::Internal(e.to_string()))?;
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    let zip_path = work.path().join("binary_buildpack.zip");
+    let out = std::fs::File::create(&zip_path).map_err(|e| ApiError::Internal(e.to_string()))?;
+    hearth_blobstore::archive::create_zip(&dir, out).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let blob =
+        state.blobs.put_file(Namespace::Buildpacks, &zip_path).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut tx = state.store.begin().await?;
+    let now = store::now();
+    let mut b = Buildpack {
+        guid: store::new_guid(),
+        name: "binary_buildpack".into(),
+        stack: Some("cflinuxfs4".into()),
+        position: 0,
+        enabled: true,
+        locked: false,
+        state: "READY".into(),
+        filename: Some("binary_buildpack.zip".into()),
+        blob_key: Some(blob.key),
+        sha256: Some(blob.sha256),
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    place(&mut tx, &mut b, None).await?;
+    store::insert(&mut tx, &b).await?;
+    tx.commit().await?;
+    Ok(())
+}

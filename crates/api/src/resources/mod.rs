@@ -5,7 +5,7 @@ mod apps;
 pub(crate) mod audit_events;
 mod bits;
 mod buildpack_staging;
-mod buildpacks;
+pub(crate) mod buildpacks;
 mod builds;
 pub(crate) mod destinations;
 mod domains;
