@@ -99,7 +99,11 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
         let buildpacks = api.ok(Method::GET, "/v3/buildpacks", None).await;
         let names: Vec<&str> =
             buildpacks["resources"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["never_buildpack", "shell_buildpack", "binary_buildpack"], "the built-in one stays last");
+        assert_eq!(
+            names,
+            ["never_buildpack", "shell_buildpack", "staticfile_buildpack", "binary_buildpack"],
+            "positions as asked; the built-in binary buildpack stays last"
+        );
 
         let org = api.ok(Method::POST, "/v3/organizations", Some(json!({"name": "acme"}))).await;
         let space = api
@@ -185,6 +189,51 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         api.ok(Method::POST, &format!("/v3/apps/{bin}/actions/stop"), None).await;
+
+        // The built-in staticfile buildpack detects a Staticfile and serves `root` with pushstate.
+        let (site, package) = app_with_bits(
+            &api,
+            &space,
+            "www",
+            "",
+            &[
+                ("Staticfile", 0o644, "root: public\npushstate: enabled\n"),
+                ("public/index.html", 0o644, "<h1>static</h1>\n"),
+                ("public/css/site.css", 0o644, "h1 { color: red }\n"),
+            ],
+        )
+        .await;
+        let build = api.build(&package).await;
+        assert_eq!(build["state"], "STAGED", "{build}");
+        let droplet =
+            api.ok(Method::GET, &format!("/v3/droplets/{}", build["droplet"]["guid"].as_str().unwrap()), None).await;
+        assert_eq!(droplet["buildpacks"][0]["name"], "staticfile_buildpack", "{droplet}");
+        api.ok(
+            Method::PATCH,
+            &format!("/v3/apps/{site}/relationships/current_droplet"),
+            Some(json!({"data": {"guid": droplet["guid"]}})),
+        )
+        .await;
+        api.ok(Method::POST, &format!("/v3/apps/{site}/actions/restart"), None).await;
+        api.until(&format!("/v3/processes/{site}/stats"), "running", 90, |s| running(s) == 1).await;
+        let get = |path: &'static str| {
+            let addr = addr.clone();
+            async move {
+                let response = reqwest::Client::new()
+                    .get(format!("http://{addr}{path}"))
+                    .header("host", "www.apps.test.internal")
+                    .send()
+                    .await
+                    .unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            }
+        };
+        assert_eq!(get("/").await, (200, "<h1>static</h1>\n".to_string()));
+        assert_eq!(get("/css/site.css").await, (200, "h1 { color: red }\n".to_string()));
+        assert_eq!(get("/deep/client/route").await, (200, "<h1>static</h1>\n".to_string()), "pushstate");
+        assert!(!get("/../../../etc/passwd").await.1.contains("root:"), "nothing outside root is served");
+        assert!(!get("/Staticfile").await.1.contains("pushstate"), "files beside root are not served");
+        api.ok(Method::POST, &format!("/v3/apps/{site}/actions/stop"), None).await;
 
         // Only admins manage buildpacks; a zip slip is refused.
         let bp = api.ok(Method::POST, "/v3/buildpacks", Some(json!({"name": "evil_buildpack"}))).await;
