@@ -249,4 +249,59 @@ mod tests {
         assert_eq!(args.env, ["A=b"]);
         assert!(Top::try_parse_from(["hearth", "images", "pull", "localhost:5000/busybox:1"]).is_ok());
     }
+
+    #[test]
+    fn parses_app_commands() {
+        let top = Top::try_parse_from([
+            "hearth",
+            "push",
+            "web",
+            "-b",
+            "a",
+            "-b",
+            "b",
+            "-i",
+            "2",
+            "-m",
+            "64M",
+            "-n",
+            "www",
+            "-d",
+            "example.org",
+            "--var",
+            "x=1",
+            "--var",
+            "y=2",
+            "--vars-file",
+            "v.yml",
+            "-u",
+            "http",
+            "--endpoint",
+            "/h",
+            "-t",
+            "30",
+        ])
+        .unwrap();
+        let Command::Push(args) = top.command else { panic!("not push") };
+        assert_eq!(args.name.as_deref(), Some("web"));
+        assert_eq!(args.buildpacks, ["a", "b"]);
+        assert_eq!(args.vars, ["x=1", "y=2"]);
+        assert_eq!(args.hostname.as_deref(), Some("www"));
+        assert_eq!(args.timeout, Some(30));
+        let top = Top::try_parse_from(["hearth", "push", "-o", "busybox:1", "--docker-username", "u"]).unwrap();
+        let Command::Push(args) = top.command else { panic!("not push") };
+        assert_eq!(args.docker_image.as_deref(), Some("busybox:1"));
+        assert!(Top::try_parse_from(["hearth", "push", "-f", "m.yml", "--no-manifest"]).is_err());
+        assert!(Top::try_parse_from(["hearth", "scale", "web", "-i", "3", "-m", "1G", "-k", "2G", "-f"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "delete", "web", "-r", "-f"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "logs", "web", "--recent"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "logs", "web", "--json"]).is_err(), "--json needs --recent");
+        assert!(
+            Top::try_parse_from(["hearth", "map-route", "web", "example.org", "--hostname", "h", "--path", "/p"])
+                .is_ok()
+        );
+        assert!(Top::try_parse_from(["hearth", "set-env", "web", "K", "V"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "unset-env", "web", "K"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "delete-route", "example.org", "-n", "h", "-f"]).is_ok());
+    }
 }
