@@ -34,7 +34,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
 fi
 
-step "installing the Python test client"
+# The Python test client, and moto: the S3-compatible server the blobstore tests start themselves.
+step "installing the Python test client and moto"
 python3 -m pip install -q -r tests/python/requirements.txt
 
 step "tidy: rustfmt and clippy"

@@ -53,7 +53,7 @@ impl FromRequestParts<ApiState> for Ctx {
     }
 }
 
-async fn load_viewer(state: &ApiState, claims: &Claims) -> Result<Viewer, ApiError> {
+pub(crate) async fn load_viewer(state: &ApiState, claims: &Claims) -> Result<Viewer, ApiError> {
     let global = if claims.has_scope("cloud_controller.admin") {
         Global::Admin
     } else if claims.has_scope("cloud_controller.admin_read_only") {

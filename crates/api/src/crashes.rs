@@ -31,7 +31,8 @@ pub async fn record_crashes(store: Store, scheduler: SchedulerStore, shutdown: C
 
 async fn record(store: &Store, before: &ActualLrp, after: &ActualLrp) -> Result<(), hearth_store::Error> {
     let mut conn = store.conn().await?;
-    let Some(process) = store::get::<Process>(&mut conn, &after.key.process_guid).await? else { return Ok(()) };
+    let process_guid = crate::lrps::process_guid_of(&after.key.process_guid);
+    let Some(process) = store::get::<Process>(&mut conn, process_guid).await? else { return Ok(()) };
     let Some(app) = store::get::<App>(&mut conn, &process.app_guid).await? else { return Ok(()) };
     let space = store::get::<Space>(&mut conn, &app.space_guid).await?;
     let instance = before.instance.as_ref().or(after.instance.as_ref());

@@ -14,6 +14,7 @@ mod body;
 mod context;
 mod crashes;
 mod error;
+mod log_access;
 pub mod lrps;
 mod params;
 mod render;
@@ -30,6 +31,7 @@ use hearth_store::Store;
 
 pub use crashes::record_crashes;
 pub use error::ApiError;
+pub use log_access::LogAccess;
 
 /// The API version Hearth's behaviour matches (advertised as `cloud_controller_v3.meta.version`).
 pub const CF_API_VERSION: &str = "3.181.0";
@@ -58,6 +60,8 @@ pub struct ApiState {
     pub images: Option<std::sync::Arc<dyn ImageInspector>>,
     /// Told whenever route mappings or what runs for them change (the router's table follows).
     pub routes_changed: std::sync::Arc<tokio::sync::Notify>,
+    /// App logs (staging output goes here as `STG` lines).
+    pub logs: hearth_logs::Store,
 }
 
 /// What docker staging learns of an image from its registry.

@@ -24,6 +24,11 @@ fn sched_err(e: hearth_scheduler::Error) -> ApiError {
     ApiError::Internal(format!("scheduler: {e}"))
 }
 
+/// The process an LRP runs: its guid without the version (`<process>-<version>`).
+pub fn process_guid_of(lrp_guid: &str) -> &str {
+    lrp_guid.rsplit_once('-').map_or(lrp_guid, |(process, _)| process)
+}
+
 /// The desired LRP that runs `process` now, if any (the newest version).
 pub async fn current_lrp(state: &ApiState, process: &Process) -> ApiResult<Option<DesiredLrp>> {
     let prefix = format!("{}-", process.guid);
@@ -221,6 +226,14 @@ fn health_check(hc: &Value, web: bool) -> HealthCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_lrp_names_its_process() {
+        assert_eq!(
+            process_guid_of("6f1c2d3e-aaaa-bbbb-cccc-0123456789ab-1a2b3c4d"),
+            "6f1c2d3e-aaaa-bbbb-cccc-0123456789ab"
+        );
+    }
 
     #[test]
     fn an_image_is_pinned_to_its_digest() {

@@ -7,6 +7,7 @@
 //! - [`rep`]: the cell: register, heartbeat, claim, create, start, report RUNNING once
 //!   healthy, keep checking, report crashes with their reason, stop gracefully, take up
 //!   its containers again after a restart.
+//! - [`output`]: an instance's stdout and stderr followed into its app's logs.
 //! - [`converger`]: the loop that converges desired and actual state through the
 //!   scheduler's store, auctions and hands placements and stops to cells.
 //!
@@ -19,6 +20,7 @@ pub mod converger;
 pub mod health;
 pub mod instance;
 pub mod node;
+pub mod output;
 pub mod rep;
 
 pub use converger::{Converger, RoundReport};

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearth_containers::{ContainerId, ContainerInfo, ExitStatus, Status};
+use hearth_logs::{LineSource, LogStream};
 use hearth_scheduler::actual::{Instance, PortMapping};
 use hearth_scheduler::persist::SchedulerStore;
 use hearth_scheduler::{ActualLrpKey, ActualState, Cell, CellEvent, CellState, DesiredLrp, Resources, RootFs};
@@ -67,6 +68,8 @@ struct Inner {
     sched: SchedulerStore,
     /// Instances this cell runs, by key: how to stop each one's watcher.
     running: Mutex<HashMap<ActualLrpKey, Watch>>,
+    /// Where instances' output goes, once set.
+    logs: std::sync::OnceLock<hearth_logs::Store>,
 }
 
 struct Watch {
@@ -96,13 +99,26 @@ impl Rep {
             version: 0,
         };
         sched.register_cell(cell).await?;
-        let rep = Rep { inner: Arc::new(Inner { config, node, sched, running: Mutex::new(HashMap::new()) }) };
+        let rep = Rep {
+            inner: Arc::new(Inner {
+                config,
+                node,
+                sched,
+                running: Mutex::new(HashMap::new()),
+                logs: std::sync::OnceLock::new(),
+            }),
+        };
         rep.reattach().await?;
         Ok(rep)
     }
 
     pub fn id(&self) -> &str {
         &self.inner.config.id
+    }
+
+    /// Sends instances' stdout and stderr (from their next start or re-attachment) to `logs`.
+    pub fn send_output_to(&self, logs: hearth_logs::Store) {
+        let _ = self.inner.logs.set(logs);
     }
 
     /// Heartbeats until `shutdown` fires.
@@ -233,6 +249,20 @@ impl Rep {
         let already_running = info.status == Status::Running;
         if !already_running && let Err(e) = node.runtime().start(&id).await {
             return Ending::Crashed(format!("Failed to start the process: {e}"));
+        }
+        // Output into the app's logs while this watch lasts (and what is left after it).
+        let output_done = CancellationToken::new();
+        let _output = output_done.clone().drop_guard();
+        if let Some(logs) = self.inner.logs.get() {
+            let process_type = desired.metric_tags.get("process_type").map_or("web", String::as_str);
+            let (stdout, stderr) = node.runtime().output_paths(&id);
+            for (path, stream) in [(stdout, LogStream::Out), (stderr, LogStream::Err)] {
+                let mut source = LineSource::app(&desired.log_source_id, process_type, key.index, stream);
+                for (tag, value) in &desired.metric_tags {
+                    source = source.with_tag(tag, value);
+                }
+                crate::output::follow(logs.clone(), path, source, already_running, output_done.clone());
+            }
         }
         let address = info.network.as_ref().map(|n| n.address);
         let first_port = desired.ports.first().copied();

@@ -252,6 +252,11 @@ impl Runtime {
         Ok(ProcessResult { exit, stdout, stderr })
     }
 
+    /// The files the main process's stdout and stderr go to (they grow while it runs).
+    pub fn output_paths(&self, id: &ContainerId) -> (std::path::PathBuf, std::path::PathBuf) {
+        (self.layout.stdout(id), self.layout.stderr(id))
+    }
+
     /// Everything the main process has written so far to stdout and stderr.
     pub async fn output(&self, id: &ContainerId) -> Result<(Vec<u8>, Vec<u8>), Error> {
         let read = |p: PathBuf| async move { tokio::fs::read(&p).await.map_err(Error::io(p)) };

@@ -38,6 +38,9 @@ pub struct ServerArgs {
     /// Run no containers on this machine
     #[arg(long)]
     pub no_containers: bool,
+    /// The cgroup every container's cgroup is made under (default: hearth)
+    #[arg(long, env = "HEARTH_CGROUP_PARENT")]
+    pub cgroup_parent: Option<String>,
 }
 
 /// The TOML file's shape (every key optional).
@@ -119,7 +122,7 @@ impl ServerConfig {
                 } else {
                     args.insecure_registries.clone()
                 },
-                cgroup_parent: file.cgroup_parent.unwrap_or_else(|| "hearth".into()),
+                cgroup_parent: args.cgroup_parent.clone().or(file.cgroup_parent).unwrap_or_else(|| "hearth".into()),
                 helper: None,
                 network: hearth_containers::NetworkConfig::default(),
             }),
@@ -166,6 +169,7 @@ mod tests {
             external_url: None,
             node_dir: None,
             insecure_registries: Vec::new(),
+            cgroup_parent: None,
             no_containers: false,
         };
         let c = ServerConfig::resolve(&args).unwrap();

@@ -138,3 +138,45 @@ impl hearth_api::ImageInspector for RegistryInspector {
         })
     }
 }
+
+/// The router's access records as `RTR` lines in the app's logs, in Gorouter's format.
+pub struct AccessLines(pub hearth_logs::Store);
+
+impl hearth_router::AccessLog for AccessLines {
+    fn record(&self, r: hearth_router::AccessRecord) {
+        let Some(app) = r.app_id.as_deref() else { return };
+        let index = r.app_index.unwrap_or(0);
+        let source = hearth_logs::LineSource::new(app, &index.to_string(), "RTR", hearth_logs::LogStream::Out);
+        let _ = self.0.append(source.envelope(access_line(&r).into_bytes()));
+    }
+}
+
+/// One Gorouter access line.
+pub fn access_line(r: &hearth_router::AccessRecord) -> String {
+    let at = time::OffsetDateTime::from(r.started_at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let quoted = |v: Option<&str>| format!("\"{}\"", v.unwrap_or("-"));
+    format!(
+        "{} - [{at}] \"{} {} {}\" {} {} {} \"-\" {} \"{}\" {} x_forwarded_for:{} x_forwarded_proto:{} \
+         vcap_request_id:{} response_time:{:.6} app_id:{} app_index:\"{}\" instance_id:{} x_cf_routererror:{}",
+        r.host,
+        r.method,
+        r.path,
+        r.protocol,
+        r.status,
+        r.bytes_received,
+        r.bytes_sent,
+        quoted(r.user_agent.as_deref()),
+        r.remote_addr,
+        quoted(r.backend_addr.map(|a| a.to_string()).as_deref()),
+        quoted(r.x_forwarded_for.as_deref()),
+        quoted(r.x_forwarded_proto.as_deref()),
+        quoted(r.vcap_request_id.as_deref()),
+        r.response_time.as_secs_f64(),
+        quoted(r.app_id.as_deref()),
+        r.app_index.map_or("-".to_string(), |i| i.to_string()),
+        quoted(r.instance_id.as_deref()),
+        quoted(r.router_error),
+    )
+}

@@ -99,10 +99,14 @@ impl Server {
         let shutdown = CancellationToken::new();
         let stop_on_error = shutdown.clone().drop_guard();
         let table = TableHandle::new();
+        let logs = hearth_logs::Store::new(hearth_logs::StoreConfig::default()).context("cannot set up app logs")?;
         let platform = Arc::new(OnceLock::new());
-        let front = hearth_router::Router::new(router_config(&config, listen), table.clone()).fallback(
-            Fallback::from_service(OnMainRuntime { runtime: tokio::runtime::Handle::current(), app: platform.clone() }),
-        );
+        let front = hearth_router::Router::new(router_config(&config, listen), table.clone())
+            .fallback(Fallback::from_service(OnMainRuntime {
+                runtime: tokio::runtime::Handle::current(),
+                app: platform.clone(),
+            }))
+            .access_log(Arc::new(crate::routing::AccessLines(logs.clone())));
         let front = front
             .start(shutdown.clone())
             .await
@@ -153,16 +157,23 @@ impl Server {
             }
         };
         let routes_changed = Arc::new(tokio::sync::Notify::new());
-        let api = hearth_api::router(ApiState {
+        let api_state = ApiState {
             store: store.clone(),
             auth: auth.clone(),
             config: Arc::new(api_config),
             scheduler: scheduler.clone(),
             images: Some(Arc::new(crate::routing::RegistryInspector(puller))),
             routes_changed: routes_changed.clone(),
-        });
+            logs: logs.clone(),
+        };
+        let log_endpoints = hearth_logs::router(
+            logs.clone(),
+            Arc::new(hearth_api::LogAccess(api_state.clone())),
+            hearth_logs::HttpConfig::default(),
+        );
+        let api = hearth_api::router(api_state);
         let ops = crate::ops::router(crate::ops::OpsState { auth: auth.clone(), node: node.clone() });
-        let router = hearth_auth::http::router(auth.clone()).merge(api).merge(ops);
+        let router = hearth_auth::http::router(auth.clone()).merge(log_endpoints).merge(api).merge(ops);
         let _ = platform.set(router);
 
         let mut group = Group::new(shutdown.clone());
@@ -176,6 +187,7 @@ impl Server {
             let cell = Rep::start(cell_config(node), node.clone(), scheduler.clone())
                 .await
                 .context("cannot start this machine's cell")?;
+            cell.send_output_to(logs.clone());
             converger.add_cell(cell.clone());
             // Heartbeats while the server runs; its instances keep running when the server
             // stops and are taken up again on the next start.

@@ -364,9 +364,11 @@ fn process_stats_show_the_instances_the_cell_runs() {
         let (_, stats) = platform.get(&format!("/v3/processes/{guid}/stats"), &token).await;
         assert_eq!(stats["resources"][0]["state"], "DOWN", "{stats}");
 
-        // What the app's start will do once droplets exist: desire the process's LRP.
+        // What an app's start does: desire the process's LRP.
         let sched = platform.server.as_ref().unwrap().scheduler.clone();
-        let mut lrp = desired(&guid, 1, WEB, HealthCheckType::Port);
+        // (Its LRP's guid is the process guid and a version, as the API makes it.)
+        let lrp_guid = format!("{guid}-v1");
+        let mut lrp = desired(&lrp_guid, 1, WEB, HealthCheckType::Port);
         lrp.app_guid = app["guid"].as_str().unwrap().into();
         sched.desire_lrp(lrp).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -387,7 +389,7 @@ fn process_stats_show_the_instances_the_cell_runs() {
 
         // A crash is the app's audit event, with the exit description.
         let node = platform.server.as_ref().unwrap().node.clone().unwrap();
-        let running = sched.actual_lrps(Some(&guid)).await.unwrap();
+        let running = sched.actual_lrps(Some(&lrp_guid)).await.unwrap();
         let instance_guid = running[0].instance.as_ref().unwrap().instance_guid.clone();
         let id = hearth_cell::instance::container_id(&instance_guid).unwrap();
         node.runtime().kill(&id, 9).await.unwrap();
@@ -402,12 +404,12 @@ fn process_stats_show_the_instances_the_cell_runs() {
         };
         assert_eq!(event["target"]["guid"], app["guid"]);
         assert_eq!(event["actor"]["type"], "app");
-        assert_eq!(event["data"]["instance"], instance_guid.as_str());
+        assert_eq!(event["data"]["instance"], instance_guid.as_str(), "{event}");
         assert_eq!(event["data"]["index"], 0);
         assert_eq!(event["data"]["process_type"], "web");
         assert!(event["data"]["exit_description"].as_str().unwrap().contains("137"), "{event}");
 
-        sched.remove_desired_lrp(&guid).await.unwrap();
+        sched.remove_desired_lrp(&lrp_guid).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while node.runtime().list().await.unwrap().iter().any(|id| id.as_str().starts_with("lrp-")) {
             assert!(Instant::now() < deadline, "the instance's container was not removed");

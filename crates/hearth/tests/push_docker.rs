@@ -106,6 +106,20 @@ async fn through_router(addr: &str, host: &str) -> (u16, String, Option<String>)
     (status, response.text().await.unwrap(), error)
 }
 
+/// `SOURCE_TYPE:payload` of every log envelope a log-cache read returned.
+fn log_lines(read: &Value) -> Vec<String> {
+    use base64::Engine;
+    read["envelopes"]["batch"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let payload = base64::engine::general_purpose::STANDARD.decode(e["log"]["payload"].as_str()?).ok()?;
+            Some(format!("{}:{}", e["tags"]["source_type"].as_str()?, String::from_utf8_lossy(&payload)))
+        })
+        .collect()
+}
+
 fn running(stats: &Value) -> usize {
     stats["resources"].as_array().unwrap().iter().filter(|i| i["state"] == "RUNNING").count()
 }
@@ -114,7 +128,7 @@ fn running(stats: &Value) -> usize {
 fn a_docker_app_is_pushed_reached_by_its_host_scaled_restaged_and_removed() {
     let registry =
         Registry::start(&std::env::temp_dir().join(format!("hearth-push-docker-registry-{}", std::process::id())));
-    let web = "mkdir -p /tmp/www && echo hello from $GREETING on $CF_INSTANCE_INDEX > /tmp/www/index.html \
+    let web = "echo starting instance $CF_INSTANCE_INDEX && echo oops >&2 && mkdir -p /tmp/www && echo hello from $GREETING on $CF_INSTANCE_INDEX > /tmp/www/index.html \
                && exec busybox httpd -f -p 8080 -h /tmp/www";
     let image = registry.push(
         "apps/web",
@@ -208,6 +222,27 @@ fn a_docker_app_is_pushed_reached_by_its_host_scaled_restaged_and_removed() {
         }
         let want: BTreeSet<String> = ["hello from hearth on 0\n", "hello from hearth on 1\n"].map(String::from).into();
         assert_eq!(seen, want);
+        // The app's logs: staging (STG), both instances' stdout and stderr (APP), the
+        // router's access lines (RTR), as log-cache serves them.
+        let logs_path = format!("/api/v1/read/{guid}?envelope_types=LOG&limit=1000");
+        let logs = api
+            .until(&logs_path, "the app's logs", 20, |l| {
+                let lines = log_lines(l);
+                [
+                    "STG:Staging complete",
+                    "APP/PROC/WEB:starting instance 0",
+                    "APP/PROC/WEB:starting instance 1",
+                    "APP/PROC/WEB:oops",
+                ]
+                .iter()
+                .all(|want| lines.iter().any(|line| line.starts_with(want)))
+                    && lines.iter().any(|line| line.starts_with("RTR:web.apps.test.internal - ["))
+            })
+            .await;
+        let envelope = &logs["envelopes"]["batch"][0];
+        assert_eq!(envelope["source_id"], guid.as_str(), "{envelope}");
+        let err = log_lines(&logs).into_iter().find(|l| l.ends_with("oops")).unwrap();
+        assert!(err.starts_with("APP/PROC/WEB:"), "{err}");
         let (status, body, error) = through_router(&addr, "nope.apps.test.internal").await;
         assert_eq!((status, error.as_deref()), (404, Some("unknown_route")), "{body}");
 
@@ -236,6 +271,8 @@ fn a_docker_app_is_pushed_reached_by_its_host_scaled_restaged_and_removed() {
             .call(Method::POST, &format!("/v3/routes/{route}/destinations"), Some(json!({"destinations": []})))
             .await;
         assert_eq!(status, 404);
+        let (status, _) = mallory.call(Method::GET, &format!("/api/v1/read/{guid}"), None).await;
+        assert_eq!(status, 403, "another user may not read the app's logs");
         let (status, _, _) = mallory.apply_manifest(&space, "applications:\n- name: evil\n").await;
         assert_eq!(status, 404);
         assert_eq!(running(&api.ok(Method::GET, &stats_path, None).await), 2, "still running");

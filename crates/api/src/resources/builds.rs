@@ -151,12 +151,27 @@ pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> Api
     let st = state.clone();
     let (b, p) = (build.clone(), package);
     tokio::spawn(async move {
+        staging_log(&st, &b, hearth_logs::LogStream::Out, "Staging...");
         let outcome = stage(&st, &b, &p).await;
+        match &outcome {
+            Ok(d) => {
+                let command = d.process_types["web"].as_str().unwrap_or_default();
+                staging_log(&st, &b, hearth_logs::LogStream::Out, &format!("Start command: {command}"));
+                staging_log(&st, &b, hearth_logs::LogStream::Out, "Staging complete");
+            }
+            Err(reason) => staging_log(&st, &b, hearth_logs::LogStream::Err, &format!("Staging failed: {reason}")),
+        }
         if let Err(e) = finish(&st, &b, outcome).await {
             tracing::warn!(build = %b.guid, error = %e, "recording a build's outcome failed");
         }
     });
     Ok(created(render(&ctx, &build, Some(&md))))
+}
+
+/// One line of staging output (`STG`) in the app's logs.
+fn staging_log(state: &ApiState, build: &Build, stream: hearth_logs::LogStream, line: &str) {
+    let source = hearth_logs::LineSource::staging(&build.app_guid, stream);
+    let _ = state.logs.append(source.envelope(line.as_bytes().to_vec()));
 }
 
 /// Stages a package; answers the droplet to record, or the reason staging failed.
@@ -168,6 +183,7 @@ async fn stage(state: &ApiState, build: &Build, package: &Package) -> Result<Dro
     let inspector = state.images.as_ref().ok_or("this platform cannot reach image registries")?;
     let username = package.data["username"].as_str();
     let credentials = username.zip(package.docker_password.as_deref());
+    staging_log(state, build, hearth_logs::LogStream::Out, &format!("Reading the config of image {image}"));
     let info = inspector.inspect(&image, credentials).await?;
     let argv: Vec<String> = info.entrypoint.iter().chain(&info.cmd).cloned().collect();
     let ports: Vec<Value> = info.ports.iter().map(|p| json!({"Port": p, "Protocol": "tcp"})).collect();

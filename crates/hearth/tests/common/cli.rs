@@ -38,6 +38,7 @@ impl Server {
             .args(extra.iter().map(|a| a.replace("{root}", &root.to_string_lossy())))
             .env("HEARTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("HEARTH_HOME", root.join("server-home"))
+            .env("HEARTH_CGROUP_PARENT", cgroup_parent(&root))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -102,8 +103,35 @@ impl Drop for Server {
         if std::thread::panicking() {
             eprintln!("--- server log ---\n{}", self.log());
         }
+        // App instances outlive their server by design; a test's must not outlive the test:
+        // every process in this server's cgroups goes, then its keepers and mounts.
+        let root = self.root.to_string_lossy().to_string();
+        let parent = format!("/{}/", cgroup_parent(&self.root));
+        for _ in 0..3 {
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+                if cgroups.lines().any(|l| l.split(':').nth(2).is_some_and(|p| p.starts_with(&parent))) {
+                    let _ = Command::new("kill").args(["-KILL", &entry.file_name().to_string_lossy()]).status();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("pkill").args(["-KILL", "-f", &format!("container-helper keep {root}/")]).status();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> =
+            mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// The cgroup a test server's containers are made under (one per server).
+fn cgroup_parent(root: &Path) -> String {
+    let name = root.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    format!("hearth-test-{name}")
 }
 
 /// One client run and what it printed.
