@@ -48,7 +48,7 @@ fn instances(summary: &Value) -> Vec<Value> {
 fn a_docker_app_is_pushed_and_managed_through_the_cli() {
     let registry =
         Registry::start(&std::env::temp_dir().join(format!("hearth-cli-push-registry-{}", std::process::id())));
-    let web = "mkdir -p /tmp/www && echo hello from ${GREETING:-nobody} on $CF_INSTANCE_INDEX > /tmp/www/index.html \
+    let web = "echo starting instance $CF_INSTANCE_INDEX && mkdir -p /tmp/www && echo hello from ${GREETING:-nobody} on $CF_INSTANCE_INDEX > /tmp/www/index.html \
                && exec busybox httpd -f -p 8080 -h /tmp/www";
     let image = registry.push(
         "apps/web",
@@ -106,6 +106,37 @@ fn a_docker_app_is_pushed_and_managed_through_the_cli() {
         assert!(Instant::now() < deadline, "both instances answer: {seen:?}");
     }
     assert_eq!(seen, BTreeSet::from(["hello from nobody on 0\n".to_owned(), "hello from nobody on 1\n".to_owned()]));
+
+    assert!(out.contains("   Staging complete"), "push shows the staging lines: {out}");
+
+    // Logs: recent lines of staging, the app and the router; then following new ones.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = server.hearth(&["logs", "web", "--recent"]).ok();
+        let has = |what: &str| out.lines().any(|l| l.contains(what));
+        if has("[STG/") && has("[APP/PROC/WEB/0] OUT starting instance 0") && has("[RTR/") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "recent logs: {out}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let recent = json_of(&server.hearth(&["logs", "web", "--recent", "--json"]).ok());
+    assert!(recent.as_array().unwrap().iter().any(|l| l["source_type"] == "APP/PROC/WEB"), "{recent}");
+    let follower = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["logs", "web"])
+        .env("HEARTH_HOME", server.root.join("home"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    through_router(&addr, "web.apps.test.internal");
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = std::process::Command::new("kill").args(["-INT", &follower.id().to_string()]).status();
+    let followed = String::from_utf8_lossy(&follower.wait_with_output().unwrap().stdout).into_owned();
+    assert!(followed.starts_with("Tailing logs for app web"), "{followed}");
+    assert!(followed.lines().filter(|l| l.contains("[RTR/")).count() >= 1, "the new request is followed: {followed}");
+    let err = server.hearth(&["logs", "nope", "--recent"]).fails();
+    assert!(err.contains("App 'nope' not found"), "{err}");
 
     let summary = json_of(&server.hearth(&["app", "web", "--json"]).ok());
     assert_eq!(summary["app"]["state"], "STARTED", "{summary}");

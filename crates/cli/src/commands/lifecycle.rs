@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::api_error::ApiError;
 use crate::commands::apps::{doing, find_app, lookup_app, show_summary};
-use crate::commands::logs::stream_staging;
+use crate::commands::logs::StagingLogs;
 use crate::commands::push::manifest::normalize_quantity;
 use crate::output::Ui;
 use crate::prompt;
@@ -87,10 +87,10 @@ pub struct DeleteArgs {
 pub async fn stage(session: &mut Session, ui: &Ui, app: &Value, package_guid: &str) -> Result<String> {
     let app_name = app["name"].as_str().unwrap_or_default().to_owned();
     ui.say("Staging app and tracing logs...");
-    let logs = if ui.is_json() { None } else { stream_staging(session, guid(app)).await };
+    let logs = if ui.is_json() { None } else { StagingLogs::start(session, guid(app)).await };
     let result = poll_build(session, package_guid, &app_name).await;
     if let Some(logs) = logs {
-        logs.abort();
+        logs.finish().await;
     }
     result
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use clap::Args;
 use serde_json::Value;
+use tokio::sync::watch;
 
 use crate::commands::apps::find_app;
 use crate::output::Ui;
@@ -158,42 +159,51 @@ impl LogCache {
         }
     }
 
-    /// Follows the app's lines from about a second before the newest one, handing each
-    /// to `emit` that passes `keep`, until 5 reads in a row fail (or forever).
-    pub async fn stream(&self, keep: impl Fn(&LogLine) -> bool, mut emit: impl FnMut(&LogLine)) {
+    /// Follows the app's lines from `from` (default: about a second before the newest
+    /// one), handing each that passes `keep` to `emit`, until 5 reads in a row fail or
+    /// `stop` turns true — then one last read delivers what is left, however recent.
+    pub async fn stream(
+        &self,
+        from: Option<i128>,
+        mut stop: Option<watch::Receiver<bool>>,
+        keep: impl Fn(&LogLine) -> bool,
+        mut emit: impl FnMut(&LogLine),
+    ) {
         let mut errors = 0;
-        // The newest envelope of any type: where the walk starts.
-        let mut start: i128 = loop {
-            match self.read(&[("descending", "true"), ("limit", "1"), ("start_time", FROM_THE_BEGINNING)]).await {
-                Ok((200, lines)) => {
-                    errors = 0;
-                    if let Some(newest) = lines.first() {
-                        break newest.timestamp_ns - 1_000_000_000;
+        let mut start = match from {
+            Some(from) => from,
+            None => loop {
+                // The newest envelope of any type: where the walk starts.
+                match self.read(&[("descending", "true"), ("limit", "1"), ("start_time", FROM_THE_BEGINNING)]).await {
+                    Ok((200, lines)) => {
+                        break lines.first().map_or_else(now_ns, |newest| newest.timestamp_ns) - 1_000_000_000;
                     }
-                    // No log lines yet: start from now.
-                    break now_ns() - 1_000_000_000;
-                }
-                _ => {
-                    errors += 1;
-                    if errors >= 5 {
-                        return;
+                    _ => {
+                        errors += 1;
+                        if errors >= 5 {
+                            return;
+                        }
                     }
                 }
-            }
-            tokio::time::sleep(POLL).await;
+                tokio::time::sleep(POLL).await;
+            },
         };
         loop {
+            let last_read = stop.as_ref().is_some_and(|s| *s.borrow());
             let start_text = start.to_string();
             match self.read(&[("envelope_types", "LOG"), ("start_time", start_text.as_str())]).await {
                 Ok((200, lines)) => {
                     errors = 0;
-                    // Lines from the last 2 s may still be joined by older ones: read them later.
-                    let horizon = now_ns() - 2_000_000_000;
+                    // Lines from the last 2 s may still be joined by older ones: read them
+                    // later, unless this is the last read.
+                    let horizon = if last_read { i128::MAX } else { now_ns() - 2_000_000_000 };
                     let ready: Vec<&LogLine> = lines.iter().filter(|l| l.timestamp_ns <= horizon).collect();
                     if let Some(last) = ready.last() {
                         start = last.timestamp_ns + 1;
                         ready.iter().filter(|l| keep(l)).for_each(|l| emit(l));
-                        continue;
+                        if !last_read {
+                            continue;
+                        }
                     }
                 }
                 _ => {
@@ -203,7 +213,18 @@ impl LogCache {
                     }
                 }
             }
-            tokio::time::sleep(POLL).await;
+            if last_read {
+                return;
+            }
+            match stop.as_mut() {
+                Some(stop) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                None => tokio::time::sleep(POLL).await,
+            }
         }
     }
 }
@@ -212,19 +233,41 @@ fn now_ns() -> i128 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos()
 }
 
-/// Streams an app's staging lines (`STG`) in the background until the handle is aborted.
-pub async fn stream_staging(session: &mut Session, app_guid: &str) -> Option<tokio::task::JoinHandle<()>> {
-    let cache = match LogCache::for_app(session, app_guid).await {
-        Ok(Some(cache)) => cache,
-        Ok(None) => return None,
-        Err(e) => {
-            eprintln!("Failed to retrieve logs from Log Cache: {e:#}");
-            return None;
+/// The staging lines (`STG`) of an app, printed in the background while it stages.
+pub struct StagingLogs {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StagingLogs {
+    /// Starts printing the staging lines logged from now on; `None` when the platform
+    /// has no log cache (a problem reaching it is a warning, never a failure).
+    pub async fn start(session: &mut Session, app_guid: &str) -> Option<StagingLogs> {
+        let cache = match LogCache::for_app(session, app_guid).await {
+            Ok(Some(cache)) => cache,
+            Ok(None) => return None,
+            Err(e) => {
+                eprintln!("Failed to retrieve logs from Log Cache: {e:#}");
+                return None;
+            }
+        };
+        let (stop, stopped) = watch::channel(false);
+        let from = now_ns() - 1_000_000_000;
+        let task = tokio::spawn(async move {
+            let print = |l: &LogLine| println!("   {}", l.payload.replace('\n', "\n   "));
+            cache.stream(Some(from), Some(stopped), |l| l.source_type == "STG", print).await;
+        });
+        Some(StagingLogs { stop, task })
+    }
+
+    /// Prints what is left (a last read, at most a few seconds) and stops.
+    pub async fn finish(self) {
+        let _ = self.stop.send(true);
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), self.task).await.is_err() {
+            abort.abort();
         }
-    };
-    Some(tokio::spawn(async move {
-        cache.stream(|l| l.source_type == "STG", |l| println!("   {}", l.payload.replace('\n', "\n   "))).await;
-    }))
+    }
 }
 
 pub async fn logs(session: &mut Session, args: LogsArgs) -> Result<()> {
@@ -257,7 +300,7 @@ pub async fn logs(session: &mut Session, args: LogsArgs) -> Result<()> {
     }
     ui.say(format!("Tailing logs for app {} in org {org} / space {} as {user}...", args.app, space.name));
     ui.say("");
-    cache.stream(|_| true, |l| println!("{}", l.render())).await;
+    cache.stream(None, None, |_| true, |l| println!("{}", l.render())).await;
     bail!(
         "Lost the connection to Log Cache after 5 failed reads. Run 'hearth logs {} --recent' to see what is there.",
         args.app
