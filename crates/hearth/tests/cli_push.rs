@@ -211,6 +211,20 @@ fn a_docker_app_is_pushed_and_managed_through_the_cli() {
     let packages = json_of(&server.hearth(&["packages", "api", "--json"]).ok());
     assert_eq!(packages[0]["data"]["image"], image.as_str(), "{packages}");
 
+    // Failures say why and what to look at next.
+    let err = server.hearth(&["push", "priv", "--docker-image", &image, "--docker-username", "u"]).fails();
+    assert!(err.contains("CF_DOCKER_PASSWORD"), "{err}");
+    let missing = format!("{}/apps/missing:1", registry.host);
+    let err = server.hearth(&["push", "broken", "--docker-image", &missing]).fails();
+    assert!(err.contains("StagingError") && err.contains("hearth logs broken --recent"), "{err}");
+    let err = server.hearth(&["push", "crash", "--docker-image", &image, "-c", "echo bye; exit 3", "-t", "20"]).fails();
+    assert!(err.contains("hearth logs crash --recent"), "{err}");
+    let out = server.hearth(&["logs", "crash", "--recent"]).ok();
+    assert!(out.contains("OUT bye"), "the crashed app's output is in its logs: {out}");
+    for app in ["broken", "crash"] {
+        server.hearth(&["delete", app, "-r", "-f"]).ok();
+    }
+
     // Delete with routes: nothing of web is left, on the API or the machine.
     server.hearth(&["delete", "web", "-r", "-f"]).ok();
     let err = server.hearth(&["app", "web"]).fails();
