@@ -83,7 +83,12 @@ fn a_docker_app_is_pushed_and_managed_through_the_cli() {
     let manifest_dir = server.root.join("manifests");
     std::fs::create_dir_all(&manifest_dir).unwrap();
     let manifest = manifest_dir.join("manifest.yml");
-    std::fs::write(&manifest, "applications:\n- name: api\n  docker:\n    image: ((image))\n  memory: 32M\n").unwrap();
+    std::fs::write(
+        &manifest,
+        "applications:\n- name: api\n  docker:\n    image: ((image))\n  memory: 32M\n\
+         - name: worker\n  docker:\n    image: ((image))\n  no-route: true\n",
+    )
+    .unwrap();
     let err = server.hearth(&["push", "-f", manifest.to_str().unwrap()]).fails();
     assert!(err.contains("Expected to find variables: image"), "{err}");
     std::fs::write(manifest_dir.join("bad.yml"), "applications: [").unwrap();
@@ -210,6 +215,16 @@ fn a_docker_app_is_pushed_and_managed_through_the_cli() {
     assert_eq!(api["routes"][0]["url"], "api.apps.test.internal", "{api}");
     let packages = json_of(&server.hearth(&["packages", "api", "--json"]).ok());
     assert_eq!(packages[0]["data"]["image"], image.as_str(), "{packages}");
+    let worker = json_of(&server.hearth(&["app", "worker", "--json"]).ok());
+    assert_eq!(worker["app"]["state"], "STOPPED", "every app of the manifest is pushed: {worker}");
+    assert_eq!(worker["routes"], json!([]), "{worker}");
+    // With a name, only that app of the manifest.
+    let out = server
+        .hearth(&["push", "worker", "-f", manifest.to_str().unwrap(), "--var", &format!("image={image}"), "--no-start"])
+        .ok();
+    assert!(out.contains("Pushing app worker...") && !out.contains("Pushing app api..."), "{out}");
+    assert_eq!(json_of(&server.hearth(&["packages", "worker", "--json"]).ok()).as_array().map(Vec::len), Some(2));
+    assert_eq!(json_of(&server.hearth(&["packages", "api", "--json"]).ok()).as_array().map(Vec::len), Some(1));
 
     // Failures say why and what to look at next.
     let err = server.hearth(&["push", "priv", "--docker-image", &image, "--docker-username", "u"]).fails();
@@ -235,6 +250,7 @@ fn a_docker_app_is_pushed_and_managed_through_the_cli() {
     let out = server.hearth(&["delete", "web", "-f"]);
     assert!(out.ok().contains("OK") && out.stderr().contains("App 'web' does not exist."), "{}", out.describe());
     server.hearth(&["delete", "api", "-r", "-f"]).ok();
+    server.hearth(&["delete", "worker", "-f"]).ok();
     let containers = server.root.join("node/containers/containers");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::fs::read_dir(&containers).map(|d| d.count()).unwrap_or(0) > 0 {

@@ -300,7 +300,21 @@ pub async fn logs(session: &mut Session, args: LogsArgs) -> Result<()> {
     }
     ui.say(format!("Tailing logs for app {} in org {org} / space {} as {user}...", args.app, space.name));
     ui.say("");
-    cache.stream(None, None, |_| true, |l| println!("{}", l.render())).await;
+    let mut cache = cache;
+    loop {
+        let started = std::time::Instant::now();
+        cache.stream(None, None, |_| true, |l| println!("{}", l.render())).await;
+        // Five failed reads in a row: the token may have expired while following. Renew
+        // it and go on, unless the stream failed again right away.
+        if started.elapsed() < Duration::from_secs(30) {
+            break;
+        }
+        session.refresh().await?;
+        match LogCache::for_app(session, guid(&app)).await? {
+            Some(renewed) => cache = renewed,
+            None => break,
+        }
+    }
     bail!(
         "Lost the connection to Log Cache after 5 failed reads. Run 'hearth logs {} --recent' to see what is there.",
         args.app

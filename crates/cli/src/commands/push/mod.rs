@@ -212,9 +212,19 @@ pub async fn push(session: &mut Session, args: PushArgs) -> Result<()> {
             .find(|a| name(a) == app_plan.name)
             .cloned()
             .ok_or_else(|| anyhow!("App '{}' was not created by the manifest.", app_plan.name))?;
-        push_app(session, &ui, &args, &app, app_plan, docker_password.as_deref()).await?;
+        let pushed = push_app(session, &ui, &args, &app, app_plan, docker_password.as_deref()).await;
         let app = session.get(&format!("/v3/apps/{}", guid(&app))).await?;
         ui.say("");
+        if let Err(e) = pushed {
+            // As cf: a start that failed still shows where the instances are.
+            if app["state"] == "STARTED" {
+                if let Ok(summary) = summary(session, &app).await {
+                    ui.print(render_summary(&summary, time::OffsetDateTime::now_utc()));
+                    ui.say("");
+                }
+            }
+            return Err(e);
+        }
         let summary = summary(session, &app).await?;
         ui.print(render_summary(&summary, time::OffsetDateTime::now_utc()));
         summaries.push(summary);
