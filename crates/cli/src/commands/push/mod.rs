@@ -217,11 +217,11 @@ pub async fn push(session: &mut Session, args: PushArgs) -> Result<()> {
         ui.say("");
         if let Err(e) = pushed {
             // As cf: a start that failed still shows where the instances are.
-            if app["state"] == "STARTED" {
-                if let Ok(summary) = summary(session, &app).await {
-                    ui.print(render_summary(&summary, time::OffsetDateTime::now_utc()));
-                    ui.say("");
-                }
+            if app["state"] == "STARTED"
+                && let Ok(summary) = summary(session, &app).await
+            {
+                ui.print(render_summary(&summary, time::OffsetDateTime::now_utc()));
+                ui.say("");
             }
             return Err(e);
         }
