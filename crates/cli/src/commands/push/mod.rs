@@ -142,11 +142,13 @@ fn manifest_path(args: &PushArgs, cwd: &Path) -> Result<Option<PathBuf>> {
 
 pub async fn push(session: &mut Session, args: PushArgs) -> Result<()> {
     let ui = Ui::new(args.json);
-    let overrides = args.overrides();
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let mut overrides = args.overrides();
+    // `-p` is relative to where push runs (a manifest's `path:` to the manifest's directory).
+    overrides.path = overrides.path.map(|p| cwd.join(p));
     manifest::validate_flags(&overrides, args.no_start, args.no_wait)?;
     session.require_login()?;
     let space = targeted_space(session)?;
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
 
     // Everything local first: a bad manifest or flag sends nothing.
     let manifest_file = manifest_path(&args, &cwd)?;
