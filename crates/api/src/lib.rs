@@ -62,6 +62,44 @@ pub struct ApiState {
     pub routes_changed: std::sync::Arc<tokio::sync::Notify>,
     /// App logs (staging output goes here as `STG` lines).
     pub logs: hearth_logs::Store,
+    /// Packages, droplets, buildpacks and the app-file cache.
+    pub blobs: hearth_blobstore::BlobStore,
+    /// Scratch space for uploads and package assembly (on local disk).
+    pub work_dir: std::path::PathBuf,
+    /// Runs buildpack staging; `None` where this platform runs no containers.
+    pub stager: Option<std::sync::Arc<dyn Stager>>,
+}
+
+/// One buildpack staging, with the app's files and the buildpacks extracted on disk.
+pub struct StagingJob {
+    pub build_guid: String,
+    pub app_guid: String,
+    pub app_dir: std::path::PathBuf,
+    /// (name, extracted directory), in the order to try (detect) or run.
+    pub buildpacks: Vec<(String, std::path::PathBuf)>,
+    pub detect: bool,
+    /// `NAME=value` for the builder.
+    pub env: Vec<String>,
+    pub memory_mb: u64,
+}
+
+/// What buildpack staging made.
+pub struct StagingResult {
+    /// The droplet as a stored layer (`sha256:…`), laid over the stack for instances.
+    pub layer: String,
+    /// The droplet tgz in CF's layout (a temp file; the API stores it in the blobstore).
+    pub droplet_tgz: std::path::PathBuf,
+    pub buildpack: String,
+    pub detect_output: String,
+    pub release_yaml: String,
+    pub procfile: Option<String>,
+}
+
+/// Runs buildpack staging somewhere containers run; the builder's output goes to the
+/// app's logs as `STG` lines. Errors are CF's staging error texts
+/// (`NoAppDetectedError - …`, `BuildpackCompileFailed - …`, `StagingError - …`).
+pub trait Stager: Send + Sync + 'static {
+    fn stage(&self, job: StagingJob) -> BoxFuture<'static, Result<StagingResult, String>>;
 }
 
 /// What docker staging learns of an image from its registry.
@@ -126,6 +164,11 @@ fn rewrite_rejection(resp: Response) -> Response {
         }
         _ => resp,
     }
+}
+
+/// Installs the built-in buildpacks (`binary_buildpack`) on a platform that has none of them.
+pub async fn install_builtin_buildpacks(state: &ApiState) -> Result<(), ApiError> {
+    resources::buildpacks::install_builtin(state).await
 }
 
 /// Creates what a fresh platform has: the default org quota, the shared app domain,

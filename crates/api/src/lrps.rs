@@ -146,6 +146,9 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
         env.insert("VCAP_SERVICES".into(), "{}".into());
         env.insert("MEMORY_LIMIT".into(), format!("{}m", p.memory_in_mb));
         env.insert("CF_INSTANCE_PORT".into(), ports[0].to_string());
+        if droplet.image.is_none() {
+            env.insert("DEPS_DIR".into(), "/home/vcap/deps".into());
+        }
         if let Some(vars) = app.environment_variables.as_object() {
             for (k, v) in vars {
                 env.insert(k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
@@ -161,8 +164,8 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
             max_pids: 1024,
             rootfs: rootfs.clone(),
             image_credentials: credentials.clone(),
-            droplet: droplet.sha256.as_ref().filter(|_| droplet.image.is_none()).map(|s| format!("sha256:{s}")),
-            start_command: command,
+            droplet: metadata["layer"].as_str().filter(|_| droplet.image.is_none()).map(str::to_string),
+            start_command: if droplet.image.is_none() { launcher(&command) } else { command },
             env,
             ports: ports.clone(),
             health_check: health_check(&p.health_check, web),
@@ -180,6 +183,16 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
         });
     }
     Ok(out)
+}
+
+/// A buildpack app's start: in its directory, with the buildpacks' and the app's
+/// `.profile.d` scripts and `.profile` sourced first, as CF's launcher does.
+fn launcher(command: &str) -> String {
+    format!(
+        "cd /home/vcap/app && for f in /home/vcap/profile.d/*.sh /home/vcap/app/.profile.d/*.sh; \
+         do [ -f \"$f\" ] && . \"$f\"; done; [ -f /home/vcap/app/.profile ] && . /home/vcap/app/.profile; \
+         {command}"
+    )
 }
 
 /// `registry/repo:tag` + digest → `registry/repo@digest`.

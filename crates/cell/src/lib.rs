@@ -8,6 +8,8 @@
 //!   healthy, keep checking, report crashes with their reason, stop gracefully, take up
 //!   its containers again after a restart.
 //! - [`output`]: an instance's stdout and stderr followed into its app's logs.
+//! - [`staging`]: buildpack staging in a container on this machine; the droplet becomes
+//!   a layer in the image store.
 //! - [`converger`]: the loop that converges desired and actual state through the
 //!   scheduler's store, auctions and hands placements and stops to cells.
 //!
@@ -22,6 +24,7 @@ pub mod instance;
 pub mod node;
 pub mod output;
 pub mod rep;
+pub mod staging;
 
 pub use converger::{Converger, RoundReport};
 pub use node::{ContainerRequest, Node, NodeConfig};

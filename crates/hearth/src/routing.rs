@@ -180,3 +180,53 @@ pub fn access_line(r: &hearth_router::AccessRecord) -> String {
         quoted(r.router_error),
     )
 }
+
+/// Buildpack staging on this machine's node; the builder's output becomes `STG` lines.
+pub struct NodeStager {
+    pub node: std::sync::Arc<hearth_cell::Node>,
+    pub logs: hearth_logs::Store,
+    pub work_dir: std::path::PathBuf,
+}
+
+impl hearth_api::Stager for NodeStager {
+    fn stage(
+        &self,
+        job: hearth_api::StagingJob,
+    ) -> hearth_api::BoxFuture<'static, Result<hearth_api::StagingResult, String>> {
+        let (node, logs, work_dir) = (self.node.clone(), self.logs.clone(), self.work_dir.clone());
+        Box::pin(async move {
+            let cell_job = hearth_cell::staging::StagingJob {
+                id: job.build_guid.clone(),
+                app_dir: job.app_dir,
+                buildpacks: job.buildpacks,
+                detect: job.detect,
+                env: job.env,
+                memory_mb: job.memory_mb,
+            };
+            let app = job.app_guid.clone();
+            let output = move |out: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                               err: Box<dyn tokio::io::AsyncRead + Send + Unpin>| {
+                for (reader, stream) in [(out, hearth_logs::LogStream::Out), (err, hearth_logs::LogStream::Err)] {
+                    let (logs, source) = (logs.clone(), hearth_logs::LineSource::staging(&app, stream));
+                    tokio::spawn(async move {
+                        let _ = hearth_logs::capture(reader, &source, |e| {
+                            let _ = logs.append(e);
+                        })
+                        .await;
+                    });
+                }
+            };
+            std::fs::create_dir_all(&work_dir).map_err(|e| e.to_string())?;
+            let staged =
+                hearth_cell::staging::stage(&node, &cell_job, &work_dir, output).await.map_err(|e| e.to_string())?;
+            Ok(hearth_api::StagingResult {
+                layer: staged.layer.to_string(),
+                droplet_tgz: staged.droplet_tgz,
+                buildpack: staged.buildpack,
+                detect_output: staged.detect_output,
+                release_yaml: staged.release_yaml,
+                procfile: staged.procfile,
+            })
+        })
+    }
+}

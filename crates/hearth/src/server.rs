@@ -157,6 +157,10 @@ impl Server {
             }
         };
         let routes_changed = Arc::new(tokio::sync::Notify::new());
+        let blobs = hearth_blobstore::BlobStore::open(&hearth_blobstore::BlobStoreConfig::Local {
+            root: config.data_dir.join("blobs"),
+        })
+        .context("cannot open the blobstore")?;
         let api_state = ApiState {
             store: store.clone(),
             auth: auth.clone(),
@@ -165,7 +169,19 @@ impl Server {
             images: Some(Arc::new(crate::routing::RegistryInspector(puller))),
             routes_changed: routes_changed.clone(),
             logs: logs.clone(),
+            blobs,
+            work_dir: config.data_dir.join("tmp"),
+            stager: node.as_ref().ok().map(|node| {
+                Arc::new(crate::routing::NodeStager {
+                    node: node.clone(),
+                    logs: logs.clone(),
+                    work_dir: config.data_dir.join("tmp"),
+                }) as Arc<dyn hearth_api::Stager>
+            }),
         };
+        hearth_api::install_builtin_buildpacks(&api_state)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot install the built-in buildpacks: {e:?}"))?;
         let log_endpoints = hearth_logs::router(
             logs.clone(),
             Arc::new(hearth_api::LogAccess(api_state.clone())),

@@ -69,3 +69,20 @@ CREATE TABLE route_mappings (
 );
 CREATE UNIQUE INDEX route_mappings_unique ON route_mappings(route_guid, app_guid, process_type, app_port);
 CREATE INDEX route_mappings_app ON route_mappings(app_guid);
+
+-- Buildpacks in position order (1 first); `blob_key` is the uploaded zip in the blobstore.
+CREATE TABLE buildpacks (
+    guid TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    stack TEXT,
+    position BIGINT NOT NULL,
+    enabled BIGINT NOT NULL,
+    locked BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    filename TEXT,
+    blob_key TEXT,
+    sha256 TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX buildpacks_name_stack ON buildpacks(name, stack);

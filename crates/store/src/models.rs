@@ -431,3 +431,21 @@ record! {
         updated_at: String,
     }
 }
+
+record! {
+    /// A buildpack: a zip in the blobstore, tried in `position` order when an app names none.
+    Buildpack in "buildpacks" key guid {
+        guid: String,
+        name: String,
+        stack: Option<String>,
+        position: i64,
+        enabled: bool,
+        locked: bool,
+        state: String,
+        filename: Option<String>,
+        blob_key: Option<String>,
+        sha256: Option<String>,
+        created_at: String,
+        updated_at: String,
+    }
+}

@@ -177,7 +177,7 @@ fn staging_log(state: &ApiState, build: &Build, stream: hearth_logs::LogStream, 
 /// Stages a package; answers the droplet to record, or the reason staging failed.
 async fn stage(state: &ApiState, build: &Build, package: &Package) -> Result<Droplet, String> {
     if package.kind != "docker" {
-        return Err("buildpack staging is not available on this platform yet; push a docker image".into());
+        return super::buildpack_staging::stage(state, build, package).await;
     }
     let image = package.data["image"].as_str().unwrap_or_default().to_string();
     let inspector = state.images.as_ref().ok_or("this platform cannot reach image registries")?;
@@ -241,7 +241,10 @@ async fn finish(state: &ApiState, build: &Build, outcome: Result<Droplet, String
         }
         Err(reason) => {
             b.state = "FAILED".into();
-            b.error = Some(format!("StagingError - Staging error: {reason}"));
+            let named = ["NoAppDetectedError", "BuildpackCompileFailed", "BuildpackReleaseFailed", "StagingError"]
+                .iter()
+                .any(|name| reason.starts_with(name));
+            b.error = Some(if named { reason } else { format!("StagingError - Staging error: {reason}") });
         }
     }
     store::update(&mut tx, &b).await?;

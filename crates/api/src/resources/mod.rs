@@ -3,6 +3,9 @@
 mod app_actions;
 mod apps;
 pub(crate) mod audit_events;
+mod bits;
+mod buildpack_staging;
+pub(crate) mod buildpacks;
 mod builds;
 pub(crate) mod destinations;
 mod domains;
@@ -92,6 +95,12 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/packages", get(packages::list).post(packages::create))
         .route("/v3/packages/{guid}", get(packages::get_one).delete(packages::delete_one))
         .route("/v3/packages/{guid}/droplets", get(droplets::list_for_package))
+        .route(
+            "/v3/packages/{guid}/upload",
+            post(bits::upload).layer(axum::extract::DefaultBodyLimit::max(bits::MAX_UPLOAD_BYTES)),
+        )
+        .route("/v3/packages/{guid}/download", get(bits::download))
+        .route("/v3/resource_matches", post(bits::resource_matches))
         .route("/v3/builds", get(builds::list).post(builds::create))
         .route("/v3/builds/{guid}", get(builds::get_one))
         .route("/v3/droplets", get(droplets::list))
@@ -125,7 +134,15 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/service_brokers", get(misc::empty_list))
         .route("/v3/service_credential_bindings", get(misc::empty_list))
         .route("/v3/service_route_bindings", get(misc::empty_list))
-        .route("/v3/buildpacks", get(misc::empty_list))
+        .route("/v3/buildpacks", get(buildpacks::list).post(buildpacks::create))
+        .route(
+            "/v3/buildpacks/{guid}",
+            get(buildpacks::get_one).patch(buildpacks::update).delete(buildpacks::delete_one),
+        )
+        .route(
+            "/v3/buildpacks/{guid}/upload",
+            post(buildpacks::upload).layer(axum::extract::DefaultBodyLimit::max(buildpacks::MAX_BUILDPACK_BYTES)),
+        )
         .route("/v3/tasks", get(misc::empty_list))
         .fallback(misc::unknown)
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod push;
 pub mod registry;
 
 use std::path::PathBuf;
