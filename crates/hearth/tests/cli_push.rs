@@ -252,6 +252,33 @@ fn a_docker_app_is_pushed_and_managed_through_the_cli() {
     assert_eq!(json_of(&server.hearth(&["packages", "worker", "--json"]).ok()).as_array().map(Vec::len), Some(2));
     assert_eq!(json_of(&server.hearth(&["packages", "api", "--json"]).ok()).as_array().map(Vec::len), Some(1));
 
+    // Bits: a directory with a Procfile and the built-in binary buildpack; `.cfignore`d
+    // files stay home; a re-push of the same files uploads none of them again.
+    let site = server.root.join("site");
+    std::fs::create_dir_all(site.join("www")).unwrap();
+    let run = "echo \"site $CF_INSTANCE_INDEX has $(ls -a | tr '\\n' ' ')\" > www/index.html\n\
+               exec busybox httpd -f -p $PORT -h www\n";
+    std::fs::write(site.join("run.sh"), run).unwrap();
+    std::fs::write(site.join("Procfile"), "web: sh run.sh\n").unwrap();
+    std::fs::write(site.join(".cfignore"), "secret.txt\n").unwrap();
+    std::fs::write(site.join("secret.txt"), "do not upload\n").unwrap();
+    let site_dir = site.to_str().unwrap();
+    let out = server.hearth(&["push", "site", "-p", site_dir, "-b", "binary_buildpack", "-m", "64M"]).ok();
+    assert!(out.contains("Uploading files: 2 files") && out.contains("; 0 already on the server"), "{out}");
+    assert!(shows_running(&out), "{out}");
+    let (_, body) = until_router(&addr, "site.apps.test.internal", "the bits app answers", |s, _| s == 200);
+    assert!(body.starts_with("site 0 has ") && body.contains("Procfile") && body.contains("run.sh"), "{body}");
+    assert!(!body.contains("secret.txt") && !body.contains(".cfignore"), "ignored files stay home: {body}");
+    let out = server.hearth(&["push", "site", "-p", site_dir, "-b", "binary_buildpack", "-m", "64M"]).ok();
+    assert!(out.contains("Uploading files: 2 files") && out.contains("; 2 already on the server"), "{out}");
+    let packages = json_of(&server.hearth(&["packages", "site", "--json"]).ok());
+    assert_eq!(packages.as_array().map(Vec::len), Some(2), "{packages}");
+    assert!(packages.as_array().unwrap().iter().all(|p| p["type"] == "bits" && p["state"] == "READY"), "{packages}");
+    until_router(&addr, "site.apps.test.internal", "the re-pushed app answers", |s, _| s == 200);
+    let out = server.hearth(&["logs", "site", "--recent"]).ok();
+    assert!(out.contains("[STG/"), "staging lines of the buildpack: {out}");
+    server.hearth(&["delete", "site", "-r", "-f"]).ok();
+
     // Failures say why and what to look at next.
     let err = server.hearth(&["push", "priv", "--docker-image", &image, "--docker-username", "u"]).fails();
     assert!(err.contains("CF_DOCKER_PASSWORD"), "{err}");
