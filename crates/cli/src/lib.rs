@@ -29,7 +29,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use commands::{api, curl, login, members, node, orgs, roles as role_commands, spaces, target, users};
+use commands::{
+    api, app_data, apps, curl, lifecycle, login, logs, members, node, orgs, push, roles as role_commands, routes,
+    spaces, target, users,
+};
 use session::Session;
 
 /// The client commands of `hearth`.
@@ -77,6 +80,46 @@ pub enum Command {
     OrgUsers(members::OrgUsersArgs),
     /// List the users of a space by role
     SpaceUsers(members::SpaceUsersArgs),
+    /// Push an app: apply its manifest, upload its bits or docker image, stage and start it
+    Push(Box<push::PushArgs>),
+    /// List the apps of the targeted space
+    Apps(apps::AppsArgs),
+    /// Show an app's state, instances, routes and droplet
+    App(apps::AppArgs),
+    /// Start an app (staging its newest package first if needed)
+    Start(lifecycle::AppNameArgs),
+    /// Stop an app
+    Stop(lifecycle::AppNameArgs),
+    /// Stop and start an app
+    Restart(lifecycle::RestartArgs),
+    /// Stage an app's newest package again and restart it
+    Restage(lifecycle::AppNameArgs),
+    /// Change an app's instances, memory or disk (or show its scale)
+    Scale(lifecycle::ScaleArgs),
+    /// Delete an app (and with -r its routes)
+    Delete(lifecycle::DeleteArgs),
+    /// Show an app's recent log lines or follow new ones
+    Logs(logs::LogsArgs),
+    /// Show an app's environment
+    Env(app_data::EnvArgs),
+    /// Set an environment variable of an app
+    SetEnv(app_data::SetEnvArgs),
+    /// Remove an environment variable of an app
+    UnsetEnv(app_data::UnsetEnvArgs),
+    /// List an app's droplets
+    Droplets(app_data::ListArgs),
+    /// List an app's packages
+    Packages(app_data::ListArgs),
+    /// List the routes of the targeted space
+    Routes(routes::RoutesArgs),
+    /// Create a route in the targeted space
+    CreateRoute(routes::RouteArgs),
+    /// Delete a route
+    DeleteRoute(routes::DeleteRouteArgs),
+    /// Map a route to an app (creating the route if needed)
+    MapRoute(routes::MapRouteArgs),
+    /// Unmap a route from an app
+    UnmapRoute(routes::MapRouteArgs),
     /// Send an authenticated request to the API and print the answer
     Curl(curl::CurlArgs),
     /// Print a fresh access token (for use in other tools)
@@ -133,6 +176,26 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::UnsetSpaceRole(args) => role_commands::unset_space_role(s, args).await,
         Command::OrgUsers(args) => members::org_users(s, args).await,
         Command::SpaceUsers(args) => members::space_users(s, args).await,
+        Command::Push(args) => push::push(s, *args).await,
+        Command::Apps(args) => apps::apps(s, args).await,
+        Command::App(args) => apps::app(s, args).await,
+        Command::Start(args) => lifecycle::start(s, args).await,
+        Command::Stop(args) => lifecycle::stop(s, args).await,
+        Command::Restart(args) => lifecycle::restart(s, args).await,
+        Command::Restage(args) => lifecycle::restage(s, args).await,
+        Command::Scale(args) => lifecycle::scale(s, args).await,
+        Command::Delete(args) => lifecycle::delete(s, args).await,
+        Command::Logs(args) => logs::logs(s, args).await,
+        Command::Env(args) => app_data::env(s, args).await,
+        Command::SetEnv(args) => app_data::set_env(s, args).await,
+        Command::UnsetEnv(args) => app_data::unset_env(s, args).await,
+        Command::Droplets(args) => app_data::droplets(s, args).await,
+        Command::Packages(args) => app_data::packages(s, args).await,
+        Command::Routes(args) => routes::routes(s, args).await,
+        Command::CreateRoute(args) => routes::create_route(s, args).await,
+        Command::DeleteRoute(args) => routes::delete_route(s, args).await,
+        Command::MapRoute(args) => routes::map_route(s, args).await,
+        Command::UnmapRoute(args) => routes::unmap_route(s, args).await,
         Command::Curl(args) => curl::run(s, args).await,
         Command::OauthToken(args) => login::oauth_token(s, args).await,
         Command::Containers(command) => node::containers(s, command).await,
@@ -185,5 +248,60 @@ mod tests {
         assert_eq!(args.command, ["ls", "-l"]);
         assert_eq!(args.env, ["A=b"]);
         assert!(Top::try_parse_from(["hearth", "images", "pull", "localhost:5000/busybox:1"]).is_ok());
+    }
+
+    #[test]
+    fn parses_app_commands() {
+        let top = Top::try_parse_from([
+            "hearth",
+            "push",
+            "web",
+            "-b",
+            "a",
+            "-b",
+            "b",
+            "-i",
+            "2",
+            "-m",
+            "64M",
+            "-n",
+            "www",
+            "-d",
+            "example.org",
+            "--var",
+            "x=1",
+            "--var",
+            "y=2",
+            "--vars-file",
+            "v.yml",
+            "-u",
+            "http",
+            "--endpoint",
+            "/h",
+            "-t",
+            "30",
+        ])
+        .unwrap();
+        let Command::Push(args) = top.command else { panic!("not push") };
+        assert_eq!(args.name.as_deref(), Some("web"));
+        assert_eq!(args.buildpacks, ["a", "b"]);
+        assert_eq!(args.vars, ["x=1", "y=2"]);
+        assert_eq!(args.hostname.as_deref(), Some("www"));
+        assert_eq!(args.timeout, Some(30));
+        let top = Top::try_parse_from(["hearth", "push", "-o", "busybox:1", "--docker-username", "u"]).unwrap();
+        let Command::Push(args) = top.command else { panic!("not push") };
+        assert_eq!(args.docker_image.as_deref(), Some("busybox:1"));
+        assert!(Top::try_parse_from(["hearth", "push", "-f", "m.yml", "--no-manifest"]).is_err());
+        assert!(Top::try_parse_from(["hearth", "scale", "web", "-i", "3", "-m", "1G", "-k", "2G", "-f"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "delete", "web", "-r", "-f"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "logs", "web", "--recent"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "logs", "web", "--json"]).is_err(), "--json needs --recent");
+        assert!(
+            Top::try_parse_from(["hearth", "map-route", "web", "example.org", "--hostname", "h", "--path", "/p"])
+                .is_ok()
+        );
+        assert!(Top::try_parse_from(["hearth", "set-env", "web", "K", "V"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "unset-env", "web", "K"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "delete-route", "example.org", "-n", "h", "-f"]).is_ok());
     }
 }

@@ -265,6 +265,25 @@ impl Session {
         Ok(())
     }
 
+    /// Sends a body of any content type (YAML manifests, multipart uploads) and
+    /// fails on a non-2xx answer.
+    pub async fn request_raw(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Response> {
+        let headers = vec![(CONTENT_TYPE.as_str().to_owned(), content_type.to_owned())];
+        let request = Request { method, url: self.url(path)?, headers, body: Some(body) };
+        self.send(&request).await?.into_result()
+    }
+
+    /// `PATCH` a JSON document and read the answer.
+    pub async fn patch(&mut self, path: &str, body: &Value) -> Result<Value> {
+        self.request(Method::PATCH, path, Some(body)).await?.json()
+    }
+
     /// `GET` a JSON document.
     pub async fn get(&mut self, path: &str) -> Result<Value> {
         self.request(Method::GET, path, None).await?.json()

@@ -2,12 +2,18 @@
 //! and an async function per command.
 
 pub mod api;
+pub mod app_data;
+pub mod apps;
 pub mod curl;
+pub mod lifecycle;
 pub mod login;
+pub mod logs;
 pub mod members;
 pub mod node;
 pub mod orgs;
+pub mod push;
 pub mod roles;
+pub mod routes;
 pub mod spaces;
 pub mod target;
 pub mod users;
