@@ -74,6 +74,25 @@ fn a_docker_app_is_pushed_reached_by_its_host_scaled_restaged_and_removed() {
         assert_eq!(app["lifecycle"]["type"], "docker", "{apps}");
         let guid = app["guid"].as_str().unwrap().to_string();
         api.until(&job_path, "the manifest job", 30, |j| j["state"] == "COMPLETE").await;
+        // What a changed manifest would do (cf v8 shows it before pushing).
+        let changed = manifest.replace("instances: 2", "instances: 3") + "- name: other\n";
+        let response = api
+            .client
+            .post(format!("{}/v3/spaces/{space}/manifest_diff", api.url))
+            .bearer_auth(&api.token)
+            .header("content-type", "application/x-yaml")
+            .body(changed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let diff: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            diff["diff"],
+            json!([{"op": "replace", "path": "/applications/0/instances", "was": 2, "value": 3},
+                   {"op": "add", "path": "/applications/1", "value": {"name": "other"}}]),
+            "{diff}"
+        );
         let routes = api.ok(Method::GET, &format!("/v3/apps/{guid}/routes"), None).await;
         assert_eq!(routes["resources"][0]["url"], "web.apps.test.internal", "{routes}");
         assert_eq!(routes["resources"][0]["destinations"][0]["app"]["guid"], guid, "{routes}");

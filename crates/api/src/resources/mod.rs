@@ -12,6 +12,7 @@ mod domains;
 mod droplets;
 mod feature_flags;
 mod jobs;
+mod manifest_diff;
 mod manifest_spec;
 mod manifests;
 mod misc;
@@ -58,6 +59,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/spaces/{guid}/users", get(users::list_for_space))
         .route("/v3/spaces/{guid}/features", get(spaces::features))
         .route("/v3/spaces/{guid}/actions/apply_manifest", post(manifests::apply))
+        .route("/v3/spaces/{guid}/manifest_diff", post(manifest_diff::diff))
         .route("/v3/processes/{guid}/sidecars", get(misc::empty_list))
         .route("/v3/apps/{guid}/sidecars", get(misc::empty_list))
         .route("/v3/spaces/{guid}/relationships/isolation_segment", get(misc::space_isolation_segment))
