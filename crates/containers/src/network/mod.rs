@@ -147,12 +147,6 @@ impl Network {
             .link_index(&self.config.bridge)
             .map_err(failed("find the bridge"))?
             .ok_or_else(|| Error::Network(format!("bridge {} is gone", self.config.bridge)))?;
-        // The address is this container's now (the allocation says so): a link still named
-        // after it is left from a container whose allocation was lost (a wiped runtime
-        // directory, a killed run) and would make the create fail.
-        if host.delete_link(&host_interface(address)).map_err(failed("remove a stale veth"))? {
-            tracing::warn!(%id, %address, "removed a stale veth left by an earlier container with this address");
-        }
         let veth = host
             .add_veth(&host_interface(address), CONTAINER_INTERFACE, container_mac(address), &netns, bridge)
             .map_err(failed("create the veth"))?;
