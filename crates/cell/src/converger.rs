@@ -35,8 +35,11 @@ pub struct Converger {
     round_lock: Arc<tokio::sync::Mutex<()>>,
     /// Instances handed to a cell and not yet claimed, with their version then: not
     /// auctioned again until they change (or the cell had long enough to claim them).
-    handed: Arc<Mutex<HashMap<ActualLrpKey, (i64, Instant)>>>,
+    handed: Arc<Mutex<HashMap<ActualLrpKey, Handed>>>,
 }
+
+/// An instance handed to a cell: its version then, when, and the cell's id.
+type Handed = (i64, Instant, String);
 
 /// How long a cell has to claim what it was handed before it is auctioned again.
 const CLAIM_WITHIN: Duration = Duration::from_secs(10);
@@ -100,7 +103,7 @@ impl Converger {
             let current: HashMap<&ActualLrpKey, (ActualState, i64)> =
                 state.actual.iter().map(|a| (&a.key, (a.state, a.version))).collect();
             let mut handed = self.handed.lock().expect("not poisoned");
-            handed.retain(|key, (version, when)| {
+            handed.retain(|key, (version, when, _)| {
                 when.elapsed() < CLAIM_WITHIN
                     && current.get(key).is_none_or(|(s, v)| *s == ActualState::Unclaimed && v == version)
             });
@@ -110,14 +113,21 @@ impl Converger {
         if to_place.is_empty() && tasks.is_empty() {
             return Ok(report);
         }
-        let result = self.sched.auction(&to_place, &tasks).await?;
+        let in_flight: Vec<(String, ActualLrpKey)> = self
+            .handed
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(key, (_, _, cell))| (cell.clone(), key.clone()))
+            .collect();
+        let result = self.sched.auction_with(&to_place, &tasks, &in_flight).await?;
         report.refused = result.failed.len();
         for (start, cell_id) in result.placed {
             let Work::Lrp { process_guid, index } = start.work else { continue };
             let Some(rep) = self.cell(&cell_id) else { continue };
             let key = ActualLrpKey::ordinary(&process_guid, index);
             let version = self.sched.actual_lrp(&key).await?.map(|a| a.version).unwrap_or_default();
-            self.handed.lock().expect("not poisoned").insert(key.clone(), (version, Instant::now()));
+            self.handed.lock().expect("not poisoned").insert(key.clone(), (version, Instant::now(), cell_id.clone()));
             report.placed += 1;
             rep.perform(key);
         }

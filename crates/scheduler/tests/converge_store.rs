@@ -118,3 +118,26 @@ async fn instances_left_on_a_missing_cell_are_forgotten_not_sent_to_it() {
         assert!(sched.actual_lrps(Some("web")).await.unwrap().is_empty(), "{backend}");
     }
 }
+
+/// Instances placed in separate rounds spread over the cells even before the cells claim
+/// them: what a cell was handed but has not claimed counts (the converger passes it in).
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_handed_out_but_not_yet_claimed_count_in_the_next_auction() {
+    for (backend, st) in stores().await {
+        let sched = SchedulerStore::new(st, clock());
+        for id in ["c1", "c2", "c3"] {
+            sched.register_cell(cell(id)).await.unwrap();
+        }
+        sched.desire_lrp(lrp("web", 3)).await.unwrap();
+        let mut in_flight: Vec<(String, ActualLrpKey)> = Vec::new();
+        for i in 0..3 {
+            let key = ActualLrpKey::ordinary("web", i);
+            let result = sched.auction_with(std::slice::from_ref(&key), &[], &in_flight).await.unwrap();
+            assert_eq!(result.placed.len(), 1, "{backend}");
+            in_flight.push((result.placed[0].1.clone(), key));
+        }
+        let mut cells: Vec<&str> = in_flight.iter().map(|(c, _)| c.as_str()).collect();
+        cells.sort_unstable();
+        assert_eq!(cells, ["c1", "c2", "c3"], "{backend}: one each, though none was claimed");
+    }
+}

@@ -102,6 +102,18 @@ impl SchedulerStore {
     /// already hold. Placed work goes to its cell (which claims it); an instance that fits
     /// nowhere gets its placement error recorded, a task that fits nowhere fails with it.
     pub async fn auction(&self, instances: &[ActualLrpKey], tasks: &[String]) -> Result<AuctionResult> {
+        self.auction_with(instances, tasks, &[]).await
+    }
+
+    /// `auction`, also counting instances already handed to a cell that has not claimed
+    /// them yet (`in_flight`: cell id and instance): a round must not pile onto the cell an
+    /// earlier round just chose because its claims have not landed.
+    pub async fn auction_with(
+        &self,
+        instances: &[ActualLrpKey],
+        tasks: &[String],
+        in_flight: &[(String, ActualLrpKey)],
+    ) -> Result<AuctionResult> {
         let state = self.state().await?;
         let desired: std::collections::HashMap<&str, &crate::DesiredLrp> =
             state.desired.iter().map(|d| (d.process_guid.as_str(), d)).collect();
@@ -109,6 +121,12 @@ impl SchedulerStore {
         for a in &state.actual {
             if let (Some(cell), Some(d)) = (a.cell_id(), desired.get(a.key.process_guid.as_str())) {
                 auction.allocate(cell, Some(&d.process_guid), &Start::lrp(d, a.key.index).need);
+            }
+        }
+        for (cell, key) in in_flight {
+            let waiting = state.actual.iter().any(|a| &a.key == key && a.state == ActualState::Unclaimed);
+            if let (true, Some(d)) = (waiting, desired.get(key.process_guid.as_str())) {
+                auction.allocate(cell, Some(&d.process_guid), &Start::lrp(d, key.index).need);
             }
         }
         for t in state.tasks.iter().filter(|t| t.state == TaskState::Running) {
