@@ -10,6 +10,7 @@
 //! - Every change runs in one store transaction, together with its audit event.
 
 pub mod authz;
+mod blob_refs;
 mod body;
 mod context;
 mod crashes;

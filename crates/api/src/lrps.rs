@@ -177,6 +177,7 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
                 ("space_id".to_string(), space.guid.clone()),
                 ("organization_id".to_string(), org.guid.clone()),
                 ("process_type".to_string(), p.process_type.clone()),
+                ("process_id".to_string(), p.guid.clone()),
             ]),
             placement_tags: Default::default(),
             version: 0,

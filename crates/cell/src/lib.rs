@@ -8,6 +8,7 @@
 //!   healthy, keep checking, report crashes with their reason, stop gracefully, take up
 //!   its containers again after a restart.
 //! - [`output`]: an instance's stdout and stderr followed into its app's logs.
+//! - [`metrics`]: an instance's cpu, memory and disk sampled into its app's logs as gauges.
 //! - [`staging`]: buildpack staging in a container on this machine; the droplet becomes
 //!   a layer in the image store.
 //! - [`converger`]: the loop that converges desired and actual state through the
@@ -21,6 +22,7 @@
 pub mod converger;
 pub mod health;
 pub mod instance;
+pub mod metrics;
 pub mod node;
 pub mod output;
 pub mod rep;

@@ -38,6 +38,9 @@ pub struct CellConfig {
     pub stop_grace: Duration,
     /// Enforce each instance's disk limit (a loop-mounted file system per instance).
     pub disk_limits: bool,
+    /// Between container metrics samples (Diego: 15 s); one is taken as soon as an
+    /// instance is watched.
+    pub metrics_interval: Duration,
 }
 
 impl CellConfig {
@@ -52,6 +55,7 @@ impl CellConfig {
             liveness_interval: Duration::from_secs(30),
             stop_grace: Duration::from_secs(10),
             disk_limits: true,
+            metrics_interval: Duration::from_secs(15),
         }
     }
 }
@@ -315,6 +319,13 @@ impl Rep {
                 self.stop_container(&id).await;
                 return Ending::Stopped;
             }
+        }
+
+        // Container metrics from now on (a sample of a process still starting says little).
+        if let Some(logs) = self.inner.logs.get() {
+            let interval = self.inner.config.metrics_interval;
+            let (node, id, desired) = (node.clone(), id.clone(), desired.clone());
+            crate::metrics::sample(logs.clone(), node, id, desired, key.index, interval, output_done.clone());
         }
 
         // Liveness: keep checking until stopped, crashed or unhealthy.

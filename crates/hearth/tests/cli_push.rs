@@ -9,46 +9,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::cli::{ADMIN_PASSWORD, Server};
+use common::cli::{ADMIN_PASSWORD, Server, instances, json_of, shows_running, through_router, until_router};
 use common::registry::{Registry, busybox_layer};
-use serde_json::{Value, json};
-
-fn json_of(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
-}
-
-/// GET `/` through the router's address with `Host: host`: status and body.
-fn through_router(addr: &str, host: &str) -> (u16, String) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let response = reqwest::Client::new().get(format!("http://{addr}/")).header("host", host).send().await.unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
-    })
-}
-
-/// Polls the router until `done(status, body)` (at most 30 s).
-fn until_router(addr: &str, host: &str, what: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = through_router(addr, host);
-        if done(status, &body) {
-            return (status, body);
-        }
-        assert!(Instant::now() < deadline, "{what}: last answer {status} {body}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Whether a summary printed by push, start, restart or scale has a running instance
-/// (they return as soon as one runs, as cf's do).
-fn shows_running(out: &str) -> bool {
-    out.lines().any(|l| l.starts_with('#') && l.contains("   running   "))
-}
-
-/// The instances of the web process in `hearth app NAME --json`.
-fn instances(summary: &Value) -> Vec<Value> {
-    summary["processes"][0]["instances"].as_array().cloned().unwrap_or_default()
-}
+use serde_json::json;
 
 #[test]
 fn a_docker_app_is_pushed_and_managed_through_the_cli() {

@@ -8,13 +8,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::cli::{ADMIN_PASSWORD, Server};
+use common::cli::{ADMIN_PASSWORD, Server, json_of};
 use common::registry::{Registry, busybox_layer};
 use serde_json::{Value, json};
-
-fn json_of(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
-}
 
 #[test]
 fn operators_run_containers_and_pull_images_through_the_cli() {

@@ -422,6 +422,7 @@ pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Pat
     let org = space.map(|s| s.org_guid);
     let job = spawn_job(&state, &ctx, "app.delete", "app", &guid, async move {
         let mut tx = st.store.begin().await?;
+        let blobs = crate::blob_refs::of_app(&mut tx, &app.guid).await?;
         store::execute(
             &mut tx,
             "DELETE FROM metadata WHERE resource_guid IN (SELECT guid FROM processes WHERE app_guid = $1)",
@@ -440,6 +441,7 @@ pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Pat
         )
         .await?;
         tx.commit().await?;
+        crate::blob_refs::release(&st, blobs).await;
         // Its instances stop and its routes leave the router.
         crate::lrps::sync_app(&st, &app.guid, false).await?;
         st.routes_changed.notify_one();

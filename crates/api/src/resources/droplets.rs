@@ -264,6 +264,8 @@ pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Pat
         )
         .await?;
         tx.commit().await?;
+        let blob = d.blob_key.clone().map(|k| (hearth_blobstore::Namespace::Droplets, k));
+        crate::blob_refs::release(&st, blob.into_iter().collect()).await;
         crate::lrps::sync_app(&st, &app.guid, false).await
     })
     .await?;

@@ -18,6 +18,7 @@ mod manifests;
 mod misc;
 mod orgs;
 mod packages;
+mod process_stats;
 mod processes;
 mod quotas;
 mod roles;

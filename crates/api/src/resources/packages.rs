@@ -231,6 +231,8 @@ pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Pat
         )
         .await?;
         tx.commit().await?;
+        let blob = p.blob_key.clone().map(|k| (hearth_blobstore::Namespace::Packages, k));
+        crate::blob_refs::release(&st, blob.into_iter().collect()).await;
         Ok(())
     })
     .await?;

@@ -3,7 +3,6 @@
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use hearth_scheduler::{ActualLrp, ActualState, Presence};
 use hearth_store::{self as store, App, Cond, Conn, Metadata, OrgQuota, Process, Space, Value as SqlValue};
 use serde_json::{Value, json};
 
@@ -371,56 +370,6 @@ pub async fn scale_for_app(
     apply_scale(&state, &ctx, p, app, body).await
 }
 
-/// One entry of `/stats` per desired instance, from what the scheduler knows of it:
-/// RUNNING (healthy), STARTING (placed or starting), CRASHED (with the reason in
-/// `details`), DOWN (nothing runs: a stopped app, or not placed yet).
-fn stats_json(p: &Process, actual: &[ActualLrp], now: time::OffsetDateTime) -> Value {
-    let resources: Vec<Value> = (0..p.instances.max(0))
-        .map(|index| {
-            let instance = actual
-                .iter()
-                .filter(|a| i64::from(a.key.index) == index)
-                .min_by_key(|a| (a.state != ActualState::Running, a.key.presence != Presence::Ordinary));
-            let state = match instance.map(|a| a.state) {
-                Some(ActualState::Running) => "RUNNING",
-                Some(ActualState::Claimed | ActualState::Unclaimed) => "STARTING",
-                Some(ActualState::Crashed) => "CRASHED",
-                None => "DOWN",
-            };
-            let running = instance.filter(|a| a.state == ActualState::Running);
-            let address = running.and_then(|a| a.address.clone()).filter(|a| !a.is_empty());
-            let ports: Vec<Value> = running
-                .map(|a| {
-                    a.ports
-                        .iter()
-                        .map(|m| json!({"external": m.host_port, "internal": m.container_port,
-                                        "external_tls_proxy_port": null, "internal_tls_proxy_port": null}))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let uptime = running.map(|a| (now - a.since).whole_seconds().max(0)).unwrap_or(0);
-            json!({
-                "type": p.process_type,
-                "index": index,
-                "state": state,
-                "routable": running.is_some(),
-                "usage": {},
-                "host": address.clone().unwrap_or_default(),
-                "instance_internal_ip": address,
-                "instance_ports": ports,
-                "uptime": uptime,
-                "mem_quota": p.memory_in_mb * 1024 * 1024,
-                "disk_quota": p.disk_in_mb * 1024 * 1024,
-                "fds_quota": 16384,
-                "isolation_segment": null,
-                "log_rate_limit": if p.log_rate_limit_in_bytes_per_second < 0 { Value::Null } else { json!(p.log_rate_limit_in_bytes_per_second) },
-                "details": instance.filter(|a| a.state == ActualState::Crashed).and_then(|a| a.crash_reason.clone()),
-            })
-        })
-        .collect();
-    json!({"resources": resources})
-}
-
 /// The stats of a process the caller may see.
 async fn stats_of(state: &ApiState, p: &Process) -> ApiResult<Value> {
     let actual = match crate::lrps::current_lrp(state, p).await? {
@@ -429,7 +378,8 @@ async fn stats_of(state: &ApiState, p: &Process) -> ApiResult<Value> {
         }
         None => Vec::new(),
     };
-    Ok(stats_json(p, &actual, time::OffsetDateTime::now_utc()))
+    let usage = super::process_stats::usage_by_index(&state.logs, &p.app_guid, &p.guid);
+    Ok(super::process_stats::stats_json(p, &actual, &usage, time::OffsetDateTime::now_utc()))
 }
 
 pub async fn stats(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {

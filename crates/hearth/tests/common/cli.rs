@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 pub const ADMIN_PASSWORD: &str = "e2e-admin-password";
 
 /// A running `hearth server` with its own data directory; stopped on drop.
@@ -13,6 +15,8 @@ pub struct Server {
     child: Child,
     pub root: PathBuf,
     pub url: String,
+    /// The `hearth server` arguments after `--data-dir` and `--listen`, as given.
+    extra: Vec<String>,
 }
 
 impl Server {
@@ -30,23 +34,36 @@ impl Server {
         std::fs::create_dir_all(root.join("data")).unwrap();
         std::fs::create_dir_all(root.join("home")).unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(root.join("server.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(["server", "--data-dir"])
-            .arg(root.join("data"))
-            .args(["--listen", &addr])
-            .args(extra.iter().map(|a| a.replace("{root}", &root.to_string_lossy())))
-            .env("HEARTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("HEARTH_HOME", root.join("server-home"))
-            .env("HEARTH_CGROUP_PARENT", cgroup_parent(&root))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start hearth server");
-        let server = Self { child, root, url: format!("http://{addr}") };
+        let extra: Vec<String> = extra.iter().map(|a| a.replace("{root}", &root.to_string_lossy())).collect();
+        let child = spawn(&root, &addr, &extra);
+        let server = Self { child, root, url: format!("http://{addr}"), extra };
         server.wait_ready();
         server
+    }
+
+    /// Stops the server as an operator would (SIGTERM, waiting for it to exit) and starts
+    /// it again on the same address and data; its app instances run on meanwhile.
+    pub fn restart(&mut self) {
+        self.terminate();
+        let addr = self.url.trim_start_matches("http://").to_string();
+        self.child = spawn(&self.root, &addr, &self.extra);
+        self.wait_ready();
+    }
+
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 
     fn wait_ready(&self) {
@@ -87,19 +104,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.terminate();
         if std::thread::panicking() {
             eprintln!("--- server log ---\n{}", self.log());
         }
@@ -128,8 +133,26 @@ impl Drop for Server {
     }
 }
 
+/// Starts `hearth server` on `addr` with its data under `root` (the log is appended to).
+fn spawn(root: &Path, addr: &str, extra: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("server.log")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["server", "--data-dir"])
+        .arg(root.join("data"))
+        .args(["--listen", addr])
+        .args(extra)
+        .env("HEARTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("HEARTH_HOME", root.join("server-home"))
+        .env("HEARTH_CGROUP_PARENT", cgroup_parent(root))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start hearth server")
+}
+
 /// The cgroup a test server's containers are made under (one per server).
-fn cgroup_parent(root: &Path) -> String {
+pub fn cgroup_parent(root: &Path) -> String {
     let name = root.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     format!("hearth-test-{name}")
 }
@@ -175,4 +198,41 @@ impl Run {
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
+/// GET `/` through the router's address with `Host: host`: status and body.
+pub fn through_router(addr: &str, host: &str) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new().get(format!("http://{addr}/")).header("host", host).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    })
+}
+
+/// Polls the router until `done(status, body)` (at most 30 s).
+pub fn until_router(addr: &str, host: &str, what: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = through_router(addr, host);
+        if done(status, &body) {
+            return (status, body);
+        }
+        assert!(Instant::now() < deadline, "{what}: last answer {status} {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether a summary printed by push, start, restart or scale has a running instance
+/// (they return as soon as one runs, as cf's do).
+pub fn shows_running(out: &str) -> bool {
+    out.lines().any(|l| l.starts_with('#') && l.contains("   running   "))
+}
+
+/// The instances of the web process in `hearth app NAME --json`.
+pub fn instances(summary: &Value) -> Vec<Value> {
+    summary["processes"][0]["instances"].as_array().cloned().unwrap_or_default()
 }

@@ -1,0 +1,310 @@
+//! The acceptance suite (Hearth's CATs), as root: one fresh `hearth server` driven only
+//! through the `hearth` binary and plain HTTP, as a newcomer would. It pushes a compiled
+//! binary, a static site, a python app, a node app and an image from a local registry;
+//! reaches each through the router by host name; scales one to three instances and sees
+//! three `CF_INSTANCE_INDEX` answers; kills an instance's process and sees it replaced;
+//! reads recent and streamed logs (app and `RTR` lines) and the instances' memory use;
+//! restarts the server and finds every app answering; deletes the apps and finds nothing
+//! left behind — no container, process, mount, cgroup, package or droplet.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::cli::{ADMIN_PASSWORD, Server, cgroup_parent, instances, json_of, through_router, until_router};
+use common::registry::{Registry, busybox_layer};
+use serde_json::json;
+
+const DOMAIN: &str = "apps.test.internal";
+
+/// A small web server in Rust, compiled by the test with the toolchain that runs it: it
+/// answers with its instance index and prints a line per request.
+const BINARY_APP: &str = r#"
+use std::io::{Read, Write};
+fn main() {
+    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
+    let index = std::env::var("CF_INSTANCE_INDEX").unwrap_or_default();
+    let listener = std::net::TcpListener::bind(("0.0.0.0", port)).expect("bind");
+    println!("binary app listening on {port}");
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        let request = String::from_utf8_lossy(&buf[..n]);
+        println!("served {}", request.lines().next().unwrap_or(""));
+        let body = format!("binary app instance {index}\n");
+        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    }
+}
+"#;
+
+fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// The binary app's directory: the compiled `server` and nothing else.
+fn binary_app(work: &Path) -> PathBuf {
+    let dir = work.join("bin-app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(work.join("server.rs"), BINARY_APP).unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let status =
+        Command::new(rustc).args(["-O", "-o"]).arg(dir.join("server")).arg(work.join("server.rs")).status().unwrap();
+    assert!(status.success(), "the binary app compiles");
+    dir
+}
+
+/// Processes named `comm` in this server's container cgroups.
+fn app_processes(server: &Server, comm: &str) -> BTreeSet<u32> {
+    let parent = format!("/{}/", cgroup_parent(&server.root));
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            name.trim() == comm && cgroups.lines().any(|l| l.split(':').nth(2).is_some_and(|p| p.starts_with(&parent)))
+        })
+        .collect()
+}
+
+/// Asks the router for `/` until `want` instance answers (by body) were seen.
+fn instance_answers(addr: &str, host: &str, want: usize) -> BTreeSet<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = BTreeSet::new();
+    while seen.len() < want {
+        let (status, body) = through_router(addr, host);
+        if status == 200 {
+            seen.insert(body);
+        }
+        assert!(Instant::now() < deadline, "only {seen:?} answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    seen
+}
+
+/// Polls `hearth app NAME --json` until `done` holds of its instances (at most 90 s).
+fn until_instances(server: &Server, name: &str, what: &str, done: impl Fn(&[serde_json::Value]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let summary = json_of(&server.hearth(&["app", name, "--json"]).ok());
+        let list = instances(&summary);
+        if done(&list) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {list:#?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Waits up to 60 s for `done`.
+fn until(done: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 60 s");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn running_count(list: &[serde_json::Value]) -> usize {
+    list.iter().filter(|i| i["state"] == "RUNNING").count()
+}
+
+/// What this server leaves on the machine: container records, processes in its cgroups,
+/// mounts under its directory, cgroups under its parent, package and droplet blobs.
+fn leftovers(server: &Server) -> Vec<String> {
+    let mut left = Vec::new();
+    let containers = json_of(&server.hearth(&["containers", "list", "--json"]).ok());
+    for c in containers.as_array().unwrap() {
+        left.push(format!("container {}", c["id"]));
+    }
+    let parent = format!("/{}/", cgroup_parent(&server.root));
+    for pid in std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if cgroups.lines().any(|l| l.split(':').nth(2).is_some_and(|p| p.starts_with(&parent))) {
+            left.push(format!("process {pid}"));
+        }
+    }
+    let root = server.root.to_string_lossy().to_string();
+    for mount in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+        if let Some(point) = mount.split(' ').nth(4).filter(|m| m.starts_with(&root)) {
+            left.push(format!("mount {point}"));
+        }
+    }
+    for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = controller.path().join(cgroup_parent(&server.root));
+        for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if child.path().is_dir() {
+                left.push(format!("cgroup {}", child.path().display()));
+            }
+        }
+    }
+    for ns in ["packages", "droplets"] {
+        let dir = server.root.join("data/blobs").join(ns);
+        for shard in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            for blob in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                left.push(format!("{ns} blob {}", blob.path().display()));
+            }
+        }
+    }
+    left
+}
+
+#[test]
+fn a_newcomer_pushes_reaches_scales_restarts_and_deletes_apps() {
+    let work = std::env::temp_dir().join(format!("hearth-acceptance-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let registry = Registry::start(&work.join("registry"));
+    let web = "mkdir -p /tmp/www && echo image app instance $CF_INSTANCE_INDEX > /tmp/www/index.html \
+               && exec busybox httpd -f -p 8080 -h /tmp/www";
+    let image = registry.push(
+        "acceptance/web",
+        "1",
+        &busybox_layer(),
+        json!({"architecture": "amd64", "os": "linux",
+               "config": {"Cmd": ["/bin/sh", "-c", web], "ExposedPorts": {"8080/tcp": {}}}}),
+    );
+    let mut server = Server::start_with(&[
+        "--node-dir",
+        "{root}/node",
+        "--insecure-registry",
+        &registry.host,
+        "--app-domain",
+        DOMAIN,
+    ]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    server.hearth(&["login", "-a", &server.url, "-u", "admin", "-p", ADMIN_PASSWORD]).ok();
+    server.hearth(&["create-org", "acme"]).ok();
+    server.hearth(&["target", "-o", "acme"]).ok();
+    server.hearth(&["create-space", "dev"]).ok();
+    server.hearth(&["target", "-s", "dev"]).ok();
+
+    // Five apps of five kinds, each reached through the router by its host name.
+    let bin = binary_app(&work);
+    let out = server.hearth(&["push", "bin", "-p", bin.to_str().unwrap(), "-b", "binary_buildpack", "-c", "./server"]);
+    assert!(out.ok().contains(&format!("bin.{DOMAIN}")), "push prints the route: {}", out.describe());
+    let site = work.join("site");
+    write_files(&site, &[("Staticfile", "root: public\n"), ("public/index.html", "a static site\n")]);
+    server.hearth(&["push", "site", "-p", site.to_str().unwrap()]).ok();
+    server.hearth(&["push", "img", "--docker-image", &image]).ok();
+    let expected = [("bin", "binary app instance 0\n"), ("site", "a static site\n"), ("img", "image app instance 0\n")];
+    for (name, body) in expected {
+        let host = format!("{name}.{DOMAIN}");
+        let (status, got) = until_router(&addr, &host, name, |s, _| s == 200);
+        assert_eq!((status, got.as_str()), (200, body), "{name}");
+    }
+    let apps = server.hearth(&["apps"]).ok();
+    for (name, _) in expected {
+        assert!(apps.lines().any(|l| l.starts_with(name) && l.contains("started")), "{name} in {apps}");
+    }
+
+    // Three instances answer with three indexes; each reports its memory use.
+    server.hearth(&["scale", "bin", "-i", "3"]).ok();
+    let host = format!("bin.{DOMAIN}");
+    let answers = instance_answers(&addr, &host, 3);
+    assert_eq!(
+        answers,
+        (0..3).map(|i| format!("binary app instance {i}\n")).collect::<BTreeSet<_>>(),
+        "three instances behind one route"
+    );
+    until_instances(&server, "bin", "three running instances with memory use", |list| {
+        running_count(list) == 3 && list.iter().all(|i| i["usage"]["mem"].as_u64().is_some_and(|m| m > 0))
+    });
+
+    // An instance whose process is killed is replaced.
+    let before = app_processes(&server, "server");
+    assert_eq!(before.len(), 3, "one process per instance: {before:?}");
+    let victim = *before.iter().next().unwrap();
+    Command::new("kill").args(["-KILL", &victim.to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let now = app_processes(&server, "server");
+        if now.len() == 3 && !now.contains(&victim) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the killed instance was not replaced: {now:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    until_instances(&server, "bin", "three running after the crash", |list| running_count(list) == 3);
+    assert_eq!(instance_answers(&addr, &host, 3).len(), 3);
+
+    // Recent logs hold the app's own lines and the router's; a streaming reader sees a
+    // request's lines as they happen.
+    through_router(&addr, &host);
+    let recent = server.hearth(&["logs", "bin", "--recent"]).ok();
+    assert!(recent.contains("[APP/PROC/WEB/") && recent.contains("served GET / HTTP/1.1"), "{recent}");
+    assert!(recent.contains("[RTR/") && recent.contains(&format!("{host} - ")), "{recent}");
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["logs", "bin"])
+        .env("HEARTH_HOME", server.root.join("home"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut app_line, mut rtr_line) = (false, false);
+    while !(app_line && rtr_line) {
+        assert!(Instant::now() < deadline, "streamed logs never showed the request (app: {app_line}, rtr: {rtr_line})");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let _ = reqwest::Client::new().get(format!("http://{addr}/streamed")).header("host", &host).send().await;
+        });
+        while let Ok(line) = seen.recv_timeout(Duration::from_millis(300)) {
+            app_line |= line.contains("[APP/PROC/WEB/") && line.contains("served GET /streamed");
+            rtr_line |= line.contains("[RTR/") && line.contains("\"GET /streamed HTTP/1.1\" 200");
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    // A restarted server finds its apps still answering, and still managed.
+    server.restart();
+    for (name, _) in expected {
+        until_router(&addr, &format!("{name}.{DOMAIN}"), &format!("{name} after a restart"), |s, _| s == 200);
+    }
+    assert_eq!(instance_answers(&addr, &host, 3).len(), 3, "all three instances after a restart");
+    server.hearth(&["scale", "bin", "-i", "1"]).ok();
+    until_instances(&server, "bin", "one instance after scaling down", |list| {
+        list.len() == 1 && running_count(list) == 1
+    });
+
+    // Deleting an app takes its route and its instance; deleting them all leaves nothing.
+    let containers = |server: &Server| leftovers(server).iter().filter(|l| l.starts_with("container ")).count();
+    until(|| containers(&server) == 3, "one container per app once bin is scaled down");
+    server.hearth(&["delete", "img", "-f", "-r"]).ok();
+    let (status, _) = until_router(&addr, &format!("img.{DOMAIN}"), "img's route gone", |s, _| s == 404);
+    assert_eq!(status, 404);
+    until(|| containers(&server) == 2, "img's container gone");
+    for (name, _) in expected.iter().filter(|(n, _)| *n != "img") {
+        server.hearth(&["delete", name, "-f", "-r"]).ok();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !leftovers(&server).is_empty() {
+        assert!(Instant::now() < deadline, "left behind after deleting every app: {:#?}", leftovers(&server));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(server.hearth(&["apps"]).ok().contains("No apps found"), "no apps remain");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&work);
+}
