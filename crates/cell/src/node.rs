@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use hearth_containers::network::PortMapping;
+use hearth_containers::network::{Destination, EgressRule, PortMapping, PortRange, Protocol};
 use hearth_containers::{
     ContainerId, ContainerInfo, ContainerSpec, IdMap, Limits, NetworkConfig, NetworkSpec, Placement, Runtime,
     RuntimeConfig, User,
@@ -241,10 +241,12 @@ impl Node {
             .with_context(|| format!("cannot make a root filesystem for {id}"))?;
         let mut spec = ContainerSpec::new(&rootfs.path, args);
         spec.rootfs_readonly = false;
+        // A stop's SIGTERM reaches the app (not a PID 1 that ignores it); orphans are reaped.
+        spec.init = true;
         if !request.ports.is_empty() {
             let port_mappings =
                 request.ports.iter().map(|&container_port| PortMapping { container_port, host_port: 0 }).collect();
-            spec.network = Some(NetworkSpec { port_mappings, egress: Vec::new() });
+            spec.network = Some(NetworkSpec { port_mappings, egress: default_security_groups() });
         }
         spec.env = env;
         spec.cwd = request.cwd.clone().unwrap_or(cwd);
@@ -344,6 +346,33 @@ fn check_searchable(dir: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The egress a networked container gets: Cloud Foundry's default security groups,
+/// `public_networks` (every address but the private, link-local and loopback ranges) and
+/// `dns` (port 53 anywhere), so apps reach the internet and resolve names (a resolver on a
+/// private address included) but not the machine's private networks.
+pub fn default_security_groups() -> Vec<EgressRule> {
+    let range = |a: [u8; 4], b: [u8; 4]| Destination::Range(a.into(), b.into());
+    let public = [
+        range([0, 0, 0, 0], [9, 255, 255, 255]),
+        range([11, 0, 0, 0], [126, 255, 255, 255]),
+        range([128, 0, 0, 0], [169, 253, 255, 255]),
+        range([169, 255, 0, 0], [172, 15, 255, 255]),
+        range([172, 32, 0, 0], [192, 167, 255, 255]),
+        range([192, 169, 0, 0], [255, 255, 255, 255]),
+    ];
+    let anywhere = Destination::Cidr([0, 0, 0, 0].into(), 0);
+    let dns = Some(PortRange { first: 53, last: 53 });
+    public
+        .into_iter()
+        .map(|destination| EgressRule { protocol: Protocol::All, destination, ports: None })
+        .chain([Protocol::Udp, Protocol::Tcp].map(|protocol| EgressRule {
+            protocol,
+            destination: anywhere,
+            ports: dns,
+        }))
+        .collect()
 }
 
 #[cfg(test)]

@@ -266,7 +266,7 @@ fn create(layout: &Layout, id: &ContainerId) -> Result<Container, String> {
     std::fs::write(layout.keeper_pid(id), std::process::id().to_string()).map_err(|e| format!("keeper.pid: {e}"))?;
     std::fs::create_dir_all(layout.state_root()).map_err(|e| format!("{}: {e}", layout.state_root().display()))?;
     ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_executor(RestoreSignalsExecutor)
+        .with_executor(RestoreSignalsExecutor { init: wants_init(layout, id) })
         .with_stdin(stdin)
         .with_stdout(stdout)
         .with_stderr(stderr)
@@ -280,7 +280,18 @@ fn create(layout: &Layout, id: &ContainerId) -> Result<Container, String> {
 /// default action: the Rust runtime of this helper ignores it, and an ignored signal
 /// stays ignored across `execve`, which would break `producer | head` in containers.
 #[derive(Clone)]
-struct RestoreSignalsExecutor;
+struct RestoreSignalsExecutor {
+    /// Fork: the main process runs as the child of a minimal init (`init`).
+    init: bool,
+}
+
+/// Whether the container's spec asks for an init (a spec that cannot be read asks for none).
+fn wants_init(layout: &Layout, id: &ContainerId) -> bool {
+    std::fs::read(layout.spec_file(id))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<crate::ContainerSpec>(&bytes).ok())
+        .is_some_and(|spec| spec.init)
+}
 
 impl Executor for RestoreSignalsExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
@@ -289,6 +300,9 @@ impl Executor for RestoreSignalsExecutor {
         unsafe {
             nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl)
                 .map_err(|e| ExecutorError::Other(format!("restore SIGPIPE: {e}")))?;
+        }
+        if self.init {
+            return crate::init::run(|| DefaultExecutor {}.exec(spec));
         }
         DefaultExecutor {}.exec(spec)
     }

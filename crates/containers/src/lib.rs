@@ -39,6 +39,7 @@ pub mod helper;
 mod helper_exec;
 mod helper_stream;
 mod id;
+mod init;
 pub mod layout;
 pub mod network;
 pub mod oci;

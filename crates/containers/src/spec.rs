@@ -31,6 +31,13 @@ pub struct ContainerSpec {
     /// bridge, NAT, port mappings and an egress allow list (`network`).
     #[serde(default)]
     pub network: Option<NetworkSpec>,
+    /// Run a minimal init as the container's PID 1 (`init`): it forwards the signals the
+    /// container gets to every process in it, reaps orphans, and exits with the main
+    /// process's status (a death by signal N as code 128+N). Without it the main process
+    /// is PID 1, which the kernel spares every signal it has no handler for — SIGTERM
+    /// included, so a stop waits out its grace period.
+    #[serde(default)]
+    pub init: bool,
 }
 
 impl ContainerSpec {
@@ -49,6 +56,7 @@ impl ContainerSpec {
             bind_mounts: Vec::new(),
             limits: Limits::default(),
             network: None,
+            init: false,
         }
     }
 }

@@ -287,3 +287,44 @@ async fn create_and_destroy_100_containers_leaves_nothing() {
     assert_eq!(rt.leftovers(), Vec::<String>::new());
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+/// Waits up to `secs` for the container to exit.
+async fn exit_within(rt: &TestRuntime, id: &ContainerId, secs: u64) -> Option<ExitStatus> {
+    tokio::time::timeout(Duration::from_secs(secs), rt.runtime.wait(id)).await.ok().map(|r| r.unwrap())
+}
+
+#[tokio::test]
+async fn with_an_init_a_stop_signal_reaches_the_app_and_its_graceful_exit_is_waited_for() {
+    let rt = TestRuntime::new("init");
+    // Without an init the app is PID 1, and the kernel spares it a SIGTERM it has no handler for.
+    let bare = ContainerId::new("bare").unwrap();
+    rt.runtime.create(&bare, &sh("exec sleep 1000")).await.unwrap();
+    rt.runtime.start(&bare).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rt.runtime.kill(&bare, 15).await.unwrap();
+    assert_eq!(exit_within(&rt, &bare, 2).await, None, "PID 1 ignores SIGTERM");
+    rt.runtime.kill(&bare, 9).await.unwrap();
+    assert_eq!(rt.runtime.wait(&bare).await.unwrap(), ExitStatus::Signal(9));
+    rt.runtime.destroy(&bare).await.unwrap();
+
+    // With one, SIGTERM reaches every process: a launcher shell dies of it at once, the app
+    // it started finishes its graceful shutdown, and only then does the container end.
+    let app = "trap 'sleep 0.5; echo shut down gracefully; exit 0' TERM; echo ready; while :; do sleep 0.05; done";
+    let mut spec = sh(&format!("sh -c \"{app}\"; echo launcher outlived its app"));
+    spec.init = true;
+    let id = ContainerId::new("init").unwrap();
+    rt.runtime.create(&id, &spec).await.unwrap();
+    rt.runtime.start(&id).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&rt.runtime.output(&id).await.unwrap().0).contains("ready") {
+        assert!(Instant::now() < deadline, "the app never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rt.runtime.kill(&id, 15).await.unwrap();
+    let exit = exit_within(&rt, &id, 5).await;
+    assert_eq!(exit, Some(ExitStatus::Code(128 + 15)), "the launcher's death by SIGTERM, as an exit code");
+    let stdout = String::from_utf8(rt.runtime.output(&id).await.unwrap().0).unwrap();
+    assert_eq!(stdout, "ready\nshut down gracefully\n");
+    rt.runtime.destroy(&id).await.unwrap();
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
