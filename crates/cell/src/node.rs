@@ -380,6 +380,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn instances_reach_public_networks_and_dns_but_not_private_networks() {
+        let groups = default_security_groups();
+        let allowed = |addr: [u8; 4], protocol: Protocol, port: u16| {
+            groups.iter().any(|r| {
+                r.destination.contains(addr.into())
+                    && (r.protocol == Protocol::All || r.protocol == protocol)
+                    && r.ports.is_none_or(|p| p.first <= port && port <= p.last)
+            })
+        };
+        for public in [[1, 1, 1, 1], [8, 8, 8, 8], [172, 32, 0, 1], [192, 169, 0, 1], [203, 0, 113, 9]] {
+            assert!(allowed(public, Protocol::Tcp, 443), "{public:?}");
+        }
+        for private in [[10, 0, 0, 5], [172, 16, 3, 4], [192, 168, 1, 1], [169, 254, 169, 254], [127, 0, 0, 1]] {
+            assert!(!allowed(private, Protocol::Tcp, 5432), "{private:?}");
+            assert!(allowed(private, Protocol::Udp, 53) && allowed(private, Protocol::Tcp, 53), "DNS to {private:?}");
+        }
+    }
+
+    #[test]
     fn image_users_resolve_by_number_or_through_the_images_passwd() {
         let root = std::env::temp_dir().join(format!("hearth-node-user-{}", std::process::id()));
         std::fs::create_dir_all(root.join("etc")).unwrap();
