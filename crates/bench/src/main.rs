@@ -13,7 +13,8 @@
 //! pick instead: `containers` (Hearth's runtime beside `runc run` and `crun run`) and
 //! `pulls` (a cold pull through hearth-images beside `skopeo copy`); `router` (Hearth's
 //! router beside nginx, both driven by wrk); `scheduler` measures placement and convergence
-//! at scale over simulated cells.
+//! at scale over simulated cells; `push` times `hearth push` of a static site to its first
+//! 200 through the router beside copying the files and serving them by hand.
 
 mod containers;
 mod cpu;
@@ -21,6 +22,7 @@ mod load;
 mod minimal;
 mod platform;
 mod pulls;
+mod push;
 mod report;
 mod router;
 mod scheduler;
@@ -66,6 +68,8 @@ enum Command {
     Containers(containers::Args),
     /// A cold pull of a ~50 MB image from a loopback registry: hearth-images beside `skopeo copy`
     Pulls(pulls::Args),
+    /// `hearth push` of a static site to its first 200 through the router, by phase, beside serving it by hand (root)
+    Push(push::Args),
     /// Placement and convergence at scale over simulated cells, compared with Diego's published scale
     Scheduler(scheduler::Args),
     /// Requests/s and p50/p99 through Hearth's router beside nginx, driven by wrk (apt: `nginx-light wrk`)
@@ -102,6 +106,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Api(args)) => api(args),
         Some(Command::Containers(args)) => containers::main(args),
         Some(Command::Pulls(args)) => pulls::main(args),
+        Some(Command::Push(args)) => push::main(args),
         Some(Command::Scheduler(args)) => scheduler::main(args),
         Some(Command::Router(args)) => router::main(args),
         Some(Command::TimeLoop(args)) => containers::time_loop(args),

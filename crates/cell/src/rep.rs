@@ -227,8 +227,17 @@ impl Rep {
         let rep = self.clone();
         tokio::spawn(async move {
             let ending = rep.run_instance(&key, &desired, &instance, existing, &stop).await;
-            if let Ending::Crashed(reason) = ending {
-                rep.crashed(&key, &instance, &reason).await;
+            let (cell, guid) = (&rep.inner.config.id, &instance.instance_guid);
+            match ending {
+                Ending::Crashed(reason) => {
+                    rep.cell_log(
+                        &desired,
+                        key.index,
+                        &format!("Cell {cell} reports instance {guid} crashed: {reason}"),
+                    );
+                    rep.crashed(&key, &instance, &reason).await;
+                }
+                Ending::Stopped => rep.cell_log(&desired, key.index, &format!("Cell {cell} stopping instance {guid}")),
             }
         });
     }
@@ -242,17 +251,28 @@ impl Rep {
         stop: &CancellationToken,
     ) -> Ending {
         let node = &self.inner.node;
+        let (cell, guid) = (&self.inner.config.id, &instance.instance_guid);
         let info = match existing {
             Some(info) => info,
-            None => match self.create(key, desired, instance).await {
-                Ok(info) => info,
-                Err(e) => return Ending::Crashed(format!("Failed to create container: {e:#}")),
-            },
+            None => {
+                self.cell_log(desired, key.index, &format!("Cell {cell} creating container for instance {guid}"));
+                match self.create(key, desired, instance).await {
+                    Ok(info) => {
+                        let line = format!("Cell {cell} successfully created container for instance {guid}");
+                        self.cell_log(desired, key.index, &line);
+                        info
+                    }
+                    Err(e) => return Ending::Crashed(format!("Failed to create container: {e:#}")),
+                }
+            }
         };
         let id = info.id.clone();
         let already_running = info.status == Status::Running;
-        if !already_running && let Err(e) = node.runtime().start(&id).await {
-            return Ending::Crashed(format!("Failed to start the process: {e}"));
+        if !already_running {
+            if let Err(e) = node.runtime().start(&id).await {
+                return Ending::Crashed(format!("Failed to start the process: {e}"));
+            }
+            self.cell_log(desired, key.index, "Starting health monitoring of container");
         }
         // Output into the app's logs while this watch lasts (and what is left after it).
         let output_done = CancellationToken::new();
@@ -319,6 +339,7 @@ impl Rep {
                 self.stop_container(&id).await;
                 return Ending::Stopped;
             }
+            self.cell_log(desired, key.index, "Container became healthy");
         }
 
         // Container metrics from now on (a sample of a process still starting says little).
@@ -367,6 +388,15 @@ impl Rep {
         let request = instance::plan(desired, key, &instance.instance_guid, self.inner.config.disk_limits)
             .map_err(anyhow::Error::msg)?;
         node.create(&request).await
+    }
+
+    /// A `CELL` line in the instance's app logs, as Diego's executor writes them.
+    fn cell_log(&self, desired: &DesiredLrp, index: u32, text: &str) {
+        if let Some(logs) = self.inner.logs.get() {
+            let source = LineSource::new(&desired.log_source_id, &index.to_string(), "CELL", LogStream::Out);
+            let source = desired.metric_tags.iter().fold(source, |s, (k, v)| s.with_tag(k, v));
+            let _ = logs.append(source.envelope(text.as_bytes().to_vec()));
+        }
     }
 
     /// Records a crash and removes the container (the scheduler restarts it per its policy).

@@ -246,6 +246,8 @@ fn a_newcomer_pushes_reaches_scales_restarts_and_deletes_apps() {
     let recent = server.hearth(&["logs", "bin", "--recent"]).ok();
     assert!(recent.contains("[APP/PROC/WEB/") && recent.contains("served GET / HTTP/1.1"), "{recent}");
     assert!(recent.contains("[RTR/") && recent.contains(&format!("{host} - ")), "{recent}");
+    assert!(recent.contains("[CELL/") && recent.contains("OUT Container became healthy"), "{recent}");
+    assert!(recent.contains("crashed: APP/PROC/WEB: Exited with status 137"), "the kill, as the cell saw it: {recent}");
     let mut follower = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["logs", "bin"])
         .env("HEARTH_HOME", server.root.join("home"))

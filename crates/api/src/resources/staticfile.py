@@ -1,7 +1,7 @@
 """Hearth's staticfile_buildpack web server: serves the app's files with the Staticfile
 options Cloud Foundry's staticfile buildpack has (root, pushstate, directory listing,
 gzip of precompressed files), on $PORT."""
-import gzip, http.server, os, posixpath, sys, urllib.parse
+import gzip, http.server, os, posixpath, socketserver, sys, urllib.parse
 
 options = {}
 for line in open(os.path.join(os.path.dirname(__file__), "options")):
@@ -60,4 +60,13 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         sys.stdout.flush()
 
 
-http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), Handler).serve_forever()
+class Server(http.server.ThreadingHTTPServer):
+    def server_bind(self):
+        # HTTPServer's own server_bind looks up the host's full name: a DNS query that can
+        # take seconds in a container and is never used here.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+print("Serving %s on port %s" % (root, os.environ.get("PORT", "8080")), flush=True)
+Server(("0.0.0.0", int(os.environ.get("PORT", "8080"))), Handler).serve_forever()
