@@ -36,6 +36,9 @@ pub struct CellConfig {
     pub liveness_interval: Duration,
     /// SIGTERM, then SIGKILL after this long (Diego: 10 s).
     pub stop_grace: Duration,
+    /// Between removing a stopping instance from the store (the router drops it on that
+    /// event) and its SIGTERM, so requests already routed to it are not sent to a dying app.
+    pub deregistration_delay: Duration,
     /// Enforce each instance's disk limit (a loop-mounted file system per instance).
     pub disk_limits: bool,
     /// Between container metrics samples (Diego: 15 s); one is taken as soon as an
@@ -54,6 +57,7 @@ impl CellConfig {
             startup_check_interval: Duration::from_millis(500),
             liveness_interval: Duration::from_secs(30),
             stop_grace: Duration::from_secs(10),
+            deregistration_delay: Duration::from_millis(500),
             disk_limits: true,
             metrics_interval: Duration::from_secs(15),
         }
@@ -150,10 +154,10 @@ impl Rep {
         });
     }
 
-    /// Stops an instance (SIGTERM, then SIGKILL after the grace period), removes its
-    /// container and the instance. Returns once it is gone. The instance is found by the
-    /// guid the store records for `key`, so this also stops an evacuating copy (which the
-    /// store keeps under its own key).
+    /// Stops an instance: removes it from the store (and so from the route table), then
+    /// SIGTERM, SIGKILL after the grace period, and its container goes. Returns once it is
+    /// gone. The instance is found by the guid the store records for `key`, so this also
+    /// stops an evacuating copy (which the store keeps under its own key).
     pub async fn stop(&self, key: &ActualLrpKey) -> anyhow::Result<()> {
         let recorded = self.inner.sched.actual_lrp(key).await?.and_then(|a| a.instance);
         let guid = recorded.filter(|i| i.cell_id == self.inner.config.id).map(|i| i.instance_guid);
@@ -165,13 +169,18 @@ impl Rep {
                 .map(|(k, _)| k.clone());
             found.and_then(|k| running.remove(&k))
         };
+        // Out of the store first, so the router drops it before it gets SIGTERM.
+        let removed = self.inner.sched.remove_actual(key).await;
+        if watch.is_some() || guid.is_some() {
+            tokio::time::sleep(self.inner.config.deregistration_delay).await;
+        }
         if let Some(watch) = watch {
             watch.stop.cancel();
             self.stop_container(&instance::container_id(&watch.instance_guid).map_err(anyhow::Error::msg)?).await;
         } else if let Some(guid) = guid {
             self.stop_container(&instance::container_id(&guid).map_err(anyhow::Error::msg)?).await;
         }
-        match self.inner.sched.remove_actual(key).await {
+        match removed {
             Ok(()) | Err(hearth_scheduler::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }

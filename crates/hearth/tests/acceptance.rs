@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use common::cli::{ADMIN_PASSWORD, Server, cgroup_parent, instances, json_of, through_router, until_router};
@@ -286,10 +287,26 @@ fn a_newcomer_pushes_reaches_scales_restarts_and_deletes_apps() {
         until_router(&addr, &format!("{name}.{DOMAIN}"), &format!("{name} after a restart"), |s, _| s == 200);
     }
     assert_eq!(instance_answers(&addr, &host, 3).len(), 3, "all three instances after a restart");
+    // Scaling down drops instances from the router before they are stopped: no request fails.
+    let stop_asking = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (stop, addr, host) = (stop_asking.clone(), addr.clone(), host.clone());
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                answers.push(through_router(&addr, &host).0);
+            }
+            answers
+        })
+    };
     server.hearth(&["scale", "bin", "-i", "1"]).ok();
     until_instances(&server, "bin", "one instance after scaling down", |list| {
         list.len() == 1 && running_count(list) == 1
     });
+    until(|| app_processes(&server, "server").len() == 1, "two instances stopped");
+    stop_asking.store(true, Ordering::Relaxed);
+    let answers = client.join().unwrap();
+    assert!(!answers.is_empty() && answers.iter().all(|&s| s == 200), "while scaling down: {answers:?}");
 
     // Deleting an app takes its route and its instance; deleting them all leaves nothing.
     let containers = |server: &Server| leftovers(server).iter().filter(|l| l.starts_with("container ")).count();
