@@ -135,6 +135,8 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
         .await;
         api.ok(Method::POST, &format!("/v3/apps/{app}/actions/restart"), None).await;
         api.until(&format!("/v3/processes/{app}/stats"), "running", 90, |s| running(s) == 1).await;
+        let web = api.ok(Method::GET, &format!("/v3/processes/{app}"), None).await;
+        assert_eq!(web["command"], "sh run.sh", "the detected start command: {web}");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (status, body, _) = through_router(&addr, "site.apps.test.internal").await;
@@ -228,6 +230,12 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
                 (response.status().as_u16(), response.text().await.unwrap())
             }
         };
+        // Running first, then routed: the route table follows the instance's RUNNING event.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get("/").await.0 == 404 {
+            assert!(Instant::now() < deadline, "www never got its route");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(get("/").await, (200, "<h1>static</h1>\n".to_string()));
         assert_eq!(get("/css/site.css").await, (200, "h1 { color: red }\n".to_string()));
         assert_eq!(get("/deep/client/route").await, (200, "<h1>static</h1>\n".to_string()), "pushstate");

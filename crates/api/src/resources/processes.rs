@@ -1,9 +1,11 @@
 //! Processes: what runs for an app (type, command, instances, limits, health checks).
 
+use std::collections::HashMap;
+
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use hearth_store::{self as store, App, Cond, Conn, Metadata, OrgQuota, Process, Space, Value as SqlValue};
+use hearth_store::{self as store, App, Cond, Conn, Droplet, Metadata, OrgQuota, Process, Space, Value as SqlValue};
 use serde_json::{Value, json};
 
 use super::audit_events::Target;
@@ -14,12 +16,33 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::{ListParams, ListRules};
 use crate::{ApiState, render};
 
-pub fn render(ctx: &Ctx, p: &Process, space_guid: &str, md: Option<&Metadata>) -> Value {
+/// The process types of each app's current droplet, by app guid.
+async fn detected_of(conn: &mut Conn, apps: &[App]) -> ApiResult<HashMap<String, Value>> {
+    let droplets: Vec<String> = apps.iter().filter_map(|a| a.droplet_guid.clone()).collect();
+    if droplets.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found: Vec<Droplet> = store::find_all(conn, vec![Cond::In("guid", droplets)]).await?;
+    Ok(found.into_iter().map(|d| (d.app_guid, d.process_types)).collect())
+}
+
+/// CF's `specified_or_detected_command`: the process's own command, else its type's in the
+/// app's current droplet; hidden from those who may not read the space's secrets.
+fn command_of(ctx: &Ctx, p: &Process, space_guid: &str, detected: &HashMap<String, Value>) -> Value {
+    let command =
+        p.command.clone().or_else(|| detected.get(&p.app_guid)?.get(&p.process_type)?.as_str().map(str::to_string));
+    match command {
+        Some(_) if !ctx.viewer.can_read_secrets(space_guid) => json!("[PRIVATE DATA HIDDEN]"),
+        command => json!(command),
+    }
+}
+
+pub fn render(ctx: &Ctx, p: &Process, space_guid: &str, command: Value, md: Option<&Metadata>) -> Value {
     let path = format!("/v3/processes/{}", p.guid);
     json!({
         "guid": p.guid,
         "type": p.process_type,
-        "command": p.command,
+        "command": command,
         "user": "vcap",
         "instances": p.instances,
         "memory_in_mb": p.memory_in_mb,
@@ -48,11 +71,12 @@ async fn render_many(conn: &mut Conn, ctx: &Ctx, procs: &[Process]) -> ApiResult
     let app_guids: Vec<String> = procs.iter().map(|p| p.app_guid.clone()).collect();
     let apps: Vec<App> = store::find_all(conn, vec![Cond::In("guid", app_guids)]).await?;
     let md = store::metadata_for(conn, &guids).await?;
+    let detected = detected_of(conn, &apps).await?;
     Ok(procs
         .iter()
         .map(|p| {
             let space = apps.iter().find(|a| a.guid == p.app_guid).map(|a| a.space_guid.as_str()).unwrap_or("");
-            render(ctx, p, space, md.get(&p.guid))
+            render(ctx, p, space, command_of(ctx, p, space, &detected), md.get(&p.guid))
         })
         .collect())
 }
@@ -144,7 +168,8 @@ pub async fn get_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<S
     let mut conn = state.store.conn().await?;
     let (p, app) = find_visible(&mut conn, &ctx, &guid).await?;
     let md = super::metadata_of(&mut conn, &p.guid).await?;
-    Ok(ok(render(&ctx, &p, &app.space_guid, Some(&md))))
+    let detected = detected_of(&mut conn, std::slice::from_ref(&app)).await?;
+    Ok(ok(render(&ctx, &p, &app.space_guid, command_of(&ctx, &p, &app.space_guid, &detected), Some(&md))))
 }
 
 pub async fn get_for_app(
@@ -155,7 +180,8 @@ pub async fn get_for_app(
     let mut conn = state.store.conn().await?;
     let (p, app) = find_for_app(&mut conn, &ctx, &guid, &ptype).await?;
     let md = super::metadata_of(&mut conn, &p.guid).await?;
-    Ok(ok(render(&ctx, &p, &app.space_guid, Some(&md))))
+    let detected = detected_of(&mut conn, std::slice::from_ref(&app)).await?;
+    Ok(ok(render(&ctx, &p, &app.space_guid, command_of(&ctx, &p, &app.space_guid, &detected), Some(&md))))
 }
 
 fn health_check(body: &Body, key: &str, readiness: bool) -> ApiResult<Option<Value>> {
@@ -224,8 +250,9 @@ async fn apply_update(state: &ApiState, ctx: &Ctx, mut p: Process, app: App, bod
     )
     .await?;
     let md = super::metadata_of(&mut tx, &p.guid).await?;
+    let detected = detected_of(&mut tx, std::slice::from_ref(&app)).await?;
     tx.commit().await?;
-    Ok(ok(render(ctx, &p, &app.space_guid, Some(&md))))
+    Ok(ok(render(ctx, &p, &app.space_guid, command_of(ctx, &p, &app.space_guid, &detected), Some(&md))))
 }
 
 pub async fn update(
@@ -341,9 +368,11 @@ async fn apply_scale(state: &ApiState, ctx: &Ctx, mut p: Process, app: App, body
     )
     .await?;
     let md = super::metadata_of(&mut tx, &p.guid).await?;
+    let detected = detected_of(&mut tx, std::slice::from_ref(&app)).await?;
     tx.commit().await?;
     crate::lrps::sync_app(state, &app.guid, false).await?;
-    Ok(super::accepted_with(render(ctx, &p, &app.space_guid, Some(&md))))
+    let command = command_of(ctx, &p, &app.space_guid, &detected);
+    Ok(super::accepted_with(render(ctx, &p, &app.space_guid, command, Some(&md))))
 }
 
 pub async fn scale(
