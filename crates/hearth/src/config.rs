@@ -41,6 +41,59 @@ pub struct ServerArgs {
     /// The cgroup every container's cgroup is made under (default: hearth)
     #[arg(long, env = "HEARTH_CGROUP_PARENT")]
     pub cgroup_parent: Option<String>,
+    /// HTTPS on this address too (needs --tls-cert and --tls-key, or [tls] in the file)
+    #[arg(long, env = "HEARTH_TLS_LISTEN")]
+    pub tls_listen: Option<String>,
+    /// The default certificate (PEM) HTTPS serves when no other matches the SNI name
+    #[arg(long, env = "HEARTH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, env = "HEARTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `[tls]`: HTTPS on its own address with certificates per host name (SNI).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub certs: Vec<CertFile>,
+}
+
+/// One `[[tls.certs]]`: PEM files and the names they serve (`*.apps.example.com` allowed;
+/// none: the default certificate).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFile {
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[blobstore]`: where packages, droplets and buildpacks go (default: DATA_DIR/blobs).
+/// S3 credentials may also come from `HEARTH_S3_ACCESS_KEY_ID` and `HEARTH_S3_SECRET_ACCESS_KEY`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum BlobstoreFile {
+    Local {
+        root: PathBuf,
+    },
+    S3 {
+        endpoint: Option<String>,
+        bucket: String,
+        #[serde(default = "default_region")]
+        region: String,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+        #[serde(default)]
+        path_style: bool,
+    },
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
 }
 
 /// The TOML file's shape (every key optional).
@@ -58,6 +111,8 @@ pub struct FileConfig {
     pub insecure_registries: Option<Vec<String>>,
     pub containers: Option<bool>,
     pub cgroup_parent: Option<String>,
+    pub tls: Option<TlsFile>,
+    pub blobstore: Option<BlobstoreFile>,
 }
 
 /// The settings the server runs with.
@@ -77,6 +132,9 @@ pub struct ServerConfig {
     pub admin_client_secret: Option<String>,
     /// The container runtime and image store; `None` runs no containers.
     pub node: Option<NodeConfig>,
+    /// HTTPS beside the plain front address, certificates read at start.
+    pub tls: Option<hearth_router::TlsConfig>,
+    pub blobstore: hearth_blobstore::BlobStoreConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -101,6 +159,8 @@ impl ServerConfig {
         let database_url = args.database_url.clone().or(file.database_url).unwrap_or_else(|| sqlite_url(&data_dir));
         let external_url = args.external_url.clone().or(file.external_url);
         let env_secs = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<i64>().ok());
+        let tls = tls_config(args, file.tls)?;
+        let blobstore = blobstore_config(&data_dir, file.blobstore)?;
         Ok(ServerConfig {
             data_dir,
             listen,
@@ -126,6 +186,8 @@ impl ServerConfig {
                 helper: None,
                 network: hearth_containers::NetworkConfig::default(),
             }),
+            tls,
+            blobstore,
         })
     }
 
@@ -142,8 +204,57 @@ impl ServerConfig {
             admin_password: None,
             admin_client_secret: None,
             node: None,
+            tls: None,
+            blobstore: hearth_blobstore::BlobStoreConfig::Local { root: data_dir.join("blobs") },
         }
     }
+}
+
+/// HTTPS from the flags (one default certificate) and `[tls]`, PEM files read now so a
+/// missing or unreadable one stops the start with its name.
+fn tls_config(args: &ServerArgs, file: Option<TlsFile>) -> anyhow::Result<Option<hearth_router::TlsConfig>> {
+    let file = file.unwrap_or_default();
+    let Some(listen) = args.tls_listen.clone().or(file.listen) else {
+        anyhow::ensure!(args.tls_cert.is_none(), "--tls-cert needs --tls-listen (the HTTPS address)");
+        return Ok(None);
+    };
+    let listen = listen.parse().with_context(|| format!("the HTTPS address {listen} is not HOST:PORT"))?;
+    let read =
+        |path: &Path| std::fs::read_to_string(path).with_context(|| format!("cannot read TLS file {}", path.display()));
+    let mut certs = Vec::new();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        certs.push(hearth_router::CertConfig { names: Vec::new(), cert_pem: read(cert)?, key_pem: read(key)? });
+    }
+    for c in file.certs {
+        certs.push(hearth_router::CertConfig { names: c.names, cert_pem: read(&c.cert)?, key_pem: read(&c.key)? });
+    }
+    anyhow::ensure!(!certs.is_empty(), "HTTPS on {listen} needs a certificate: --tls-cert and --tls-key");
+    Ok(Some(hearth_router::TlsConfig { listen, certs }))
+}
+
+fn blobstore_config(data_dir: &Path, file: Option<BlobstoreFile>) -> anyhow::Result<hearth_blobstore::BlobStoreConfig> {
+    use hearth_blobstore::BlobStoreConfig;
+    Ok(match file {
+        None => BlobStoreConfig::Local { root: data_dir.join("blobs") },
+        Some(BlobstoreFile::Local { root }) => BlobStoreConfig::Local { root },
+        Some(BlobstoreFile::S3 { endpoint, bucket, region, access_key_id, secret_access_key, path_style }) => {
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let access_key_id = env("HEARTH_S3_ACCESS_KEY_ID")
+                .or(access_key_id)
+                .context("[blobstore] kind = \"s3\" needs access_key_id (or HEARTH_S3_ACCESS_KEY_ID)")?;
+            let secret_access_key = env("HEARTH_S3_SECRET_ACCESS_KEY")
+                .or(secret_access_key)
+                .context("[blobstore] kind = \"s3\" needs secret_access_key (or HEARTH_S3_SECRET_ACCESS_KEY)")?;
+            BlobStoreConfig::S3(hearth_blobstore::S3Config {
+                endpoint,
+                bucket,
+                region,
+                access_key_id,
+                secret_access_key,
+                path_style,
+            })
+        }
+    })
 }
 
 fn sqlite_url(data_dir: &Path) -> String {
@@ -171,6 +282,9 @@ mod tests {
             insecure_registries: Vec::new(),
             cgroup_parent: None,
             no_containers: false,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
         };
         let c = ServerConfig::resolve(&args).unwrap();
         assert_eq!(c.listen, "127.0.0.1:7777");

@@ -71,6 +71,9 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let server = Server::start(config).await?;
     println!("Hearth is running.");
     println!("  API endpoint:   {}", server.url);
+    if let Some(https) = server.https_addr {
+        println!("  HTTPS:          {https} (apps and the API by host name, certificates by SNI)");
+    }
     println!("  Data directory: {}", data_dir.display());
     if server.first_start {
         println!("  Admin user:     admin");

@@ -51,6 +51,8 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 /// A running platform.
 pub struct Server {
     pub addr: SocketAddr,
+    /// The HTTPS address, when TLS is configured.
+    pub https_addr: Option<SocketAddr>,
     pub url: String,
     pub admin_password: String,
     pub admin_client_secret: String,
@@ -112,6 +114,7 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {} (is another server running? use --listen)", config.listen))?;
         let addr = front.http_addr();
+        let https_addr = front.https_addr();
         let url = match &config.external_url {
             Some(u) => u.clone(),
             None if addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
@@ -157,10 +160,7 @@ impl Server {
             }
         };
         let routes_changed = Arc::new(tokio::sync::Notify::new());
-        let blobs = hearth_blobstore::BlobStore::open(&hearth_blobstore::BlobStoreConfig::Local {
-            root: config.data_dir.join("blobs"),
-        })
-        .context("cannot open the blobstore")?;
+        let blobs = hearth_blobstore::BlobStore::open(&config.blobstore).context("cannot open the blobstore")?;
         let api_state = ApiState {
             store: store.clone(),
             auth: auth.clone(),
@@ -220,6 +220,7 @@ impl Server {
         stop_on_error.disarm();
         Ok(Server {
             addr,
+            https_addr,
             url,
             admin_password,
             admin_client_secret,
@@ -328,7 +329,7 @@ fn router_config(config: &ServerConfig, listen: SocketAddr) -> RouterConfig {
             host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
         system_hosts.push(host.to_ascii_lowercase());
     }
-    RouterConfig { listen, system_hosts, ..RouterConfig::default() }
+    RouterConfig { listen, system_hosts, tls: config.tls.clone(), ..RouterConfig::default() }
 }
 
 fn registry_config(config: &ServerConfig) -> hearth_images::RegistryConfig {

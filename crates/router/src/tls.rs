@@ -32,15 +32,13 @@ impl ResolvesServerCert for SniResolver {
 }
 
 /// Builds the server config; a certificate or key that does not parse or match is an error.
+/// A certificate with no names serves only as the default (when it comes first).
 pub(crate) fn server_config(certs: &[CertConfig]) -> Result<Arc<rustls::ServerConfig>, RouterError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut by_name = HashMap::new();
     let mut default = None;
     for cert in certs {
         let bad = |reason: String| RouterError::Certificate { names: cert.names.clone(), reason };
-        if cert.names.is_empty() {
-            return Err(bad("no host names given".into()));
-        }
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
             .collect::<Result<_, _>>()
             .map_err(|e| bad(format!("certificate PEM: {e}")))?;
