@@ -38,6 +38,9 @@ pub struct ServerArgs {
     /// Run no containers on this machine
     #[arg(long)]
     pub no_containers: bool,
+    /// Do not push the sample app `hello` on the first start
+    #[arg(long, env = "HEARTH_NO_SAMPLE_APP")]
+    pub no_sample_app: bool,
     /// The cgroup every container's cgroup is made under (default: hearth)
     #[arg(long, env = "HEARTH_CGROUP_PARENT")]
     pub cgroup_parent: Option<String>,
@@ -282,6 +285,7 @@ mod tests {
             insecure_registries: Vec::new(),
             cgroup_parent: None,
             no_containers: false,
+            no_sample_app: false,
             tls_listen: None,
             tls_cert: None,
             tls_key: None,

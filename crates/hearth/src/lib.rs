@@ -6,4 +6,5 @@ pub mod config;
 mod ops;
 mod routing;
 pub mod runner;
+pub mod sample_app;
 pub mod server;

@@ -68,6 +68,7 @@ fn serve(args: ServerArgs) -> ExitCode {
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let config = ServerConfig::resolve(&args)?;
     let data_dir = config.data_dir.clone();
+    let app_domain = config.app_domain.clone();
     let server = Server::start(config).await?;
     println!("Hearth is running.");
     println!("  API endpoint:   {}", server.url);
@@ -86,6 +87,11 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         println!("  Admin credentials: {}/admin-credentials.toml", data_dir.display());
     }
     println!("Log in with:  hearth login -a {} -u admin   (or: cf login -a {} -u admin)", server.url, server.url);
+    if server.first_start && server.node.is_ok() && !args.no_sample_app {
+        let front = server.addr.to_string();
+        println!("Your first app is being pushed: {}", hearth::sample_app::url(&app_domain, &front));
+        tokio::spawn(hearth::sample_app::push(server.url.clone(), server.admin_password.clone(), data_dir.clone()));
+    }
     let token = server.shutdown_token();
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -1,7 +1,8 @@
 //! The acceptance suite (Hearth's CATs), as root: one fresh `hearth server` driven only
-//! through the `hearth` binary and plain HTTP, as a newcomer would. It pushes a compiled
-//! binary, a static site, a python app, a node app and an image from a local registry;
-//! reaches each through the router by host name; scales one to three instances and sees
+//! through the `hearth` binary and plain HTTP, as a newcomer would. It opens the sample
+//! app the first start pushed, then pushes a compiled binary, a static site, a python app,
+//! a node app and an image from a local registry; reaches each through the router by host
+//! name; scales one to three instances and sees
 //! three `CF_INSTANCE_INDEX` answers; kills an instance's process and sees it replaced;
 //! reads recent and streamed logs (app and `RTR` lines) and the instances' memory use;
 //! restarts the server and finds every app answering; deletes the apps and finds nothing
@@ -177,7 +178,7 @@ fn a_newcomer_pushes_reaches_scales_restarts_and_deletes_apps() {
         json!({"architecture": "amd64", "os": "linux",
                "config": {"Cmd": ["/bin/sh", "-c", web], "ExposedPorts": {"8080/tcp": {}}}}),
     );
-    let mut server = Server::start_with(&[
+    let mut server = Server::start_as_newcomer(&[
         "--node-dir",
         "{root}/node",
         "--insecure-registry",
@@ -187,6 +188,15 @@ fn a_newcomer_pushes_reaches_scales_restarts_and_deletes_apps() {
     ]);
     let addr = server.url.trim_start_matches("http://").to_string();
     server.hearth(&["login", "-a", &server.url, "-u", "admin", "-p", ADMIN_PASSWORD]).ok();
+
+    // The first start pushed a sample app a newcomer can open at once, and said where.
+    let (status, body) = until_router(&addr, &format!("hello.{DOMAIN}"), "the sample app", |s, _| s == 200);
+    assert!(status == 200 && body.contains("Hello from Hearth"), "{body}");
+    let banner = format!("Your first app is being pushed: http://hello.{DOMAIN}:");
+    assert!(server.log().contains(&banner), "{}", server.log());
+    server.hearth(&["target", "-o", "demo", "-s", "dev"]).ok();
+    server.hearth(&["delete", "hello", "-f", "-r"]).ok();
+    until(|| leftovers(&server).is_empty(), "the sample app deleted with nothing left");
     server.hearth(&["create-org", "acme"]).ok();
     server.hearth(&["target", "-o", "acme"]).ok();
     server.hearth(&["create-space", "dev"]).ok();

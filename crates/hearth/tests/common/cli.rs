@@ -17,6 +17,8 @@ pub struct Server {
     pub url: String,
     /// The `hearth server` arguments after `--data-dir` and `--listen`, as given.
     extra: Vec<String>,
+    /// Whether the first start pushes the sample app (as for a newcomer).
+    sample_app: bool,
 }
 
 impl Server {
@@ -28,6 +30,15 @@ impl Server {
     /// A server with extra `hearth server` arguments (`{root}` in one is this server's
     /// directory).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_inner(extra, false)
+    }
+
+    /// As `start_with`, but the first start pushes the sample app, as for a newcomer.
+    pub fn start_as_newcomer(extra: &[&str]) -> Self {
+        Self::start_inner(extra, true)
+    }
+
+    fn start_inner(extra: &[&str], sample_app: bool) -> Self {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let root = std::env::temp_dir().join(format!("hearth-cli-e2e-{}-{nanos}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -35,8 +46,8 @@ impl Server {
         std::fs::create_dir_all(root.join("home")).unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let extra: Vec<String> = extra.iter().map(|a| a.replace("{root}", &root.to_string_lossy())).collect();
-        let child = spawn(&root, &addr, &extra);
-        let server = Self { child, root, url: format!("http://{addr}"), extra };
+        let child = spawn(&root, &addr, &extra, sample_app);
+        let server = Self { child, root, url: format!("http://{addr}"), extra, sample_app };
         server.wait_ready();
         server
     }
@@ -46,7 +57,7 @@ impl Server {
     pub fn restart(&mut self) {
         self.terminate();
         let addr = self.url.trim_start_matches("http://").to_string();
-        self.child = spawn(&self.root, &addr, &self.extra);
+        self.child = spawn(&self.root, &addr, &self.extra, self.sample_app);
         self.wait_ready();
     }
 
@@ -134,9 +145,13 @@ impl Drop for Server {
 }
 
 /// Starts `hearth server` on `addr` with its data under `root` (the log is appended to).
-fn spawn(root: &Path, addr: &str, extra: &[String]) -> Child {
+fn spawn(root: &Path, addr: &str, extra: &[String], sample_app: bool) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("server.log")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    if !sample_app {
+        command.env("HEARTH_NO_SAMPLE_APP", "true");
+    }
+    command
         .args(["server", "--data-dir"])
         .arg(root.join("data"))
         .args(["--listen", addr])
