@@ -1,6 +1,7 @@
 //! The V3 resources. Each module owns one resource: its JSON shape and its handlers.
 
 mod app_actions;
+mod app_children;
 mod apps;
 pub(crate) mod audit_events;
 mod bits;

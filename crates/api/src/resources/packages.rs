@@ -56,13 +56,7 @@ pub fn render(ctx: &Ctx, p: &Package, md: Option<&Metadata>) -> Value {
 
 /// The package and its app, if the caller may see them.
 pub async fn find_visible(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<(Package, App)> {
-    let p: Option<Package> = store::get(conn, guid).await?;
-    let p = p.ok_or(ApiError::NotFound("Package"))?;
-    let app: Option<App> = store::get(conn, &p.app_guid).await?;
-    match app {
-        Some(a) if ctx.viewer.can_read_space(&a.space_guid) => Ok((p, a)),
-        _ => Err(ApiError::NotFound("Package")),
-    }
+    super::app_children::find_visible(conn, ctx, guid).await
 }
 
 pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> ApiResult<Response> {
@@ -166,22 +160,8 @@ async fn list_with(
     mut conds: Vec<Cond>,
 ) -> ApiResult<Response> {
     let params = ListParams::parse(q, &RULES)?;
-    if let Some(spaces) = ctx.viewer.readable_spaces() {
-        conds.push(Cond::Sub("packages.app_guid IN (SELECT guid FROM apps WHERE space_guid IN ({}))", spaces));
-    }
-    params.in_filters(
-        &mut conds,
-        &[("guids", "guid"), ("states", "state"), ("types", "kind"), ("app_guids", "app_guid")],
-    );
-    if let Some(v) = params.filter("space_guids") {
-        conds.push(Cond::Sub("packages.app_guid IN (SELECT guid FROM apps WHERE space_guid IN ({}))", v.clone()));
-    }
-    if let Some(v) = params.filter("organization_guids") {
-        conds.push(Cond::Sub(
-            "packages.app_guid IN (SELECT a.guid FROM apps a JOIN spaces s ON a.space_guid = s.guid WHERE s.org_guid IN ({}))",
-            v.clone(),
-        ));
-    }
+    super::app_children::scope::<Package>(ctx, &params, &mut conds);
+    params.in_filters(&mut conds, &[("guids", "guid"), ("states", "state"), ("types", "kind")]);
     let mut conn = state.store.conn().await?;
     let page = store::list::<Package>(&mut conn, &params.spec(conds)).await?;
     let guids: Vec<String> = page.items.iter().map(|p| p.guid.clone()).collect();
