@@ -101,6 +101,11 @@ pub struct StagingResult {
 /// (`NoAppDetectedError - …`, `BuildpackCompileFailed - …`, `StagingError - …`).
 pub trait Stager: Send + Sync + 'static {
     fn stage(&self, job: StagingJob) -> BoxFuture<'static, Result<StagingResult, String>>;
+
+    /// Imports a droplet tgz in CF's layout (already checked by the blobstore's safe
+    /// extraction) as a layer where instances run; answers the layer (`sha256:…`), the
+    /// same one staging gave the same tgz.
+    fn import_droplet(&self, tgz: std::path::PathBuf) -> BoxFuture<'static, Result<String, String>>;
 }
 
 /// What docker staging learns of an image from its registry.

@@ -11,6 +11,9 @@
 //! - [`metrics`]: an instance's cpu, memory and disk sampled into its app's logs as gauges.
 //! - [`staging`]: buildpack staging in a container on this machine; the droplet becomes
 //!   a layer in the image store.
+//! - [`droplet`]: a CF droplet tgz → its layer (the same digest for the same tgz, so an
+//!   uploaded, copied or re-imported droplet is the staged one); the rep imports a missing
+//!   droplet layer through a [`rep::DropletSource`] before it starts an instance.
 //! - [`converger`]: the loop that converges desired and actual state through the
 //!   scheduler's store, auctions and hands placements and stops to cells.
 //!
@@ -20,6 +23,7 @@
 //! starts with `lrp-` and no others. It knows nothing of HTTP or the CF wire format.
 
 pub mod converger;
+pub mod droplet;
 pub mod health;
 pub mod instance;
 pub mod metrics;

@@ -78,6 +78,18 @@ struct Inner {
     running: Mutex<HashMap<ActualLrpKey, Watch>>,
     /// Where instances' output goes, once set.
     logs: std::sync::OnceLock<hearth_logs::Store>,
+    /// Where a droplet layer missing from the image store comes from, once set.
+    droplets: std::sync::OnceLock<Arc<dyn DropletSource>>,
+}
+
+/// A boxed future (droplet sources are trait objects).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Where the tgz of a droplet comes from when its layer is missing on this cell (a new
+/// machine, a lost or pruned image store): the platform's blobstore.
+pub trait DropletSource: Send + Sync + 'static {
+    /// Writes the tgz of the droplet whose layer is `layer` (`sha256:…`) to `dest`.
+    fn fetch<'a>(&'a self, layer: &'a str, dest: &'a std::path::Path) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 struct Watch {
@@ -114,6 +126,7 @@ impl Rep {
                 sched,
                 running: Mutex::new(HashMap::new()),
                 logs: std::sync::OnceLock::new(),
+                droplets: std::sync::OnceLock::new(),
             }),
         };
         rep.reattach().await?;
@@ -127,6 +140,38 @@ impl Rep {
     /// Sends instances' stdout and stderr (from their next start or re-attachment) to `logs`.
     pub fn send_output_to(&self, logs: hearth_logs::Store) {
         let _ = self.inner.logs.set(logs);
+    }
+
+    /// Imports missing droplet layers from `source` before instances start.
+    pub fn fetch_droplets_from(&self, source: Arc<dyn DropletSource>) {
+        let _ = self.inner.droplets.set(source);
+    }
+
+    /// Makes sure the droplet layer `layer` is in the image store: fetched from the
+    /// droplet source and imported if it is not. The import must give the same digest.
+    async fn ensure_droplet(&self, layer: &str) -> anyhow::Result<()> {
+        let node = &self.inner.node;
+        let digest = hearth_images::Digest::parse(layer).map_err(|e| anyhow::anyhow!("droplet {layer}: {e}"))?;
+        if node.images().has_layer(&digest) {
+            return Ok(());
+        }
+        let source = self.inner.droplets.get().ok_or_else(|| {
+            anyhow::anyhow!("droplet layer {layer} is not on this cell and there is nowhere to fetch it from")
+        })?;
+        let work = node.dir().join("droplets");
+        std::fs::create_dir_all(&work)?;
+        let tgz = work.join(format!("{}.tgz", uuid::Uuid::new_v4()));
+        let imported = async {
+            source.fetch(layer, &tgz).await?;
+            let (images, tgz, work) = (node.images().clone(), tgz.clone(), work.clone());
+            tokio::task::spawn_blocking(move || crate::droplet::import(&images, &tgz, &work)).await?
+        }
+        .await;
+        let _ = std::fs::remove_file(&tgz);
+        let imported = imported?;
+        anyhow::ensure!(imported == digest, "droplet {layer}: its tgz imports as {imported}");
+        tracing::info!(%layer, "imported a missing droplet layer");
+        Ok(())
     }
 
     /// Heartbeats until `shutdown` fires.
@@ -393,6 +438,9 @@ impl Rep {
             && !self.inner.config.stacks.contains(stack)
         {
             anyhow::bail!("this cell has no stack {stack}");
+        }
+        if let Some(layer) = &desired.droplet {
+            self.ensure_droplet(layer).await?;
         }
         let request = instance::plan(desired, key, &instance.instance_guid, self.inner.config.disk_limits)
             .map_err(anyhow::Error::msg)?;

@@ -205,29 +205,20 @@ fn tar_of_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(tar.into_inner()?)
 }
 
-/// From the staged tree (entries `staging/...`) to the droplet layer (`home/vcap/...`) and
-/// the droplet tgz (`app/...`, `deps/...`, `profile.d/...`, `staging_info.yml`).
+/// From the staged tree (entries `staging/...`) to the droplet tgz (`app/...`, `deps/...`,
+/// `profile.d/...`, `staging_info.yml`), imported as the droplet's layer the way an
+/// uploaded droplet is (so both give one tgz the same layer).
 fn droplet_from(
     images: &hearth_images::Store,
     staged_tar: &Path,
     work_dir: &Path,
     job_id: &str,
 ) -> anyhow::Result<Staged> {
-    let layer_path = work_dir.join(format!("layer-{job_id}.tar"));
     let tgz_path = work_dir.join(format!("droplet-{job_id}.tgz"));
-    let mut layer = tar::Builder::new(std::fs::File::create(&layer_path)?);
     let mut tgz = tar::Builder::new(flate2::write::GzEncoder::new(
         std::fs::File::create(&tgz_path)?,
         flate2::Compression::fast(),
     ));
-    for dir in ["home/", "home/vcap/"] {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(0o755);
-        owned_by_vcap(&mut header);
-        header.set_size(0);
-        layer.append_data(&mut header, dir, std::io::empty())?;
-    }
     let (mut buildpack, mut detect_output, mut release_yaml) = (String::new(), String::new(), String::new());
     let mut procfile = None;
     let mut archive = tar::Archive::new(std::fs::File::open(staged_tar)?);
@@ -248,31 +239,19 @@ fn droplet_from(
                 let text = small(&mut entry)?;
                 let mut header = entry.header().clone();
                 header.set_size(text.len() as u64);
-                for (builder, prefix) in [(&mut layer as &mut dyn TarSink, "home/vcap/"), (&mut tgz, "")] {
-                    let mut header = header.clone();
-                    if !prefix.is_empty() {
-                        owned_by_vcap(&mut header);
-                    }
-                    builder.add(&mut header, &format!("{prefix}{rel}"), text.as_bytes())?;
-                }
+                tgz.append_data(&mut header, rel, text.as_bytes())?;
                 procfile = Some(text);
             }
             _ if ["app", "deps", "profile.d"].iter().any(|top| rel == *top || rel.starts_with(&format!("{top}/"))) => {
-                let header = entry.header().clone();
-                let link = entry.link_name()?.map(|l| l.to_path_buf());
-                let mut data = Vec::new();
-                if header.entry_type().is_file() {
-                    entry.read_to_end(&mut data)?;
-                }
-                for (builder, prefix) in [(&mut layer as &mut dyn TarSink, "home/vcap/"), (&mut tgz, "")] {
-                    let name = format!("{prefix}{rel}");
-                    let mut header = header.clone();
-                    if !prefix.is_empty() {
-                        owned_by_vcap(&mut header);
-                    }
-                    match &link {
-                        Some(target) => builder.link(&mut header, &name, target)?,
-                        None => builder.add(&mut header, &name, &data)?,
+                let mut header = entry.header().clone();
+                match entry.link_name()?.map(|l| l.to_path_buf()) {
+                    Some(target) => tgz.append_link(&mut header, rel, target)?,
+                    None => {
+                        let mut data = Vec::new();
+                        if header.entry_type().is_file() {
+                            entry.read_to_end(&mut data)?;
+                        }
+                        tgz.append_data(&mut header, rel, data.as_slice())?;
                     }
                 }
             }
@@ -286,35 +265,15 @@ fn droplet_from(
     let mut header = tar::Header::new_gnu();
     header.set_mode(0o644);
     header.set_size(info.len() as u64);
-    tgz.add(&mut header, "staging_info.yml", info.as_bytes())?;
-    layer.into_inner()?;
+    tgz.append_data(&mut header, "staging_info.yml", info.as_bytes())?;
     tgz.into_inner()?.finish()?;
-    let imported = images.import_layer(std::fs::File::open(&layer_path)?);
-    let _ = std::fs::remove_file(&layer_path);
-    let record = imported.context("cannot store the droplet layer")?;
-    Ok(Staged { layer: record.diff_id, droplet_tgz: tgz_path, buildpack, detect_output, release_yaml, procfile })
-}
-
-/// Layers are unpacked with host ids and seen through the container's user namespace:
-/// the droplet's files belong to the host id that is `vcap` inside, so the app may write
-/// its own directory.
-fn owned_by_vcap(header: &mut tar::Header) {
-    let map = hearth_containers::IdMap::default();
-    header.set_uid(u64::from(map.host_uid + VCAP.uid));
-    header.set_gid(u64::from(map.host_gid + VCAP.gid));
-}
-
-/// The two tar builders (plain file and gzip) behind one face.
-trait TarSink {
-    fn add(&mut self, header: &mut tar::Header, path: &str, data: &[u8]) -> std::io::Result<()>;
-    fn link(&mut self, header: &mut tar::Header, path: &str, target: &Path) -> std::io::Result<()>;
-}
-
-impl<W: std::io::Write> TarSink for tar::Builder<W> {
-    fn add(&mut self, header: &mut tar::Header, path: &str, data: &[u8]) -> std::io::Result<()> {
-        self.append_data(header, path, data)
-    }
-    fn link(&mut self, header: &mut tar::Header, path: &str, target: &Path) -> std::io::Result<()> {
-        self.append_link(header, path, target)
-    }
+    let layer = crate::droplet::import(images, &tgz_path, work_dir);
+    let layer = match layer {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tgz_path);
+            return Err(e);
+        }
+    };
+    Ok(Staged { layer, droplet_tgz: tgz_path, buildpack, detect_output, release_yaml, procfile })
 }

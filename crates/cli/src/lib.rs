@@ -30,8 +30,8 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use commands::{
-    api, app_data, apps, curl, lifecycle, login, logs, members, node, orgs, push, roles as role_commands, routes,
-    spaces, target, users,
+    api, app_data, apps, buildpacks, curl, lifecycle, login, logs, members, node, orgs, platform, push,
+    roles as role_commands, routes, spaces, target, users,
 };
 use session::Session;
 
@@ -120,6 +120,22 @@ pub enum Command {
     MapRoute(routes::MapRouteArgs),
     /// Unmap a route from an app
     UnmapRoute(routes::MapRouteArgs),
+    /// Download an app's droplet (its current one, or --droplet GUID)
+    DownloadDroplet(platform::DownloadDropletArgs),
+    /// Show an app's recent events
+    Events(platform::EventsArgs),
+    /// List the stacks
+    Stacks(platform::JsonArgs),
+    /// List the domains the targeted org can use
+    Domains(platform::JsonArgs),
+    /// List the buildpacks in detection order
+    Buildpacks(buildpacks::BuildpacksArgs),
+    /// Create a buildpack from a directory or zip at a position (admins only)
+    CreateBuildpack(buildpacks::CreateBuildpackArgs),
+    /// Change a buildpack's bits, position, state, lock or name (admins only)
+    UpdateBuildpack(buildpacks::UpdateBuildpackArgs),
+    /// Delete a buildpack (admins only)
+    DeleteBuildpack(buildpacks::DeleteBuildpackArgs),
     /// Send an authenticated request to the API and print the answer
     Curl(curl::CurlArgs),
     /// Print a fresh access token (for use in other tools)
@@ -196,6 +212,14 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::DeleteRoute(args) => routes::delete_route(s, args).await,
         Command::MapRoute(args) => routes::map_route(s, args).await,
         Command::UnmapRoute(args) => routes::unmap_route(s, args).await,
+        Command::DownloadDroplet(args) => platform::download_droplet(s, args).await,
+        Command::Events(args) => platform::events(s, args).await,
+        Command::Stacks(args) => platform::stacks(s, args).await,
+        Command::Domains(args) => platform::domains(s, args).await,
+        Command::Buildpacks(args) => buildpacks::buildpacks(s, args).await,
+        Command::CreateBuildpack(args) => buildpacks::create_buildpack(s, args).await,
+        Command::UpdateBuildpack(args) => buildpacks::update_buildpack(s, args).await,
+        Command::DeleteBuildpack(args) => buildpacks::delete_buildpack(s, args).await,
         Command::Curl(args) => curl::run(s, args).await,
         Command::OauthToken(args) => login::oauth_token(s, args).await,
         Command::Containers(command) => node::containers(s, command).await,
@@ -303,5 +327,45 @@ mod tests {
         assert!(Top::try_parse_from(["hearth", "set-env", "web", "K", "V"]).is_ok());
         assert!(Top::try_parse_from(["hearth", "unset-env", "web", "K"]).is_ok());
         assert!(Top::try_parse_from(["hearth", "delete-route", "example.org", "-n", "h", "-f"]).is_ok());
+    }
+
+    #[test]
+    fn parses_buildpack_and_droplet_commands() {
+        let top = Top::try_parse_from(["hearth", "create-buildpack", "bp", "./bp", "2", "--disable"]).unwrap();
+        let Command::CreateBuildpack(args) = top.command else { panic!("not create-buildpack") };
+        assert_eq!((args.position, args.disable), (2, true));
+        assert!(Top::try_parse_from(["hearth", "create-buildpack", "bp", "./bp"]).is_err(), "position is required");
+        let top = Top::try_parse_from([
+            "hearth",
+            "update-buildpack",
+            "bp",
+            "-p",
+            "x.zip",
+            "-i",
+            "1",
+            "--disable",
+            "--lock",
+            "--rename",
+            "nb",
+        ])
+        .unwrap();
+        let Command::UpdateBuildpack(args) = top.command else { panic!("not update-buildpack") };
+        assert_eq!((args.position, args.rename.as_deref()), (Some(1), Some("nb")));
+        assert!(Top::try_parse_from(["hearth", "update-buildpack", "bp", "--enable", "--disable"]).is_err());
+        assert!(Top::try_parse_from(["hearth", "update-buildpack", "bp", "--lock", "--unlock"]).is_err());
+        assert!(Top::try_parse_from(["hearth", "delete-buildpack", "bp", "-f"]).is_ok());
+        let top =
+            Top::try_parse_from(["hearth", "download-droplet", "web", "--droplet", "g", "--path", "/tmp"]).unwrap();
+        let Command::DownloadDroplet(args) = top.command else { panic!("not download-droplet") };
+        assert_eq!((args.droplet.as_deref(), args.path.as_deref()), (Some("g"), Some("/tmp")));
+        let cmds: [&[&str]; 4] = [
+            &["hearth", "stacks", "--json"],
+            &["hearth", "domains"],
+            &["hearth", "events", "web"],
+            &["hearth", "buildpacks"],
+        ];
+        for cmd in cmds {
+            assert!(Top::try_parse_from(cmd).is_ok(), "{cmd:?}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! `main.rs` only parses the command line and calls in here (or the CLI crate).
 
 pub mod config;
+mod droplets;
 mod ops;
 mod routing;
 pub mod runner;

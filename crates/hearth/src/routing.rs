@@ -229,4 +229,9 @@ impl hearth_api::Stager for NodeStager {
             })
         })
     }
+
+    fn import_droplet(&self, tgz: std::path::PathBuf) -> hearth_api::BoxFuture<'static, Result<String, String>> {
+        let (node, work_dir) = (self.node.clone(), self.work_dir.clone());
+        Box::pin(async move { crate::droplets::import(&node, &tgz, &work_dir).await })
+    }
 }

@@ -161,6 +161,7 @@ impl Server {
         };
         let routes_changed = Arc::new(tokio::sync::Notify::new());
         let blobs = hearth_blobstore::BlobStore::open(&config.blobstore).context("cannot open the blobstore")?;
+        let droplet_blobs = blobs.clone();
         let api_state = ApiState {
             store: store.clone(),
             auth: auth.clone(),
@@ -204,6 +205,10 @@ impl Server {
                 .await
                 .context("cannot start this machine's cell")?;
             cell.send_output_to(logs.clone());
+            cell.fetch_droplets_from(Arc::new(crate::droplets::BlobDroplets {
+                store: store.clone(),
+                blobs: droplet_blobs.clone(),
+            }));
             converger.add_cell(cell.clone());
             // Heartbeats while the server runs; its instances keep running when the server
             // stops and are taken up again on the next start.

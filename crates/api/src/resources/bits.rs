@@ -26,7 +26,7 @@ pub const MAX_UPLOAD_BYTES: usize = 1 << 30;
 /// The most resources one request may name.
 const MAX_RESOURCES: usize = 100_000;
 
-fn blob_error(e: hearth_blobstore::Error) -> ApiError {
+pub(crate) fn blob_error(e: hearth_blobstore::Error) -> ApiError {
     match e.kind() {
         ErrorKind::TooLarge => ApiError::PayloadTooLarge(MAX_UPLOAD_BYTES),
         ErrorKind::Unprocessable => ApiError::Unprocessable(e.to_string()),

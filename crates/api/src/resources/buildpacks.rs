@@ -91,6 +91,20 @@ async fn place(conn: &mut hearth_store::Conn, b: &mut Buildpack, position: Optio
     Ok(())
 }
 
+/// Numbers the buildpacks 1..=n in their present order (closes the gap a delete leaves).
+async fn renumber(conn: &mut hearth_store::Conn) -> ApiResult<()> {
+    let mut all: Vec<Buildpack> = store::find_all(conn, vec![]).await?;
+    all.sort_by_key(|o| o.position);
+    for (i, o) in all.iter_mut().enumerate() {
+        let want = i as i64 + 1;
+        if o.position != want {
+            o.position = want;
+            store::update(conn, o).await?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let body = Body::parse(&body, &["name", "stack", "position", "enabled", "locked", "metadata", "lifecycle"])?;
     if !ctx.viewer.is_admin() {
@@ -177,11 +191,9 @@ pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Pat
         return Err(ApiError::NotAuthorized);
     }
     let mut tx = state.store.begin().await?;
-    let mut b = find(&mut tx, &guid).await?;
+    let b = find(&mut tx, &guid).await?;
     store::delete::<Buildpack>(&mut tx, &b.guid).await?;
-    // Close the gap it leaves.
-    b.guid = String::new();
-    place(&mut tx, &mut b, None).await?;
+    renumber(&mut tx).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

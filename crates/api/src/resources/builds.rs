@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use hearth_store::{self as store, App, Build, Cond, Conn, Droplet, Metadata, Package, Value as SqlValue};
+use hearth_store::{self as store, App, Build, Cond, Droplet, Metadata, Package, Value as SqlValue};
 use serde_json::{Value, json};
 
 use super::audit_events::Target;
@@ -39,16 +39,6 @@ pub fn render(ctx: &Ctx, b: &Build, md: Option<&Metadata>) -> Value {
             "app": render::link(ctx, &format!("/v3/apps/{}", b.app_guid)),
         },
     })
-}
-
-async fn find_visible(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<Build> {
-    let b: Option<Build> = store::get(conn, guid).await?;
-    let b = b.ok_or(ApiError::NotFound("Build"))?;
-    let app: Option<App> = store::get(conn, &b.app_guid).await?;
-    match app {
-        Some(a) if ctx.viewer.can_read_space(&a.space_guid) => Ok(b),
-        _ => Err(ApiError::NotFound("Build")),
-    }
 }
 
 fn positive(body: &Body, key: &str, default: i64) -> ApiResult<i64> {
@@ -254,7 +244,7 @@ async fn finish(state: &ApiState, build: &Build, outcome: Result<Droplet, String
 
 pub async fn get_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {
     let mut conn = state.store.conn().await?;
-    let b = find_visible(&mut conn, &ctx, &guid).await?;
+    let (b, _) = super::app_children::find_visible::<Build>(&mut conn, &ctx, &guid).await?;
     let md = metadata_of(&mut conn, &b.guid).await?;
     Ok(ok(render(&ctx, &b, Some(&md))))
 }
@@ -275,10 +265,8 @@ async fn list_with(
     mut conds: Vec<Cond>,
 ) -> ApiResult<Response> {
     let params = ListParams::parse(q, &RULES)?;
-    if let Some(spaces) = ctx.viewer.readable_spaces() {
-        conds.push(Cond::Sub("builds.app_guid IN (SELECT guid FROM apps WHERE space_guid IN ({}))", spaces));
-    }
-    params.in_filters(&mut conds, &[("states", "state"), ("app_guids", "app_guid"), ("package_guids", "package_guid")]);
+    super::app_children::scope::<Build>(ctx, &params, &mut conds);
+    params.in_filters(&mut conds, &[("states", "state"), ("package_guids", "package_guid")]);
     let mut conn = state.store.conn().await?;
     let page = store::list::<Build>(&mut conn, &params.spec(conds)).await?;
     let guids: Vec<String> = page.items.iter().map(|b| b.guid.clone()).collect();

@@ -81,7 +81,6 @@ struct Wanted {
     process_type: String,
     port: i64,
     protocol: String,
-    weight: Option<i64>,
 }
 
 fn parse_destinations(bytes: &[u8]) -> ApiResult<Vec<Wanted>> {
@@ -114,13 +113,12 @@ fn parse_destinations(bytes: &[u8]) -> ApiResult<Vec<Wanted>> {
             if !["http1", "http2"].contains(&protocol.as_str()) {
                 return Err(ApiError::Unprocessable("Protocol must be 'http1' or 'http2'".into()));
             }
-            let weight = d.opt_int("weight")?.flatten();
-            if weight.is_some() {
+            if d.opt_int("weight")?.flatten().is_some() {
                 return Err(ApiError::Unprocessable(
                     "Destinations cannot contain weight (weighted routing is not supported)".into(),
                 ));
             }
-            Ok(Wanted { app_guid, process_type, port, protocol, weight })
+            Ok(Wanted { app_guid, process_type, port, protocol })
         })
         .collect()
 }
@@ -172,7 +170,7 @@ async fn change(state: &ApiState, ctx: &Ctx, route_guid: &str, bytes: &[u8], rep
             app_guid: w.app_guid.clone(),
             process_type: w.process_type.clone(),
             app_port: w.port,
-            weight: w.weight,
+            weight: None,
             protocol: w.protocol.clone(),
             created_at: now.clone(),
             updated_at: now.clone(),

@@ -53,13 +53,7 @@ pub fn render(ctx: &Ctx, d: &Droplet, md: Option<&Metadata>) -> Value {
 
 /// The droplet and its app, if the caller may see them.
 pub async fn find_visible(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<(Droplet, App)> {
-    let d: Option<Droplet> = store::get(conn, guid).await?;
-    let d = d.ok_or(ApiError::NotFound("Droplet"))?;
-    let app: Option<App> = store::get(conn, &d.app_guid).await?;
-    match app {
-        Some(a) if ctx.viewer.can_read_space(&a.space_guid) => Ok((d, a)),
-        _ => Err(ApiError::NotFound("Droplet")),
-    }
+    super::app_children::find_visible(conn, ctx, guid).await
 }
 
 pub async fn get_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {
@@ -85,19 +79,8 @@ async fn list_with(
     mut conds: Vec<Cond>,
 ) -> ApiResult<Response> {
     let params = ListParams::parse(q, &RULES)?;
-    if let Some(spaces) = ctx.viewer.readable_spaces() {
-        conds.push(Cond::Sub("droplets.app_guid IN (SELECT guid FROM apps WHERE space_guid IN ({}))", spaces));
-    }
-    params.in_filters(&mut conds, &[("guids", "guid"), ("states", "state"), ("app_guids", "app_guid")]);
-    if let Some(v) = params.filter("space_guids") {
-        conds.push(Cond::Sub("droplets.app_guid IN (SELECT guid FROM apps WHERE space_guid IN ({}))", v.clone()));
-    }
-    if let Some(v) = params.filter("organization_guids") {
-        conds.push(Cond::Sub(
-            "droplets.app_guid IN (SELECT a.guid FROM apps a JOIN spaces s ON a.space_guid = s.guid WHERE s.org_guid IN ({}))",
-            v.clone(),
-        ));
-    }
+    super::app_children::scope::<Droplet>(ctx, &params, &mut conds);
+    params.in_filters(&mut conds, &[("guids", "guid"), ("states", "state")]);
     if params.filter("current").is_some_and(|v| v.iter().any(|c| c == "true")) {
         conds.push(Cond::Sub(
             "droplets.guid IN (SELECT droplet_guid FROM apps WHERE guid IN ({}))",

@@ -1,6 +1,7 @@
 //! The V3 resources. Each module owns one resource: its JSON shape and its handlers.
 
 mod app_actions;
+mod app_children;
 mod apps;
 pub(crate) mod audit_events;
 mod bits;
@@ -9,6 +10,7 @@ pub(crate) mod buildpacks;
 mod builds;
 pub(crate) mod destinations;
 mod domains;
+mod droplet_bits;
 mod droplets;
 mod feature_flags;
 mod jobs;
@@ -106,7 +108,12 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/resource_matches", post(bits::resource_matches))
         .route("/v3/builds", get(builds::list).post(builds::create))
         .route("/v3/builds/{guid}", get(builds::get_one))
-        .route("/v3/droplets", get(droplets::list))
+        .route("/v3/droplets", get(droplets::list).post(droplet_bits::create))
+        .route(
+            "/v3/droplets/{guid}/upload",
+            post(droplet_bits::upload).layer(axum::extract::DefaultBodyLimit::max(bits::MAX_UPLOAD_BYTES)),
+        )
+        .route("/v3/droplets/{guid}/download", get(droplet_bits::download))
         .route("/v3/droplets/{guid}", get(droplets::get_one).delete(droplets::delete_one))
         .route("/v3/apps/{guid}/processes", get(processes::list_for_app))
         .route("/v3/apps/{guid}/processes/{ptype}", get(processes::get_for_app).patch(processes::update_for_app))

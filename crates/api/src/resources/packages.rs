@@ -5,6 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
+use hearth_blobstore::Namespace;
 use hearth_store::{self as store, App, Cond, Conn, Metadata, Package, Value as SqlValue};
 use serde_json::{Value, json};
 
@@ -56,16 +57,104 @@ pub fn render(ctx: &Ctx, p: &Package, md: Option<&Metadata>) -> Value {
 
 /// The package and its app, if the caller may see them.
 pub async fn find_visible(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<(Package, App)> {
-    let p: Option<Package> = store::get(conn, guid).await?;
-    let p = p.ok_or(ApiError::NotFound("Package"))?;
-    let app: Option<App> = store::get(conn, &p.app_guid).await?;
-    match app {
-        Some(a) if ctx.viewer.can_read_space(&a.space_guid) => Ok((p, a)),
-        _ => Err(ApiError::NotFound("Package")),
+    super::app_children::find_visible(conn, ctx, guid).await
+}
+
+/// `POST /v3/packages`: a new package, or with `?source_guid=` a copy of one for another app.
+pub async fn create(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let query: Vec<(String, String)> = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadQueryParameter(e.to_string()))?;
+    match query.as_slice() {
+        [] => create_new(state, ctx, body).await,
+        [(k, source)] if k == "source_guid" => copy(state, ctx, source, body).await,
+        _ => Err(ApiError::BadQueryParameter("The only query parameter allowed is source_guid".into())),
     }
 }
 
-pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+/// A copy of a package for another app of the same lifecycle: a docker package is READY at
+/// once; a bits package is COPYING until its bits (content-addressed, so shared) are
+/// confirmed in the blobstore, then READY.
+async fn copy(state: ApiState, ctx: Ctx, source: &str, body: Bytes) -> ApiResult<Response> {
+    let body = Body::parse(&body, &["relationships"])?;
+    body.check_relationships(&["app"])?;
+    let app_guid = body.relationship_guid("app")?;
+    let mut tx = state.store.begin().await?;
+    let (src, _) = find_visible(&mut tx, &ctx, source).await?;
+    let app: Option<App> = store::get(&mut tx, &app_guid).await?;
+    let app = app
+        .filter(|a| ctx.viewer.can_read_space(&a.space_guid))
+        .ok_or_else(|| ApiError::Unprocessable("App must exist and you must have access to it.".into()))?;
+    if !ctx.viewer.can_develop_space(&app.space_guid) {
+        return Err(ApiError::NotAuthorized);
+    }
+    if (src.kind == "docker") != (app.lifecycle_type == "docker") {
+        return Err(ApiError::Unprocessable(format!(
+            "Cannot copy a {} package to an app with the {} lifecycle.",
+            src.kind, app.lifecycle_type
+        )));
+    }
+    if src.state != "READY" {
+        return Err(ApiError::Unprocessable(format!("Only a READY package can be copied; it is {}", src.state)));
+    }
+    let now = store::now();
+    let package = Package {
+        guid: store::new_guid(),
+        app_guid: app.guid.clone(),
+        state: if src.kind == "docker" { "READY" } else { "COPYING" }.into(),
+        error: None,
+        created_at: now.clone(),
+        updated_at: now,
+        ..src.clone()
+    };
+    store::insert(&mut tx, &package).await?;
+    audit(
+        &mut tx,
+        &ctx,
+        "audit.app.package.create",
+        Target { guid: &app.guid, kind: "app", name: &app.name },
+        json!({"package_guid": package.guid, "request": {"source_package_guid": src.guid}}),
+        Some(&app.space_guid),
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    if package.state == "COPYING" {
+        let (st, guid, key) = (state.clone(), package.guid.clone(), src.blob_key.clone());
+        tokio::spawn(async move {
+            let present = match &key {
+                Some(k) => st.blobs.exists(Namespace::Packages, k).await.unwrap_or(false),
+                None => false,
+            };
+            if let Err(e) = finish_copy(&st, &guid, present).await {
+                tracing::warn!(package = %guid, error = ?e, "recording a package copy failed");
+            }
+        });
+    }
+    Ok(created(render(&ctx, &package, None)))
+}
+
+async fn finish_copy(state: &ApiState, guid: &str, present: bool) -> ApiResult<()> {
+    let mut tx = state.store.begin().await?;
+    let current: Option<Package> = store::get(&mut tx, guid).await?;
+    let Some(mut p) = current.filter(|p| p.state == "COPYING") else { return Ok(()) };
+    if present {
+        p.state = "READY".into();
+    } else {
+        p.state = "FAILED".into();
+        p.error = Some("The source package's bits are gone from the blobstore".into());
+    }
+    p.updated_at = store::now();
+    store::update(&mut tx, &p).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn create_new(state: ApiState, ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let body = Body::parse(&body, &["type", "data", "relationships", "metadata"])?;
     body.check_relationships(&["app"])?;
     let kind = body.req_str("type")?;
@@ -166,22 +255,8 @@ async fn list_with(
     mut conds: Vec<Cond>,
 ) -> ApiResult<Response> {
     let params = ListParams::parse(q, &RULES)?;
-    if let Some(spaces) = ctx.viewer.readable_spaces() {
-        conds.push(Cond::Sub("packages.app_guid IN (SELECT guid FROM apps WHERE space_guid IN ({}))", spaces));
-    }
-    params.in_filters(
-        &mut conds,
-        &[("guids", "guid"), ("states", "state"), ("types", "kind"), ("app_guids", "app_guid")],
-    );
-    if let Some(v) = params.filter("space_guids") {
-        conds.push(Cond::Sub("packages.app_guid IN (SELECT guid FROM apps WHERE space_guid IN ({}))", v.clone()));
-    }
-    if let Some(v) = params.filter("organization_guids") {
-        conds.push(Cond::Sub(
-            "packages.app_guid IN (SELECT a.guid FROM apps a JOIN spaces s ON a.space_guid = s.guid WHERE s.org_guid IN ({}))",
-            v.clone(),
-        ));
-    }
+    super::app_children::scope::<Package>(ctx, &params, &mut conds);
+    params.in_filters(&mut conds, &[("guids", "guid"), ("states", "state"), ("types", "kind")]);
     let mut conn = state.store.conn().await?;
     let page = store::list::<Package>(&mut conn, &params.spec(conds)).await?;
     let guids: Vec<String> = page.items.iter().map(|p| p.guid.clone()).collect();

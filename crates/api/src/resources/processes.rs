@@ -81,12 +81,6 @@ async fn render_many(conn: &mut Conn, ctx: &Ctx, procs: &[Process]) -> ApiResult
         .collect())
 }
 
-fn visibility(ctx: &Ctx) -> Option<Cond> {
-    ctx.viewer
-        .readable_spaces()
-        .map(|s| Cond::Sub("processes.app_guid IN (SELECT guid FROM apps WHERE space_guid IN ({}))", s))
-}
-
 const RULES: ListRules = ListRules {
     filters: &["guids", "types", "app_guids", "space_guids", "organization_guids"],
     order_by: &[("created_at", "created_at"), ("updated_at", "updated_at")],
@@ -103,14 +97,8 @@ async fn list_with(
     mut conds: Vec<Cond>,
 ) -> ApiResult<Response> {
     let params = ListParams::parse(q, &RULES)?;
-    conds.extend(visibility(ctx));
-    params.in_filters(&mut conds, &[("guids", "guid"), ("types", "process_type"), ("app_guids", "app_guid")]);
-    if let Some(v) = params.filter("space_guids") {
-        conds.push(Cond::Sub("processes.app_guid IN (SELECT guid FROM apps WHERE space_guid IN ({}))", v.clone()));
-    }
-    if let Some(v) = params.filter("organization_guids") {
-        conds.push(Cond::Sub("processes.app_guid IN (SELECT a.guid FROM apps a JOIN spaces s ON a.space_guid = s.guid WHERE s.org_guid IN ({}))", v.clone()));
-    }
+    super::app_children::scope::<Process>(ctx, &params, &mut conds);
+    params.in_filters(&mut conds, &[("guids", "guid"), ("types", "process_type")]);
     let mut conn = state.store.conn().await?;
     let page = store::list::<Process>(&mut conn, &params.spec(conds)).await?;
     let resources = render_many(&mut conn, ctx, &page.items).await?;
@@ -142,13 +130,7 @@ pub async fn list_for_app(
 
 /// The process and its app, if the caller may see them.
 async fn find_visible(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<(Process, App)> {
-    let p: Option<Process> = store::get(conn, guid).await?;
-    let p = p.ok_or(ApiError::NotFound("Process"))?;
-    let app: Option<App> = store::get(conn, &p.app_guid).await?;
-    match app {
-        Some(a) if ctx.viewer.can_read_space(&a.space_guid) => Ok((p, a)),
-        _ => Err(ApiError::NotFound("Process")),
-    }
+    super::app_children::find_visible(conn, ctx, guid).await
 }
 
 async fn find_for_app(conn: &mut Conn, ctx: &Ctx, app_guid: &str, ptype: &str) -> ApiResult<(Process, App)> {

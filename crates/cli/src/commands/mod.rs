@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app_data;
 pub mod apps;
+pub mod buildpacks;
 pub mod curl;
 pub mod lifecycle;
 pub mod login;
@@ -11,6 +12,7 @@ pub mod logs;
 pub mod members;
 pub mod node;
 pub mod orgs;
+pub mod platform;
 pub mod push;
 pub mod roles;
 pub mod routes;
