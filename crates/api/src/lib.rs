@@ -168,7 +168,7 @@ fn rewrite_rejection(resp: Response) -> Response {
 
 /// Installs the built-in buildpacks (`binary_buildpack`) on a platform that has none of them.
 pub async fn install_builtin_buildpacks(state: &ApiState) -> Result<(), ApiError> {
-    resources::buildpacks::install_builtin(state).await
+    resources::builtin_buildpacks::install_builtin(state).await
 }
 
 /// Creates what a fresh platform has: the default org quota, the shared app domain,
