@@ -81,6 +81,8 @@ pub struct StagingJob {
     /// `NAME=value` for the builder.
     pub env: Vec<String>,
     pub memory_mb: u64,
+    /// The app's build cache from its last staging (a local tgz), if it has one.
+    pub cache_tgz: Option<std::path::PathBuf>,
 }
 
 /// What buildpack staging made.
@@ -93,11 +95,14 @@ pub struct StagingResult {
     pub detect_output: String,
     pub release_yaml: String,
     pub procfile: Option<String>,
+    /// The build cache to keep for the app's next staging (a temp tgz the API stores).
+    pub cache_tgz: Option<std::path::PathBuf>,
 }
 
 /// Runs buildpack staging somewhere containers run; the builder's output goes to the
 /// app's logs as `STG` lines. Errors are CF's staging error texts
-/// (`NoAppDetectedError - …`, `BuildpackCompileFailed - …`, `StagingError - …`).
+/// (`NoAppDetectedError - …`, `BuildpackCompileFailed - …`, `StagingTimeExpired - …`,
+/// `StagingError - …`).
 pub trait Stager: Send + Sync + 'static {
     fn stage(&self, job: StagingJob) -> BoxFuture<'static, Result<StagingResult, String>>;
 }
