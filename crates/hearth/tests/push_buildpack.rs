@@ -14,6 +14,14 @@ use common::push::{Api, log_lines, running, through_router};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// The tests here take turns: each server allocates container addresses from the same
+/// default network, so two at once could hand out the same address.
+static ONE_SERVER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_SERVER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A zip of `(path, mode, content)`.
 fn zip_of<C: AsRef<[u8]>>(entries: &[(&str, u32, C)]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
@@ -69,6 +77,7 @@ async fn package_of<C: AsRef<[u8]>>(api: &Api, app: &str, files: &[(&str, u32, C
 
 #[test]
 fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
+    let _turn = one_at_a_time();
     let server = Server::start_with(&["--node-dir", "{root}/node", "--app-domain", "apps.test.internal"]);
     let addr = server.url.trim_start_matches("http://").to_string();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -336,6 +345,7 @@ fn wheel(name: &str, version: &str, init_py: &str) -> Vec<u8> {
 
 #[test]
 fn python_and_nodejs_apps_stage_offline_with_vendored_dependencies() {
+    let _turn = one_at_a_time();
     let server = Server::start_with(&["--node-dir", "{root}/node", "--app-domain", "apps.test.internal"]);
     let addr = server.url.trim_start_matches("http://").to_string();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -457,6 +467,7 @@ async fn build_with(api: &Api, package: &str, extra: Value) -> Value {
 
 #[test]
 fn the_build_cache_outlives_a_staging_and_staging_limits_fail_the_build_not_the_app() {
+    let _turn = one_at_a_time();
     let server = Server::start_with(&[
         "--node-dir",
         "{root}/node",
