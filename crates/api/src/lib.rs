@@ -82,6 +82,8 @@ pub struct StagingJob {
     /// `NAME=value` for the builder.
     pub env: Vec<String>,
     pub memory_mb: u64,
+    /// The app's build cache from its last staging (a local tgz), if it has one.
+    pub cache_tgz: Option<std::path::PathBuf>,
 }
 
 /// What buildpack staging made.
@@ -94,11 +96,14 @@ pub struct StagingResult {
     pub detect_output: String,
     pub release_yaml: String,
     pub procfile: Option<String>,
+    /// The build cache to keep for the app's next staging (a temp tgz the API stores).
+    pub cache_tgz: Option<std::path::PathBuf>,
 }
 
 /// Runs buildpack staging somewhere containers run; the builder's output goes to the
 /// app's logs as `STG` lines. Errors are CF's staging error texts
-/// (`NoAppDetectedError - …`, `BuildpackCompileFailed - …`, `StagingError - …`).
+/// (`NoAppDetectedError - …`, `BuildpackCompileFailed - …`, `StagingTimeExpired - …`,
+/// `StagingError - …`).
 pub trait Stager: Send + Sync + 'static {
     fn stage(&self, job: StagingJob) -> BoxFuture<'static, Result<StagingResult, String>>;
 
@@ -174,7 +179,7 @@ fn rewrite_rejection(resp: Response) -> Response {
 
 /// Installs the built-in buildpacks (`binary_buildpack`) on a platform that has none of them.
 pub async fn install_builtin_buildpacks(state: &ApiState) -> Result<(), ApiError> {
-    resources::buildpacks::install_builtin(state).await
+    resources::builtin_buildpacks::install_builtin(state).await
 }
 
 /// Creates what a fresh platform has: the default org quota, the shared app domain,

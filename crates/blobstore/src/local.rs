@@ -74,6 +74,17 @@ impl LocalStore {
         reader: &mut (dyn AsyncRead + Unpin + Send),
         limit: u64,
     ) -> Result<Blob> {
+        self.put_keyed(ns, None, reader, limit).await
+    }
+
+    /// Stores what `reader` yields under `key` (or its content's key), replacing what was there.
+    pub(crate) async fn put_keyed(
+        &self,
+        ns: Namespace,
+        key: Option<&str>,
+        reader: &mut (dyn AsyncRead + Unpin + Send),
+        limit: u64,
+    ) -> Result<Blob> {
         let mut temp = TempFile { path: self.root.join("tmp").join(uuid::Uuid::new_v4().to_string()), keep: false };
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -84,7 +95,10 @@ impl LocalStore {
         let digests = copy_hashing(reader, &mut file, limit, |e| Error::io("writing", &temp.path)(e)).await?;
         file.sync_all().await.map_err(Error::io("syncing", &temp.path))?;
         drop(file);
-        let blob = Blob::new(ns, digests);
+        let mut blob = Blob::new(ns, digests);
+        if let Some(key) = key {
+            blob.key = key.to_string();
+        }
         let dest = self.path(ns, &blob.key);
         let dir = dest.parent().expect("a key has a directory");
         tokio::fs::create_dir_all(dir).await.map_err(Error::io("creating", dir))?;

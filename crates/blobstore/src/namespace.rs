@@ -1,6 +1,6 @@
-//! Namespaces and keys: what a blob is called. Packages, droplets, buildpacks and build caches are
-//! keyed by the SHA-256 of their bytes; the resource cache (CF's resource pool) by the SHA-1 the
-//! cf CLI sends in `resource_matches`.
+//! Namespaces and keys: what a blob is called. Packages, droplets and buildpacks are keyed by
+//! the SHA-256 of their bytes; the resource cache (CF's resource pool) by the SHA-1 the cf CLI
+//! sends in `resource_matches`; build caches by their app's guid (one each, replaced).
 
 use crate::error::{Error, Result};
 
@@ -10,6 +10,7 @@ pub enum Namespace {
     Packages,
     Droplets,
     Buildpacks,
+    /// An app's build cache, keyed by the app's guid (written with `BlobStore::put_file_as`).
     BuildpackCache,
     /// The app-file cache, keyed by SHA-1.
     Resources,
@@ -38,7 +39,8 @@ impl Namespace {
     fn key_len(self) -> (usize, &'static str) {
         match self {
             Namespace::Resources => (40, "40 lowercase hex digits (a SHA-1)"),
-            Namespace::Packages | Namespace::Droplets | Namespace::Buildpacks | Namespace::BuildpackCache => {
+            Namespace::BuildpackCache => (36, "a guid (36 lowercase hex digits and dashes)"),
+            Namespace::Packages | Namespace::Droplets | Namespace::Buildpacks => {
                 (64, "64 lowercase hex digits (a SHA-256)")
             }
         }
@@ -47,11 +49,16 @@ impl Namespace {
     /// Checks that `key` is a well-formed key here (so it is also a safe file name).
     pub fn check_key(self, key: &str) -> Result<()> {
         let (len, expected) = self.key_len();
-        let ok = key.len() == len && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let dashes = if self == Namespace::BuildpackCache { &[8, 13, 18, 23][..] } else { &[] };
+        let ok = key.len() == len
+            && key.bytes().enumerate().all(|(i, b)| {
+                if dashes.contains(&i) { b == b'-' } else { b.is_ascii_digit() || (b'a'..=b'f').contains(&b) }
+            });
         if ok { Ok(()) } else { Err(Error::BadKey { namespace: self.as_str(), key: key.to_string(), expected }) }
     }
 
-    /// The key a blob with these digests has here.
+    /// The key a blob with these digests has here (build caches: the SHA-256 too, but they are
+    /// stored under their app's guid).
     pub fn key_of(self, blob: &Digests) -> String {
         match self {
             Namespace::Resources => blob.sha1.clone(),
@@ -138,6 +145,10 @@ mod tests {
         assert!(Namespace::Resources.check_key(&sha256).is_err());
         assert!(Namespace::Droplets.check_key(&"A".repeat(64)).is_err());
         assert!(Namespace::Droplets.check_key(&format!("../{}", "a".repeat(61))).is_err());
+        assert!(Namespace::BuildpackCache.check_key("0f8e2b1c-4d5a-4e6f-9a0b-1c2d3e4f5a6b").is_ok());
+        assert!(Namespace::BuildpackCache.check_key(&sha256).is_err());
+        assert!(Namespace::BuildpackCache.check_key("../e2b1c-4d5a-4e6f-9a0b-1c2d3e4f5a6b00").is_err());
+        assert!(Namespace::BuildpackCache.check_key("0F8E2B1C-4D5A-4E6F-9A0B-1C2D3E4F5A6B").is_err());
     }
 
     #[test]

@@ -68,6 +68,27 @@ impl BlobStore {
         }
     }
 
+    /// Stores a file's content under a key the caller chose (a build cache under its app's
+    /// guid), replacing what the key held.
+    pub async fn put_file_as(&self, ns: Namespace, key: &str, path: &Path) -> Result<Blob> {
+        ns.check_key(key)?;
+        let mut file = tokio::fs::File::open(path).await.map_err(Error::io("opening", path))?;
+        match self {
+            BlobStore::Local(l) => l.put_keyed(ns, Some(key), &mut file, u64::MAX).await,
+            BlobStore::S3(s) => {
+                let digests =
+                    copy_hashing(&mut file, &mut tokio::io::sink(), u64::MAX, |e| Error::io("hashing", path)(e))
+                        .await?;
+                let mut blob = Blob::new(ns, digests);
+                blob.key = key.to_string();
+                file.rewind().await.map_err(Error::io("reading", path))?;
+                let changed =
+                    || Error::io("storing", path)(std::io::Error::other("the file changed while it was stored"));
+                s.put_known(&blob, &mut file, changed).await
+            }
+        }
+    }
+
     /// The blob's bytes as a stream; `Error::NotFound` if there is none.
     pub async fn get(&self, ns: Namespace, key: &str) -> Result<BlobReader> {
         ns.check_key(key)?;

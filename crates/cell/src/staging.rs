@@ -59,6 +59,13 @@ for bp in $bps; do
   fi
   i=$((i + 1))
 done
+# Supply buildpacks' profile.d scripts join the droplet's (CF's libbuildpack does the same).
+for d in "$deps"/*/profile.d; do
+  [ -d "$d" ] || continue
+  i=${d%/profile.d}; i=${i##*/}
+  for f in "$d"/*.sh; do [ -f "$f" ] && cp "$f" "/tmp/staging/profile.d/${i}_${f##*/}"; done
+done
+exit 0
 "#;
 
 /// What to stage.
@@ -74,6 +81,11 @@ pub struct StagingJob {
     /// `NAME=value` for the builder (CF_STACK, VCAP_APPLICATION, MEMORY_LIMIT, …).
     pub env: Vec<String>,
     pub memory_mb: u64,
+    /// The longest the builder may run; past it the container is destroyed.
+    pub timeout: std::time::Duration,
+    /// The app's build cache from its last staging (a tgz of `cache/...`), restored as
+    /// the buildpacks' cache directories.
+    pub cache_tgz: Option<PathBuf>,
 }
 
 /// What staging made.
@@ -89,6 +101,9 @@ pub struct Staged {
     pub release_yaml: String,
     /// The app's `Procfile`, if it has one.
     pub procfile: Option<String>,
+    /// The buildpacks' cache directories after this staging (a temp tgz of `cache/...` the
+    /// caller stores and removes); `None` if they could not be saved.
+    pub cache_tgz: Option<PathBuf>,
 }
 
 /// Why staging failed, in the buildpack lifecycle's terms.
@@ -100,6 +115,12 @@ pub enum StagingError {
     CompileFailed,
     #[error("BuildpackReleaseFailed - App staging failed in the buildpack release phase")]
     ReleaseFailed,
+    #[error("StagingTimeExpired - Staging time expired: staging ran longer than {0} s and was stopped")]
+    TimeExpired(u64),
+    #[error(
+        "StagingError - Staging error: staging ran out of memory ({0} MB): push with a larger -m or staging memory"
+    )]
+    OutOfMemory(u64),
     #[error("StagingError - Staging error: {0}")]
     Other(String),
 }
@@ -149,6 +170,12 @@ async fn run_builder(
         anyhow::Ok(())
     };
     put(job.app_dir.clone(), "/tmp/staging/app".into()).await.map_err(other)?;
+    if let Some(cache) = &job.cache_tgz
+        && let Err(e) = restore_cache(node, id, cache, work_dir, &job.id).await
+    {
+        // A cache is only a head start: stage without it.
+        tracing::warn!(%id, error = %format!("{e:#}"), "restoring the build cache failed");
+    }
     for (i, (name, dir)) in job.buildpacks.iter().enumerate() {
         put(dir.clone(), format!("/tmp/buildpacks/{i:03}-{name}")).await.map_err(other)?;
     }
@@ -166,15 +193,19 @@ async fn run_builder(
     if let (Some(out), Some(err)) = (process.take_stdout(), process.take_stderr()) {
         output(Box::new(out), Box::new(err));
     }
-    let status = process.wait().await.map_err(|e| other(e.into()))?;
+    let status = match tokio::time::timeout(job.timeout, process.wait()).await {
+        Ok(status) => status.map_err(|e| other(e.into()))?,
+        Err(_) => return Err(StagingError::TimeExpired(job.timeout.as_secs())),
+    };
+    let oom_killed = || async { runtime.info(id).await.ok().and_then(|i| i.usage.oom_kills).is_some_and(|n| n > 0) };
+    if status != hearth_containers::ExitStatus::Code(0) && oom_killed().await {
+        return Err(StagingError::OutOfMemory(job.memory_mb));
+    }
     match status {
         hearth_containers::ExitStatus::Code(0) => {}
         hearth_containers::ExitStatus::Code(222) => return Err(StagingError::NoAppDetected),
         hearth_containers::ExitStatus::Code(223) => return Err(StagingError::CompileFailed),
         hearth_containers::ExitStatus::Code(224) => return Err(StagingError::ReleaseFailed),
-        hearth_containers::ExitStatus::Signal(9) => {
-            return Err(StagingError::Other(format!("staging ran out of its {} MB of memory", job.memory_mb)));
-        }
         other => return Err(StagingError::Other(format!("the builder ended with {other:?}"))),
     }
     let tarball = work_dir.join(format!("staged-{}.tar", job.id));
@@ -194,7 +225,63 @@ async fn run_builder(
         Err(e) => Err(StagingError::Other(format!("cannot copy the staged files out: {e}"))),
     };
     let _ = std::fs::remove_file(&tarball);
-    staged
+    let mut staged = staged?;
+    staged.cache_tgz = match save_cache(node, id, work_dir, &job.id).await {
+        Ok(tgz) => Some(tgz),
+        Err(e) => {
+            tracing::warn!(%id, error = %format!("{e:#}"), "saving the build cache failed");
+            None
+        }
+    };
+    Ok(staged)
+}
+
+/// Unpacks a saved build cache (`cache/...`) into the staging container's `/tmp/staging`.
+async fn restore_cache(node: &Node, id: &ContainerId, tgz: &Path, work_dir: &Path, job_id: &str) -> anyhow::Result<()> {
+    let tar_path = work_dir.join(format!("cache-in-{job_id}.tar"));
+    let (from, to) = (tgz.to_path_buf(), tar_path.clone());
+    let unpacked = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(&from)?);
+        std::io::copy(&mut gz, &mut std::fs::File::create(&to)?).context("the saved build cache is unreadable")?;
+        Ok(())
+    })
+    .await?;
+    let result = async {
+        unpacked?;
+        let tar = tokio::fs::File::open(&tar_path).await?;
+        node.runtime().stream_in(id, "/tmp/staging", tar, VCAP).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_file(&tar_path);
+    result
+}
+
+/// The staging container's `/tmp/staging/cache` as a tgz (entries `cache/...`) in `work_dir`.
+async fn save_cache(node: &Node, id: &ContainerId, work_dir: &Path, job_id: &str) -> anyhow::Result<PathBuf> {
+    let tar_path = work_dir.join(format!("cache-out-{job_id}.tar"));
+    let tgz_path = work_dir.join(format!("cache-{job_id}.tgz"));
+    let result = async {
+        let mut stream = node.runtime().stream_out(id, "/tmp/staging/cache").await?;
+        let mut file = tokio::fs::File::create(&tar_path).await?;
+        tokio::io::copy(&mut stream, &mut file).await?;
+        drop(file);
+        let (from, to) = (tar_path.clone(), tgz_path.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&to)?, flate2::Compression::fast());
+            std::io::copy(&mut std::fs::File::open(&from)?, &mut gz)?;
+            gz.finish()?;
+            Ok(())
+        })
+        .await??;
+        anyhow::Ok(tgz_path.clone())
+    }
+    .await;
+    let _ = std::fs::remove_file(&tar_path);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tgz_path);
+    }
+    result
 }
 
 /// A tar of `dir`'s contents (entries relative to it).
@@ -275,5 +362,5 @@ fn droplet_from(
             return Err(e);
         }
     };
-    Ok(Staged { layer, droplet_tgz: tgz_path, buildpack, detect_output, release_yaml, procfile })
+    Ok(Staged { layer, droplet_tgz: tgz_path, buildpack, detect_output, release_yaml, procfile, cache_tgz: None })
 }

@@ -2,6 +2,7 @@
 //! variables and flags (clap reads both), each overriding the one before.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -44,6 +45,9 @@ pub struct ServerArgs {
     /// The cgroup every container's cgroup is made under (default: hearth)
     #[arg(long, env = "HEARTH_CGROUP_PARENT")]
     pub cgroup_parent: Option<String>,
+    /// The longest a staging may run before it is stopped (e.g. 90s, 15m; default 15m as CF)
+    #[arg(long, env = "HEARTH_STAGING_TIMEOUT")]
+    pub staging_timeout: Option<String>,
     /// HTTPS on this address too (needs --tls-cert and --tls-key, or [tls] in the file)
     #[arg(long, env = "HEARTH_TLS_LISTEN")]
     pub tls_listen: Option<String>,
@@ -116,6 +120,7 @@ pub struct FileConfig {
     pub cgroup_parent: Option<String>,
     pub tls: Option<TlsFile>,
     pub blobstore: Option<BlobstoreFile>,
+    pub staging_timeout: Option<String>,
 }
 
 /// The settings the server runs with.
@@ -138,6 +143,27 @@ pub struct ServerConfig {
     /// HTTPS beside the plain front address, certificates read at start.
     pub tls: Option<hearth_router::TlsConfig>,
     pub blobstore: hearth_blobstore::BlobStoreConfig,
+    /// The longest a staging may run (CF's default: 15 minutes).
+    pub staging_timeout: Duration,
+}
+
+/// CF's staging time limit.
+pub const DEFAULT_STAGING_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// `90`, `90s`, `15m` or `1h` as a duration of at least one second.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => anyhow::bail!("{text:?} is not a duration (a whole number of seconds, or with s, m or h: 90s, 15m)"),
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_secs(n.saturating_mul(scale))),
+        _ => anyhow::bail!("{text:?} is not a duration (a whole number of seconds, or with s, m or h: 90s, 15m)"),
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -191,6 +217,10 @@ impl ServerConfig {
             }),
             tls,
             blobstore,
+            staging_timeout: match args.staging_timeout.as_ref().or(file.staging_timeout.as_ref()) {
+                Some(t) => parse_duration(t).context("--staging-timeout")?,
+                None => DEFAULT_STAGING_TIMEOUT,
+            },
         })
     }
 
@@ -209,6 +239,7 @@ impl ServerConfig {
             node: None,
             tls: None,
             blobstore: hearth_blobstore::BlobStoreConfig::Local { root: data_dir.join("blobs") },
+            staging_timeout: DEFAULT_STAGING_TIMEOUT,
         }
     }
 }
@@ -289,8 +320,10 @@ mod tests {
             tls_listen: None,
             tls_cert: None,
             tls_key: None,
+            staging_timeout: None,
         };
         let c = ServerConfig::resolve(&args).unwrap();
+        assert_eq!(c.staging_timeout, DEFAULT_STAGING_TIMEOUT);
         assert_eq!(c.listen, "127.0.0.1:7777");
         assert_eq!(c.app_domain, "apps.example.com");
         assert_eq!(c.external_url, None);
@@ -299,6 +332,19 @@ mod tests {
         assert!(ServerConfig::resolve(&args).is_err(), "a wrongly typed key is an error");
         std::fs::write(&file, "colour = \"blue\"\n").unwrap();
         assert!(ServerConfig::resolve(&args).is_err(), "an unknown key is an error");
+        let timed = ServerArgs { staging_timeout: Some("bad".into()), config: None, ..args.clone() };
+        assert!(ServerConfig::resolve(&timed).unwrap_err().to_string().contains("--staging-timeout"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn durations_take_seconds_minutes_or_hours() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        for bad in ["", "0", "s", "1d", "-5", "1.5m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 }

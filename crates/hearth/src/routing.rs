@@ -186,6 +186,8 @@ pub struct NodeStager {
     pub node: std::sync::Arc<hearth_cell::Node>,
     pub logs: hearth_logs::Store,
     pub work_dir: std::path::PathBuf,
+    /// The longest a staging may run.
+    pub timeout: std::time::Duration,
 }
 
 impl hearth_api::Stager for NodeStager {
@@ -193,7 +195,8 @@ impl hearth_api::Stager for NodeStager {
         &self,
         job: hearth_api::StagingJob,
     ) -> hearth_api::BoxFuture<'static, Result<hearth_api::StagingResult, String>> {
-        let (node, logs, work_dir) = (self.node.clone(), self.logs.clone(), self.work_dir.clone());
+        let (node, logs, work_dir, timeout) =
+            (self.node.clone(), self.logs.clone(), self.work_dir.clone(), self.timeout);
         Box::pin(async move {
             let cell_job = hearth_cell::staging::StagingJob {
                 id: job.build_guid.clone(),
@@ -202,6 +205,8 @@ impl hearth_api::Stager for NodeStager {
                 detect: job.detect,
                 env: job.env,
                 memory_mb: job.memory_mb,
+                timeout,
+                cache_tgz: job.cache_tgz,
             };
             let app = job.app_guid.clone();
             let output = move |out: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
@@ -226,6 +231,7 @@ impl hearth_api::Stager for NodeStager {
                 detect_output: staged.detect_output,
                 release_yaml: staged.release_yaml,
                 procfile: staged.procfile,
+                cache_tgz: staged.cache_tgz,
             })
         })
     }

@@ -177,6 +177,7 @@ impl Server {
                     node: node.clone(),
                     logs: logs.clone(),
                     work_dir: config.data_dir.join("tmp"),
+                    timeout: config.staging_timeout,
                 }) as Arc<dyn hearth_api::Stager>
             }),
         };

@@ -233,3 +233,53 @@ async fn bits_are_matched_uploaded_assembled_and_downloaded_and_hostile_uploads_
     assert_eq!(s, 404);
     p.stop().await;
 }
+
+/// Names of the buildpacks in position order.
+async fn buildpack_names(p: &TestPlatform, token: &str) -> Vec<String> {
+    let (status, list) = p.get("/v3/buildpacks", token).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["resources"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn built_in_buildpacks_missing_by_name_are_added_once_before_binary_on_restart() {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let data_dir = std::env::temp_dir().join(format!("hearth-it-builtins-{}-{nanos}", std::process::id()));
+    let mut config = hearth::config::ServerConfig::for_dir(&data_dir, common::database_url().await);
+    config.admin_password = Some("admin-secret".into());
+    config.admin_client_secret = Some("client-secret".into());
+    let mut p = TestPlatform::start_with(config.clone()).await;
+    let token = p.admin_token().await;
+    let cf_order = ["staticfile_buildpack", "nodejs_buildpack", "python_buildpack", "binary_buildpack"];
+    assert_eq!(buildpack_names(&p, &token).await, cf_order);
+
+    // A data dir from before nodejs and python were built in, with an operator's buildpack last.
+    let (_, list) = p.get("/v3/buildpacks", &token).await;
+    for b in list["resources"].as_array().unwrap() {
+        if ["nodejs_buildpack", "python_buildpack"].contains(&b["name"].as_str().unwrap()) {
+            let path = format!("/v3/buildpacks/{}", b["guid"].as_str().unwrap());
+            assert_eq!(p.call(Method::DELETE, &path, Some(&token), None).await.0, StatusCode::NO_CONTENT);
+        }
+    }
+    let (status, mine) = p.post("/v3/buildpacks", &token, json!({"name": "mine_buildpack"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{mine}");
+    assert_eq!(buildpack_names(&p, &token).await, ["staticfile_buildpack", "binary_buildpack", "mine_buildpack"]);
+
+    for _ in 0..2 {
+        p.server.take().unwrap().stop().await.expect("server stops cleanly");
+        p = TestPlatform::start_with(config.clone()).await;
+        let token = p.admin_token().await;
+        let (status, list) = p.get("/v3/buildpacks", &token).await;
+        assert_eq!(status, StatusCode::OK);
+        let positions: Vec<(String, i64)> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b["name"].as_str().unwrap().to_string(), b["position"].as_i64().unwrap()))
+            .collect();
+        let want = [cf_order.as_slice(), &["mine_buildpack"]].concat();
+        let want: Vec<(String, i64)> = want.iter().zip(1..).map(|(n, i)| (n.to_string(), i)).collect();
+        assert_eq!(positions, want, "added once, before binary_buildpack; positions stay 1..n");
+    }
+    p.stop().await;
+}

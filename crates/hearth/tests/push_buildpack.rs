@@ -14,12 +14,20 @@ use common::push::{Api, log_lines, running, through_router};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// The tests here take turns: each server allocates container addresses from the same
+/// default network, so two at once could hand out the same address.
+static ONE_SERVER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_SERVER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A zip of `(path, mode, content)`.
-fn zip_of(entries: &[(&str, u32, &str)]) -> Vec<u8> {
+fn zip_of<C: AsRef<[u8]>>(entries: &[(&str, u32, C)]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (path, mode, content) in entries {
         zip.start_file(*path, zip::write::SimpleFileOptions::default().unix_permissions(*mode)).unwrap();
-        zip.write_all(content.as_bytes()).unwrap();
+        zip.write_all(content.as_ref()).unwrap();
     }
     zip.finish().unwrap().into_inner()
 }
@@ -34,12 +42,12 @@ async fn buildpack(api: &Api, name: &str, position: u32, files: &[(&str, u32, &s
 }
 
 /// Creates an app by manifest and uploads `files` as its package; answers (app, package).
-async fn app_with_bits(
+async fn app_with_bits<C: AsRef<[u8]>>(
     api: &Api,
     space: &str,
     name: &str,
     extra: &str,
-    files: &[(&str, u32, &str)],
+    files: &[(&str, u32, C)],
 ) -> (String, String) {
     let manifest = format!("applications:\n- name: {name}\n  memory: 64M\n  default-route: true\n{extra}");
     let (status, location, body) = api.apply_manifest(space, &manifest).await;
@@ -48,6 +56,11 @@ async fn app_with_bits(
     api.until(&job, "the manifest job", 30, |j| j["state"] == "COMPLETE").await;
     let apps = api.ok(Method::GET, &format!("/v3/apps?names={name}&space_guids={space}"), None).await;
     let app = apps["resources"][0]["guid"].as_str().unwrap().to_string();
+    (app.clone(), package_of(api, &app, files).await)
+}
+
+/// Uploads `files` as a new package of `app`; answers its guid.
+async fn package_of<C: AsRef<[u8]>>(api: &Api, app: &str, files: &[(&str, u32, C)]) -> String {
     let package = api
         .ok(
             Method::POST,
@@ -59,11 +72,12 @@ async fn app_with_bits(
     let (status, body) =
         api.upload(&format!("/v3/packages/{package}/upload"), "bits", "package.zip", &zip_of(files), Some("[]")).await;
     assert_eq!((status.as_u16(), &body["state"]), (200, &json!("READY")), "{body}");
-    (app, package)
+    package
 }
 
 #[test]
 fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
+    let _turn = one_at_a_time();
     let server = Server::start_with(&["--node-dir", "{root}/node", "--app-domain", "apps.test.internal"]);
     let addr = server.url.trim_start_matches("http://").to_string();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -101,8 +115,15 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
             buildpacks["resources"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["never_buildpack", "shell_buildpack", "staticfile_buildpack", "binary_buildpack"],
-            "positions as asked; the built-in binary buildpack stays last"
+            [
+                "never_buildpack",
+                "shell_buildpack",
+                "staticfile_buildpack",
+                "nodejs_buildpack",
+                "python_buildpack",
+                "binary_buildpack"
+            ],
+            "positions as asked; the built-ins in CF's order, binary last"
         );
 
         let org = api.ok(Method::POST, "/v3/organizations", Some(json!({"name": "acme"}))).await;
@@ -192,19 +213,20 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
         }
         api.ok(Method::POST, &format!("/v3/apps/{bin}/actions/stop"), None).await;
 
-        // The built-in staticfile buildpack detects a Staticfile and serves `root` with pushstate.
-        let (site, package) = app_with_bits(
-            &api,
-            &space,
-            "www",
-            "",
-            &[
-                ("Staticfile", 0o644, "root: public\npushstate: enabled\n"),
-                ("public/index.html", 0o644, "<h1>static</h1>\n"),
-                ("public/css/site.css", 0o644, "h1 { color: red }\n"),
-            ],
-        )
-        .await;
+        // The built-in staticfile buildpack detects a Staticfile and serves `root` with pushstate,
+        // and a precompressed `.gz` beside a file to clients that take gzip.
+        let script = "console.log('static script, served compressed or not');\n".repeat(20);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(script.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let files: Vec<(&str, u32, Vec<u8>)> = vec![
+            ("Staticfile", 0o644, b"root: public\npushstate: enabled\n".to_vec()),
+            ("public/index.html", 0o644, b"<h1>static</h1>\n".to_vec()),
+            ("public/css/site.css", 0o644, b"h1 { color: red }\n".to_vec()),
+            ("public/js/app.js", 0o644, script.as_bytes().to_vec()),
+            ("public/js/app.js.gz", 0o644, gz.clone()),
+        ];
+        let (site, package) = app_with_bits(&api, &space, "www", "", &files).await;
         let build = api.build(&package).await;
         assert_eq!(build["state"], "STAGED", "{build}");
         let droplet =
@@ -241,6 +263,24 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
         assert_eq!(get("/deep/client/route").await, (200, "<h1>static</h1>\n".to_string()), "pushstate");
         assert!(!get("/../../../etc/passwd").await.1.contains("root:"), "nothing outside root is served");
         assert!(!get("/Staticfile").await.1.contains("pushstate"), "files beside root are not served");
+        let fetch = |accept: Option<&'static str>| {
+            let mut request =
+                reqwest::Client::new().get(format!("http://{addr}/js/app.js")).header("host", "www.apps.test.internal");
+            if let Some(accept) = accept {
+                request = request.header("accept-encoding", accept);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                let encoding = response.headers().get("content-encoding").map(|v| v.to_str().unwrap().to_string());
+                (response.status().as_u16(), encoding, response.bytes().await.unwrap().to_vec())
+            }
+        };
+        let (status, encoding, body) = fetch(Some("br, gzip;q=0.8")).await;
+        assert_eq!((status, encoding.as_deref()), (200, Some("gzip")));
+        let mut unzipped = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut unzipped).unwrap();
+        assert_eq!((body.len(), unzipped), (gz.len(), script.clone()), "the precompressed file, as stored");
+        assert_eq!(fetch(None).await, (200, None, script.as_bytes().to_vec()), "no gzip for a client that did not ask");
         api.ok(Method::POST, &format!("/v3/apps/{site}/actions/stop"), None).await;
 
         // Only admins manage buildpacks; a zip slip is refused.
@@ -254,5 +294,278 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
 
         api.ok(Method::POST, &format!("/v3/apps/{app}/actions/stop"), None).await;
         api.until(&format!("/v3/processes/{app}/stats"), "stopped", 60, |s| running(s) == 0).await;
+    });
+}
+
+/// An org and a space; answers the space's guid.
+async fn space(api: &Api) -> String {
+    let org = api.ok(Method::POST, "/v3/organizations", Some(json!({"name": "acme"}))).await;
+    let space = api
+        .ok(
+            Method::POST,
+            "/v3/spaces",
+            Some(json!({"name": "dev", "relationships": {"organization": {"data": {"guid": org["guid"]}}}})),
+        )
+        .await;
+    space["guid"].as_str().unwrap().to_string()
+}
+
+/// Runs `droplet` as `app`'s current droplet; answers the body its route serves once it answers.
+async fn run_droplet(api: &Api, addr: &str, app: &str, droplet: &Value, host: &str) -> String {
+    api.ok(
+        Method::PATCH,
+        &format!("/v3/apps/{app}/relationships/current_droplet"),
+        Some(json!({"data": {"guid": droplet}})),
+    )
+    .await;
+    api.ok(Method::POST, &format!("/v3/apps/{app}/actions/restart"), None).await;
+    api.until(&format!("/v3/processes/{app}/stats"), "running", 90, |s| running(s) == 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body, _) = through_router(addr, host).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{host} never answered: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn stg_lines(api: &Api, app: &str) -> Vec<String> {
+    let logs = api.ok(Method::GET, &format!("/api/v1/read/{app}?envelope_types=LOG&limit=1000"), None).await;
+    log_lines(&logs).into_iter().filter(|l| l.starts_with("STG:")).collect()
+}
+
+/// A wheel of one pure-Python module, as `pip wheel` would make it.
+fn wheel(name: &str, version: &str, init_py: &str) -> Vec<u8> {
+    let info = format!("{name}-{version}.dist-info");
+    let mut files = vec![
+        (format!("{name}/__init__.py"), init_py.to_string()),
+        (format!("{info}/METADATA"), format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")),
+        (format!("{info}/WHEEL"), "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_string()),
+    ];
+    let record =
+        files.iter().map(|(path, _)| format!("{path},,\n")).collect::<String>() + &format!("{info}/RECORD,,\n");
+    files.push((format!("{info}/RECORD"), record));
+    let entries: Vec<(&str, u32, &str)> = files.iter().map(|(p, c)| (p.as_str(), 0o644, c.as_str())).collect();
+    zip_of(&entries)
+}
+
+#[test]
+fn python_and_nodejs_apps_stage_offline_with_vendored_dependencies() {
+    let _turn = one_at_a_time();
+    let server = Server::start_with(&["--node-dir", "{root}/node", "--app-domain", "apps.test.internal"]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let api = Api::login(&server.url, "admin", ADMIN_PASSWORD).await;
+        let space = space(&api).await;
+
+        // Python: requirements.txt names a wheel vendored in vendor/; app.py serves what it computes.
+        let app_py = "import http.server, os, tinyanswer\n\
+                      class Answer(http.server.BaseHTTPRequestHandler):\n    \
+                          def do_GET(self):\n        \
+                              body = ('the answer is %s\\n' % tinyanswer.answer()).encode()\n        \
+                              self.send_response(200)\n        \
+                              self.send_header('Content-Length', str(len(body)))\n        \
+                              self.end_headers()\n        \
+                              self.wfile.write(body)\n\
+                      print('serving on', os.environ['PORT'])\n\
+                      http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), Answer).serve_forever()\n";
+        let whl = wheel("tinyanswer", "1.0", "def answer():\n    return 6 * 7\n");
+        let files: Vec<(&str, u32, Vec<u8>)> = vec![
+            ("requirements.txt", 0o644, b"tinyanswer==1.0\n".to_vec()),
+            ("vendor/tinyanswer-1.0-py3-none-any.whl", 0o644, whl),
+            ("app.py", 0o644, app_py.as_bytes().to_vec()),
+        ];
+        let (py, package) = app_with_bits(&api, &space, "py", "", &files).await;
+        let build = api.build(&package).await;
+        assert_eq!(build["state"], "STAGED", "{build} {:#?}", stg_lines(&api, &py).await);
+        let droplet =
+            api.ok(Method::GET, &format!("/v3/droplets/{}", build["droplet"]["guid"].as_str().unwrap()), None).await;
+        assert_eq!(droplet["buildpacks"][0]["name"], "python_buildpack", "{droplet}");
+        assert_eq!(droplet["process_types"], json!({"web": "python3 app.py"}), "{droplet}");
+        let body = run_droplet(&api, &addr, &py, &droplet["guid"], "py.apps.test.internal").await;
+        assert_eq!(body, "the answer is 42\n");
+        let lines = stg_lines(&api, &py).await;
+        assert!(lines.iter().any(|l| l.contains("Installing requirements.txt from vendor/")), "{lines:#?}");
+        api.ok(Method::POST, &format!("/v3/apps/{py}/actions/stop"), None).await;
+
+        // Without vendored wheels (and no index), the build fails and says what to do.
+        let (nowheels, package) = app_with_bits(
+            &api,
+            &space,
+            "nowheels",
+            "",
+            &[("requirements.txt", 0o644, "tinyanswer==1.0\n"), ("app.py", 0o644, "print('hi')\n")],
+        )
+        .await;
+        let failed = api.build(&package).await;
+        assert_eq!(failed["state"], "FAILED", "{failed}");
+        assert!(failed["error"].as_str().unwrap().starts_with("BuildpackCompileFailed"), "{failed}");
+        let lines = stg_lines(&api, &nowheels).await;
+        assert!(lines.iter().any(|l| l.contains("vendor the wheels")), "{lines:#?}");
+
+        // Node.js: a vendored module, scripts.start run without npm.
+        let server_js = "const http = require('http');\nconst greet = require('greeter');\n\
+                         http.createServer((req, res) => res.end(greet('router') + '\\n'))\n  \
+                         .listen(process.env.PORT, () => console.log('node listening on ' + process.env.PORT));\n";
+        let (js, package) = app_with_bits(
+            &api,
+            &space,
+            "js",
+            "",
+            &[
+                (
+                    "package.json",
+                    0o644,
+                    r#"{"name": "js", "dependencies": {"greeter": "1.0.0"}, "scripts": {"start": "node server.js"}}"#,
+                ),
+                ("server.js", 0o644, server_js),
+                (
+                    "node_modules/greeter/package.json",
+                    0o644,
+                    r#"{"name": "greeter", "version": "1.0.0", "main": "index.js"}"#,
+                ),
+                (
+                    "node_modules/greeter/index.js",
+                    0o644,
+                    "module.exports = (who) => `hello ${who}, ${6 * 7} from greeter`;\n",
+                ),
+            ],
+        )
+        .await;
+        let build = api.build(&package).await;
+        assert_eq!(build["state"], "STAGED", "{build} {:#?}", stg_lines(&api, &js).await);
+        let droplet =
+            api.ok(Method::GET, &format!("/v3/droplets/{}", build["droplet"]["guid"].as_str().unwrap()), None).await;
+        assert_eq!(droplet["buildpacks"][0]["name"], "nodejs_buildpack", "{droplet}");
+        assert_eq!(droplet["process_types"], json!({"web": "node server.js"}), "{droplet}");
+        let body = run_droplet(&api, &addr, &js, &droplet["guid"], "js.apps.test.internal").await;
+        assert_eq!(body, "hello router, 42 from greeter\n");
+        let lines = stg_lines(&api, &js).await;
+        assert!(lines.iter().any(|l| l == "STG:Using the vendored node_modules"), "{lines:#?}");
+        api.ok(Method::POST, &format!("/v3/apps/{js}/actions/stop"), None).await;
+
+        // A dependency not vendored cannot come from a registry the staging container cannot reach.
+        let (novendor, package) = app_with_bits(
+            &api,
+            &space,
+            "novendor",
+            "",
+            &[("package.json", 0o644, r#"{"name": "novendor", "dependencies": {"left-pad": "1.3.0"}}"#)],
+        )
+        .await;
+        let failed = api.build(&package).await;
+        assert_eq!(failed["state"], "FAILED", "{failed}");
+        assert!(failed["error"].as_str().unwrap().starts_with("BuildpackCompileFailed"), "{failed}");
+        let lines = stg_lines(&api, &novendor).await;
+        assert!(lines.iter().any(|l| l.contains("vendor node_modules")), "{lines:#?}");
+    });
+}
+
+/// Starts a build of `package` with `extra` fields; answers it once it is no longer STAGING.
+async fn build_with(api: &Api, package: &str, extra: Value) -> Value {
+    let mut body = json!({"package": {"guid": package}});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let build = api.ok(Method::POST, "/v3/builds", Some(body)).await;
+    api.until(&format!("/v3/builds/{}", build["guid"].as_str().unwrap()), "staging", 120, |b| b["state"] != "STAGING")
+        .await
+}
+
+#[test]
+fn the_build_cache_outlives_a_staging_and_staging_limits_fail_the_build_not_the_app() {
+    let _turn = one_at_a_time();
+    let server = Server::start_with(&[
+        "--node-dir",
+        "{root}/node",
+        "--app-domain",
+        "apps.test.internal",
+        "--staging-timeout",
+        "10s",
+    ]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let api = Api::login(&server.url, "admin", ADMIN_PASSWORD).await;
+        // Counts its stagings in its cache directory; an app's files ask it to overrun or overeat.
+        let supply = "#!/bin/sh\nset -e\nn=$(cat \"$2/count\" 2>/dev/null || echo 0)\nn=$((n + 1))\n\
+                      echo $n > \"$2/count\"\necho \"staging number $n\"\n\
+                      if [ -f \"$1/slow\" ]; then echo sleeping; sleep 300; fi\n\
+                      if [ -f \"$1/hungry\" ]; then echo eating; head -c 400M /dev/zero | tail; fi\n";
+        buildpack(
+            &api,
+            "counting_buildpack",
+            1,
+            &[
+                ("bin/detect", 0o755, "#!/bin/sh\n[ -f \"$1/count.me\" ] && echo counting\n"),
+                ("bin/supply", 0o755, supply),
+                ("bin/finalize", 0o755, "#!/bin/sh\nexit 0\n"),
+            ],
+        )
+        .await;
+        let space = space(&api).await;
+        let procfile = "web: mkdir -p www && echo \"droplet $(cat version)\" > www/index.html && exec busybox httpd -f -p $PORT -h www\n";
+        let files = |version: &'static str, extra: &'static str| {
+            let mut files = vec![("count.me", 0o644, ""), ("Procfile", 0o644, procfile), ("version", 0o644, version)];
+            if !extra.is_empty() {
+                files.push((extra, 0o644, ""));
+            }
+            files
+        };
+        let (app, package) = app_with_bits(&api, &space, "counted", "", &files("1\n", "")).await;
+        let first = api.build(&package).await;
+        assert_eq!(first["state"], "STAGED", "{first}");
+        assert_eq!(run_droplet(&api, &addr, &app, &first["droplet"]["guid"], "counted.apps.test.internal").await, "droplet 1\n");
+        let cache = server.root.join(format!("data/blobs/buildpack_cache/{}/{app}", &app[..2]));
+        assert!(cache.is_file(), "the build cache is kept at {}", cache.display());
+
+        // The second staging sees what the first left in its cache.
+        let package = package_of(&api, &app, &files("2\n", "")).await;
+        let second = api.build(&package).await;
+        assert_eq!(second["state"], "STAGED", "{second}");
+        let lines = stg_lines(&api, &app).await;
+        for want in ["STG:staging number 1", "STG:staging number 2"] {
+            assert!(lines.iter().any(|l| l == want), "{want} in {lines:#?}");
+        }
+
+        // Overrunning the staging time limit: CF's StagingTimeExpired, the container gone.
+        let package = package_of(&api, &app, &files("3\n", "slow")).await;
+        let started = Instant::now();
+        let slow = api.build(&package).await;
+        assert_eq!(slow["state"], "FAILED", "{slow}");
+        assert!(slow["error"].as_str().unwrap().starts_with("StagingTimeExpired"), "{slow}");
+        assert!(started.elapsed() < Duration::from_secs(60), "stopped at the limit: {:?}", started.elapsed());
+        assert_eq!(slow["droplet"], Value::Null);
+
+        // Running out of staging memory says so and how to give it more.
+        let package = package_of(&api, &app, &files("4\n", "hungry")).await;
+        let hungry = build_with(&api, &package, json!({"staging_memory_in_mb": 64})).await;
+        assert_eq!(hungry["state"], "FAILED", "{hungry}");
+        let error = hungry["error"].as_str().unwrap();
+        assert!(error.contains("ran out of memory (64 MB): push with a larger -m or staging memory"), "{error}");
+
+        let containers = api.ok(Method::GET, "/hearth/v1/containers", None).await;
+        let staging: Vec<&Value> = containers["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["id"].as_str().unwrap().starts_with("staging-"))
+            .collect();
+        assert!(staging.is_empty(), "no staging container is left: {staging:?}");
+        // Failed builds left the running droplet alone.
+        assert_eq!(through_router(&addr, "counted.apps.test.internal").await.1, "droplet 1\n");
+
+        // The third successful staging counts on from the second; deleting the app deletes its cache.
+        let package = package_of(&api, &app, &files("5\n", "")).await;
+        assert_eq!(api.build(&package).await["state"], "STAGED");
+        assert!(stg_lines(&api, &app).await.iter().any(|l| l == "STG:staging number 3"));
+        let (status, _) = api.call(Method::DELETE, &format!("/v3/apps/{app}"), None).await;
+        assert_eq!(status, 202);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cache.exists() {
+            assert!(Instant::now() < deadline, "the build cache outlived its app");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     });
 }

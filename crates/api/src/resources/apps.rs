@@ -445,6 +445,10 @@ pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Pat
         // Its instances stop and its routes leave the router.
         crate::lrps::sync_app(&st, &app.guid, false).await?;
         st.routes_changed.notify_one();
+        // Its build cache goes with it (none there is fine).
+        if let Err(e) = st.blobs.delete(hearth_blobstore::Namespace::BuildpackCache, &app.guid).await {
+            tracing::warn!(app = %app.guid, error = %e, "deleting the build cache failed");
+        }
         Ok(())
     })
     .await?;

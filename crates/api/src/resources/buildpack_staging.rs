@@ -1,7 +1,9 @@
 //! Staging a bits package with buildpacks: the package and the buildpacks come out of
 //! the blobstore onto local disk, the `Stager` runs the builder in a container, and the
 //! result becomes a droplet: the tgz in the blobstore, the layer the cells lay over the
-//! stack, the process types from `bin/release` with the app's `Procfile` on top.
+//! stack, the process types from `bin/release` with the app's `Procfile` on top. The
+//! buildpacks' cache directories are kept per app (the `BuildpackCache` namespace, keyed by
+//! the app's guid) from one successful staging to the next.
 
 use std::path::Path;
 
@@ -29,6 +31,20 @@ async fn fetch_and_extract(
         .map_err(|e| format!("cannot unpack {name}: {e}"))?;
     let _ = std::fs::remove_file(&zip);
     Ok(dir)
+}
+
+/// The app's build cache from its last staging, fetched into `work`; `None` if it has none
+/// (or it cannot be read: staging then starts with an empty cache).
+async fn restore_cache(state: &ApiState, app_guid: &str, work: &Path) -> Option<std::path::PathBuf> {
+    let dest = work.join("cache.tgz");
+    match state.blobs.get_to_file(Namespace::BuildpackCache, app_guid, &dest).await {
+        Ok(_) => Some(dest),
+        Err(e) if e.kind() == hearth_blobstore::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(app = %app_guid, error = %e, "fetching the build cache failed; staging without it");
+            None
+        }
+    }
 }
 
 /// The buildpacks to use: the ones the build or app names (in that order), or every
@@ -96,6 +112,7 @@ pub async fn stage(state: &ApiState, build: &Build, package: &Package) -> Result
         json!({"application_id": app.guid, "application_name": app.name, "name": app.name, "space_id": app.space_guid,
                "limits": {"mem": build.staging_memory_in_mb, "disk": build.staging_disk_in_mb}})
     ));
+    let cache_tgz = restore_cache(state, &app.guid, work.path()).await;
     let job = StagingJob {
         build_guid: build.guid.clone(),
         app_guid: app.guid.clone(),
@@ -104,8 +121,16 @@ pub async fn stage(state: &ApiState, build: &Build, package: &Package) -> Result
         detect,
         env,
         memory_mb: u64::try_from(build.staging_memory_in_mb).unwrap_or(1024),
+        cache_tgz,
     };
     let staged = stager.stage(job).await?;
+    if let Some(cache) = &staged.cache_tgz {
+        // A cache that cannot be kept costs the next staging time, not this one its droplet.
+        if let Err(e) = state.blobs.put_file_as(Namespace::BuildpackCache, &app.guid, cache).await {
+            tracing::warn!(app = %app.guid, error = %e, "storing the build cache failed");
+        }
+        let _ = std::fs::remove_file(cache);
+    }
     let stored = state.blobs.put_file(Namespace::Droplets, &staged.droplet_tgz).await;
     let _ = std::fs::remove_file(&staged.droplet_tgz);
     let blob = stored.map_err(|e| format!("cannot store the droplet: {e}"))?;

@@ -75,7 +75,7 @@ pub async fn get_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<S
 }
 
 /// Puts `b` at `position` (1 = first), shifting the others; positions stay 1..=n.
-async fn place(conn: &mut hearth_store::Conn, b: &mut Buildpack, position: Option<i64>) -> ApiResult<()> {
+pub(super) async fn place(conn: &mut hearth_store::Conn, b: &mut Buildpack, position: Option<i64>) -> ApiResult<()> {
     let mut all: Vec<Buildpack> = store::find_all(conn, vec![]).await?;
     all.retain(|o| o.guid != b.guid);
     all.sort_by_key(|o| o.position);
@@ -260,96 +260,4 @@ pub async fn upload(
     let md = metadata_of(&mut tx, &b.guid).await?;
     tx.commit().await?;
     Ok(ok(render(&ctx, &b, Some(&md))))
-}
-
-/// Cloud Foundry's `binary_buildpack`, written for Hearth: apps that bring their own
-/// executable. It detects nothing (an app names it: `-b binary_buildpack`), stages nothing
-/// and leaves the start command to the `Procfile` or the push's command.
-const BINARY_BUILDPACK: &[(&str, &str)] = &[
-    ("bin/detect", "#!/bin/sh\n# Binary apps name this buildpack; it never claims an app on its own.\nexit 1\n"),
-    ("bin/supply", "#!/bin/sh\nexit 0\n"),
-    (
-        "bin/finalize",
-        "#!/bin/sh\nif [ ! -f \"$1/Procfile\" ]; then\n  echo 'No Procfile: give the start command with the push (-c).'\nfi\nexit 0\n",
-    ),
-    ("bin/release", "#!/bin/sh\nprintf -- '---\\ndefault_process_types: {}\\n'\n"),
-];
-
-/// Cloud Foundry's `staticfile_buildpack`, written for Hearth: an app with a `Staticfile`
-/// or an `index.html` is served by a small web server on the stack's python3 with the
-/// Staticfile options (`root`, `pushstate: enabled`, `directory: visible`; precompressed
-/// `.gz` files for clients that take gzip).
-const STATICFILE_BUILDPACK: &[(&str, &str)] = &[
-    (
-        "bin/detect",
-        "#!/bin/sh\nif [ -f \"$1/Staticfile\" ] || [ -f \"$1/index.html\" ]; then echo staticfile; exit 0; fi\nexit 1\n",
-    ),
-    ("bin/supply", "#!/bin/sh\nexit 0\n"),
-    (
-        "bin/finalize",
-        "#!/bin/sh\nset -e\n\
-         command -v python3 >/dev/null || { echo 'staticfile_buildpack needs python3 on the stack' >&2; exit 1; }\n\
-         mkdir -p \"$1/.hearth-static\"\n\
-         cp \"$(dirname \"$0\")/../server.py\" \"$1/.hearth-static/server.py\"\n\
-         if [ -f \"$1/Staticfile\" ]; then cp \"$1/Staticfile\" \"$1/.hearth-static/options\"; \
-         else : > \"$1/.hearth-static/options\"; fi\n\
-         echo 'Serving the app with the staticfile web server'\n",
-    ),
-    (
-        "bin/release",
-        "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: python3 .hearth-static/server.py\\n'\n",
-    ),
-    ("server.py", include_str!("staticfile.py")),
-];
-
-/// Installs the built-in buildpacks a fresh platform has (once each: an operator's
-/// changes stay): `staticfile_buildpack` first, `binary_buildpack` last, as in CF.
-pub async fn install_builtin(state: &ApiState) -> ApiResult<()> {
-    install_one(state, "staticfile_buildpack", STATICFILE_BUILDPACK, Some(1)).await?;
-    install_one(state, "binary_buildpack", BINARY_BUILDPACK, None).await
-}
-
-async fn install_one(state: &ApiState, name: &str, files: &[(&str, &str)], position: Option<i64>) -> ApiResult<()> {
-    let mut conn = state.store.conn().await?;
-    let existing: Option<Buildpack> =
-        store::find_one(&mut conn, &[Cond::Eq("name", SqlValue::Text(name.into()))]).await?;
-    drop(conn);
-    if existing.is_some() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(&state.work_dir).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let work = tempfile::TempDir::new_in(&state.work_dir).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let dir = work.path().join(name);
-    for (path, text) in files {
-        let file = dir.join(path);
-        std::fs::create_dir_all(file.parent().unwrap_or(&dir)).map_err(|e| ApiError::Internal(e.to_string()))?;
-        std::fs::write(&file, text).map_err(|e| ApiError::Internal(e.to_string()))?;
-        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-    }
-    let zip_path = work.path().join(format!("{name}.zip"));
-    let out = std::fs::File::create(&zip_path).map_err(|e| ApiError::Internal(e.to_string()))?;
-    hearth_blobstore::archive::create_zip(&dir, out).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let blob =
-        state.blobs.put_file(Namespace::Buildpacks, &zip_path).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut tx = state.store.begin().await?;
-    let now = store::now();
-    let mut b = Buildpack {
-        guid: store::new_guid(),
-        name: name.into(),
-        stack: Some("cflinuxfs4".into()),
-        position: 0,
-        enabled: true,
-        locked: false,
-        state: "READY".into(),
-        filename: Some(format!("{name}.zip")),
-        blob_key: Some(blob.key),
-        sha256: Some(blob.sha256),
-        created_at: now.clone(),
-        updated_at: now,
-    };
-    place(&mut tx, &mut b, position).await?;
-    store::insert(&mut tx, &b).await?;
-    tx.commit().await?;
-    Ok(())
 }

@@ -231,9 +231,15 @@ async fn finish(state: &ApiState, build: &Build, outcome: Result<Droplet, String
         }
         Err(reason) => {
             b.state = "FAILED".into();
-            let named = ["NoAppDetectedError", "BuildpackCompileFailed", "BuildpackReleaseFailed", "StagingError"]
-                .iter()
-                .any(|name| reason.starts_with(name));
+            let named = [
+                "NoAppDetectedError",
+                "BuildpackCompileFailed",
+                "BuildpackReleaseFailed",
+                "StagingError",
+                "StagingTimeExpired",
+            ]
+            .iter()
+            .any(|name| reason.starts_with(name));
             b.error = Some(if named { reason } else { format!("StagingError - Staging error: {reason}") });
         }
     }

@@ -8,6 +8,7 @@ mod bits;
 mod buildpack_staging;
 pub(crate) mod buildpacks;
 mod builds;
+pub(crate) mod builtin_buildpacks;
 pub(crate) mod destinations;
 mod domains;
 mod droplet_bits;
