@@ -45,6 +45,33 @@ fn main() {
 }
 "#;
 
+/// A python app as the python buildpack runs it (`python3 app.py`), on the standard library.
+const PYTHON_APP: &str = r#"
+import http.server, os, socketserver
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("python app instance %s\n" % os.environ["CF_INSTANCE_INDEX"]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+class Server(http.server.HTTPServer):
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)  # no host name lookup
+
+Server(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
+
+/// A node app as the nodejs buildpack runs it (`scripts.start`), on node's standard library.
+const NODE_PACKAGE: &str = r#"{"name": "node-app", "version": "1.0.0", "scripts": {"start": "node server.js"}}"#;
+const NODE_APP: &str = r#"
+require("http").createServer((req, res) => {
+  res.end(`node app instance ${process.env.CF_INSTANCE_INDEX}\n`);
+}).listen(process.env.PORT);
+"#;
+
 fn write_files(dir: &Path, files: &[(&str, &str)]) {
     for (name, text) in files {
         let path = dir.join(name);
@@ -210,7 +237,19 @@ fn a_newcomer_pushes_reaches_scales_restarts_and_deletes_apps() {
     write_files(&site, &[("Staticfile", "root: public\n"), ("public/index.html", "a static site\n")]);
     server.hearth(&["push", "site", "-p", site.to_str().unwrap()]).ok();
     server.hearth(&["push", "img", "--docker-image", &image]).ok();
-    let expected = [("bin", "binary app instance 0\n"), ("site", "a static site\n"), ("img", "image app instance 0\n")];
+    let py = work.join("py");
+    write_files(&py, &[("requirements.txt", ""), ("app.py", PYTHON_APP)]);
+    server.hearth(&["push", "py", "-p", py.to_str().unwrap()]).ok();
+    let node = work.join("node");
+    write_files(&node, &[("package.json", NODE_PACKAGE), ("server.js", NODE_APP)]);
+    server.hearth(&["push", "node", "-p", node.to_str().unwrap()]).ok();
+    let expected = [
+        ("bin", "binary app instance 0\n"),
+        ("site", "a static site\n"),
+        ("img", "image app instance 0\n"),
+        ("py", "python app instance 0\n"),
+        ("node", "node app instance 0\n"),
+    ];
     for (name, body) in expected {
         let host = format!("{name}.{DOMAIN}");
         let (status, got) = until_router(&addr, &host, name, |s, _| s == 200);
@@ -320,11 +359,11 @@ fn a_newcomer_pushes_reaches_scales_restarts_and_deletes_apps() {
 
     // Deleting an app takes its route and its instance; deleting them all leaves nothing.
     let containers = |server: &Server| leftovers(server).iter().filter(|l| l.starts_with("container ")).count();
-    until(|| containers(&server) == 3, "one container per app once bin is scaled down");
+    until(|| containers(&server) == expected.len(), "one container per app once bin is scaled down");
     server.hearth(&["delete", "img", "-f", "-r"]).ok();
     let (status, _) = until_router(&addr, &format!("img.{DOMAIN}"), "img's route gone", |s, _| s == 404);
     assert_eq!(status, 404);
-    until(|| containers(&server) == 2, "img's container gone");
+    until(|| containers(&server) == expected.len() - 1, "img's container gone");
     for (name, _) in expected.iter().filter(|(n, _)| *n != "img") {
         server.hearth(&["delete", name, "-f", "-r"]).ok();
     }
