@@ -1,11 +1,13 @@
 //! `hearth-bench router`: requests per second and latency through Hearth's router beside
-//! nginx, both reverse-proxying the same tiny hyper backend on loopback, both driven by the
-//! same `wrk` load on keep-alive connections (or `--close`: a new connection per request).
-//! The targets take turns for several rounds so a neighbour's burst of CPU falls on both.
+//! nginx and HAProxy, all reverse-proxying the same tiny hyper backend on loopback, all
+//! driven by the same `wrk` load on keep-alive connections (or `--close`: a new connection
+//! per request). The targets take turns for several rounds so a neighbour's burst of CPU
+//! falls on each.
 //!
-//! Needs the Debian packages `nginx-light` (or `nginx`) and `wrk`. nginx is started from a
-//! config written into a temporary directory (`daemon off`, one worker process per core,
-//! upstream keep-alive, access log off, as the router's access log is off here too).
+//! Needs the Debian packages `nginx-light` (or `nginx`), `haproxy` and `wrk`. Both proxies
+//! start from configs written into a temporary directory: nginx with `daemon off`, one
+//! worker process per core, upstream keep-alive; HAProxy in the foreground with a thread
+//! per core and backend connection reuse; access logs off, as the router's is off here too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -80,11 +82,14 @@ struct Summary {
 struct Report {
     machine: Machine,
     nginx_version: String,
+    haproxy_version: String,
     settings: Settings,
     runs: Vec<Run>,
     summary: Vec<Summary>,
     /// Router requests per second / nginx requests per second.
     ratio: f64,
+    /// Router requests per second / HAProxy requests per second.
+    ratio_haproxy: f64,
     aim: f64,
     aim_met: bool,
     notes: Vec<String>,
@@ -104,6 +109,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     ensure!(args.rounds >= 1 && args.duration >= 1, "--rounds and --duration must be at least 1");
     ensure!(args.connections >= args.threads && args.threads >= 1, "--connections must be at least --threads (≥ 1)");
     let nginx_version = tool_version("nginx", &["-v"]).context("nginx is missing: apt-get install -y nginx-light")?;
+    let haproxy_version = tool_version("haproxy", &["-v"]).context("HAProxy is missing: apt-get install -y haproxy")?;
     tool_version("wrk", &["--version"]).context("wrk is missing: apt-get install -y wrk")?;
     let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let machine = Machine::detect();
@@ -126,10 +132,17 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let router = backend_runtime.block_on(Router::new(config, table).start(shutdown.clone()))?;
     progress(&format!("Hearth's router on {} ({workers} workers)", router.http_addr()));
 
-    let nginx = Nginx::start(backend, workers)?;
+    let nginx = Proxy::start("nginx", backend, workers)?;
     progress(&format!("nginx on {} ({workers} worker processes)", nginx.addr));
+    let haproxy = Proxy::start("haproxy", backend, workers)?;
+    progress(&format!("HAProxy on {} ({workers} threads)", haproxy.addr));
 
-    let targets = [("hearth router", router.http_addr()), ("nginx", nginx.addr), ("backend direct", backend)];
+    let targets = [
+        ("hearth router", router.http_addr()),
+        (nginx.name, nginx.addr),
+        (haproxy.name, haproxy.addr),
+        ("backend direct", backend),
+    ];
     let measured = (|| {
         for (name, addr) in targets {
             progress(&format!("warming up {name}"));
@@ -145,15 +158,18 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         anyhow::Ok(runs)
     })();
     drop(nginx);
+    drop(haproxy);
     shutdown.cancel();
     backend_runtime.block_on(router.stopped());
     let runs = measured?;
 
     let summary: Vec<Summary> = targets.iter().map(|(name, _)| summarize(name, &runs)).collect();
     let ratio = summary[0].per_second / summary[1].per_second.max(f64::MIN_POSITIVE);
+    let ratio_haproxy = summary[0].per_second / summary[2].per_second.max(f64::MIN_POSITIVE);
     let report = Report {
         machine,
         nginx_version,
+        haproxy_version: haproxy_version.lines().next().unwrap_or_default().to_string(),
         settings: Settings {
             duration_secs: args.duration,
             rounds: args.rounds,
@@ -165,6 +181,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         runs,
         summary,
         ratio,
+        ratio_haproxy,
         aim: AIM,
         aim_met: ratio >= AIM,
         notes: vec![
@@ -206,53 +223,78 @@ async fn start_backend() -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// nginx as a child process with its own prefix directory; killed and cleaned up on drop.
-struct Nginx {
+/// A reverse proxy under test (nginx or HAProxy) as a child process with its own
+/// directory; killed and cleaned up on drop.
+struct Proxy {
+    name: &'static str,
     child: Child,
     dir: PathBuf,
     addr: SocketAddr,
 }
 
-impl Nginx {
-    fn start(backend: SocketAddr, workers: usize) -> anyhow::Result<Nginx> {
+impl Proxy {
+    fn start(name: &'static str, backend: SocketAddr, workers: usize) -> anyhow::Result<Proxy> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
-        let dir = std::env::temp_dir().join(format!("hearth-bench-nginx-{}-{stamp:x}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("hearth-bench-{name}-{}-{stamp:x}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(&dir, addr, backend, workers))?;
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&conf)
+        let mut command = match name {
+            "nginx" => {
+                let conf = dir.join("nginx.conf");
+                std::fs::write(&conf, nginx_conf(&dir, addr, backend, workers))?;
+                let mut c = Command::new("nginx");
+                c.arg("-p").arg(&dir).arg("-c").arg(&conf);
+                c
+            }
+            _ => {
+                let conf = dir.join("haproxy.cfg");
+                std::fs::write(&conf, haproxy_conf(addr, backend, workers))?;
+                let mut c = Command::new("haproxy");
+                c.arg("-db").arg("-f").arg(&conf);
+                c
+            }
+        };
+        let log = std::fs::File::create(dir.join("error.log"))?;
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
-            .context("cannot start nginx")?;
-        let mut nginx = Nginx { child, dir, addr };
+            .with_context(|| format!("cannot start {name}"))?;
+        let mut proxy = Proxy { name, child, dir, addr };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(addr).is_err() {
-            if let Some(status) = nginx.child.try_wait()? {
-                let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
-                bail!("nginx exited ({status}) before listening: {log}");
+            if let Some(status) = proxy.child.try_wait()? {
+                let log = std::fs::read_to_string(proxy.dir.join("error.log")).unwrap_or_default();
+                bail!("{name} exited ({status}) before listening: {log}");
             }
-            ensure!(Instant::now() < deadline, "nginx did not listen on {addr} within 10 s");
+            ensure!(Instant::now() < deadline, "{name} did not listen on {addr} within 10 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(nginx)
+        Ok(proxy)
     }
 }
 
-impl Drop for Nginx {
+impl Drop for Proxy {
     fn drop(&mut self) {
-        // SIGKILL to the master; the workers follow (they watch their parent).
+        // SIGKILL to the master; nginx's workers follow (they watch their parent), HAProxy
+        // runs threads in one process.
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// HAProxy in HTTP mode with a thread per core and backend connection reuse, logging off.
+fn haproxy_conf(listen: SocketAddr, backend: SocketAddr, workers: usize) -> String {
+    format!(
+        "global\n  nbthread {workers}\n  maxconn 8000\n\
+         defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+           option http-keep-alive\n  http-reuse always\n  option forwardfor\n\
+         frontend front\n  bind {listen}\n  default_backend backend\n\
+         backend backend\n  server app {backend}\n"
+    )
 }
 
 fn nginx_conf(dir: &Path, listen: SocketAddr, backend: SocketAddr, workers: usize) -> String {
@@ -335,12 +377,13 @@ fn table_text(report: &Report) -> String {
     let m = &report.machine;
     let s = &report.settings;
     let mut out = format!(
-        "hearth-bench router on {} CPU(s){}{}; {}\n{} connections ({}), {} wrk threads, {} s per target per round, \
-         {} rounds, {} router workers / nginx worker processes\n\n",
+        "hearth-bench router on {} CPU(s){}{}; {}; {}\n{} connections ({}), {} wrk threads, {} s per target per round, \
+         {} rounds, {} router workers / nginx worker processes / HAProxy threads\n\n",
         m.cpus,
         m.cpu_model.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
         m.load_average_before.map(|l| format!(", load average {l:.2} before the run")).unwrap_or_default(),
         report.nginx_version,
+        report.haproxy_version,
         s.connections,
         if s.keep_alive { "keep-alive" } else { "Connection: close" },
         s.wrk_threads,
@@ -371,6 +414,7 @@ fn table_text(report: &Report) -> String {
         report.aim,
         if report.aim_met { "MET" } else { "NOT MET" }
     ));
+    out.push_str(&format!("router / HAProxy throughput: {:.2}\n", report.ratio_haproxy));
     for note in &report.notes {
         out.push_str(&format!("note: {note}\n"));
     }
