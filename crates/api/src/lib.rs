@@ -178,6 +178,11 @@ fn rewrite_rejection(resp: Response) -> Response {
 }
 
 /// Installs the built-in buildpacks (`binary_buildpack`) on a platform that has none of them.
+/// The files of built-in buildpack `name` (`bin/detect`, … and what they use), as installed.
+pub fn builtin_buildpack_files(name: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    resources::builtin_buildpacks::files(name)
+}
+
 pub async fn install_builtin_buildpacks(state: &ApiState) -> Result<(), ApiError> {
     resources::builtin_buildpacks::install_builtin(state).await
 }

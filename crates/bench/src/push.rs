@@ -2,7 +2,8 @@
 //! for a small static site and for a 2,000-file one, broken down into the push's phases
 //! (manifest, upload, stage, start, routable — read from the moments the push prints each
 //! step), beside the bare minimum done by hand in the same run: copy the files, start the
-//! same kind of web server (`python3 -m http.server`, the stack's python), first 200. It
+//! same kind of web server (`python3 -m http.server`, the stack's python), first 200; and
+//! its staging beside the same buildpack's scripts run by hand on a copy of the site. It
 //! also re-pushes the big site after changing one file and reports the bytes the push
 //! sent (only the changed file should travel).
 //!
@@ -61,6 +62,11 @@ struct SiteResult {
     by_hand_s: Vec<f64>,
     /// Median push-to-first-200 over the median by-hand time.
     ratio: f64,
+    /// The same buildpack's scripts run by hand on a copy of the site (detect, supply,
+    /// finalize, release), seconds.
+    stage_by_hand_s: Vec<f64>,
+    /// Median stage phase of the pushes over the median by-hand staging.
+    stage_ratio: f64,
 }
 
 #[derive(Serialize)]
@@ -227,6 +233,37 @@ impl Drop for Platform {
     }
 }
 
+/// Copies the site and runs `buildpack`'s scripts on it by hand, as the builder does in its
+/// container (detect, supply, finalize, release): seconds.
+fn stage_by_hand(buildpack: &str, site: &Path, work: &Path) -> anyhow::Result<f64> {
+    let files = hearth_api::builtin_buildpack_files(buildpack).context("no such built-in buildpack")?;
+    let dir = work.join("stage-by-hand");
+    let _ = std::fs::remove_dir_all(&dir);
+    let bp = dir.join("buildpack");
+    for (path, text) in files {
+        let file = bp.join(path);
+        std::fs::create_dir_all(file.parent().context("a buildpack file has a parent")?)?;
+        std::fs::write(&file, text)?;
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let (app, cache, deps, profile) = (dir.join("app"), dir.join("cache"), dir.join("deps"), dir.join("profile.d"));
+    for d in [&cache, &deps.join("0"), &profile] {
+        std::fs::create_dir_all(d)?;
+    }
+    let started = Instant::now();
+    ensure!(Command::new("cp").arg("-r").arg(site).arg(&app).status()?.success(), "cp -r failed");
+    let run = |script: &str, args: &[&Path]| -> anyhow::Result<()> {
+        let out = Command::new(bp.join("bin").join(script)).args(args).env("CF_STACK", "cflinuxfs4").output()?;
+        ensure!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    };
+    run("detect", &[&app])?;
+    run("supply", &[&app, &cache, &deps, Path::new("0")])?;
+    run("finalize", &[&app, &cache, &deps, Path::new("0"), &profile])?;
+    run("release", &[&app])?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
 /// Copy the files, start `python3 -m http.server` on them, first 200: seconds.
 fn by_hand(site: &Path, work: &Path) -> anyhow::Result<f64> {
     let copy = work.join("by-hand");
@@ -279,15 +316,24 @@ fn run(args: &Args, work: &Path, machine: Machine) -> anyhow::Result<Report> {
     for (label, files) in [("small", 1), ("big", args.files.max(2))] {
         let dir = work.join(format!("site-{label}"));
         write_site(&dir, files)?;
-        let mut pushes = Vec::new();
-        let mut hand = Vec::new();
+        let (mut pushes, mut hand, mut stage_hand) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..args.runs {
             progress(&format!("{label} site ({files} files): push {} of {}", run + 1, args.runs));
             pushes.push(platform.push(&format!("{label}{run}"), &dir)?);
             hand.push(by_hand(&dir, work)?);
+            stage_hand.push(stage_by_hand("staticfile_buildpack", &dir, work)?);
         }
         let ratio = median(pushes.iter().map(|p| p.first_200).collect()) / median(hand.clone());
-        sites.push(SiteResult { site: label.into(), files, pushes, by_hand_s: hand, ratio });
+        let stage_ratio = median(pushes.iter().map(|p| p.stage).collect()) / median(stage_hand.clone());
+        sites.push(SiteResult {
+            site: label.into(),
+            files,
+            pushes,
+            by_hand_s: hand,
+            ratio,
+            stage_by_hand_s: stage_hand,
+            stage_ratio,
+        });
     }
     progress("big site: one file changed, pushed again");
     let big = work.join("site-big");
@@ -304,13 +350,24 @@ fn print_table(report: &Report) {
         m.load_average_before.unwrap_or(f64::NAN)
     );
     println!(
-        "{:<6} {:>6} {:>9} {:>7} {:>7} {:>7} {:>9} {:>10} {:>9} {:>7}",
-        "site", "files", "manifest", "upload", "stage", "start", "routable", "first 200", "by hand", "ratio"
+        "{:<6} {:>6} {:>9} {:>7} {:>7} {:>7} {:>9} {:>10} {:>9} {:>7} {:>13} {:>11}",
+        "site",
+        "files",
+        "manifest",
+        "upload",
+        "stage",
+        "start",
+        "routable",
+        "first 200",
+        "by hand",
+        "ratio",
+        "stage by hand",
+        "stage ratio"
     );
     for s in &report.sites {
         let med = |f: fn(&Phases) -> f64| median(s.pushes.iter().map(f).collect());
         println!(
-            "{:<6} {:>6} {:>8.2}s {:>6.2}s {:>6.2}s {:>6.2}s {:>8.2}s {:>9.2}s {:>8.3}s {:>6.1}x",
+            "{:<6} {:>6} {:>8.2}s {:>6.2}s {:>6.2}s {:>6.2}s {:>8.2}s {:>9.2}s {:>8.3}s {:>6.1}x {:>12.3}s {:>10.1}x",
             s.site,
             s.files,
             med(|p| p.manifest),
@@ -320,7 +377,9 @@ fn print_table(report: &Report) {
             med(|p| p.routable),
             med(|p| p.first_200),
             median(s.by_hand_s.clone()),
-            s.ratio
+            s.ratio,
+            median(s.stage_by_hand_s.clone()),
+            s.stage_ratio
         );
     }
     let r = &report.repush_one_change;
@@ -329,5 +388,6 @@ fn print_table(report: &Report) {
         r.bytes_sent.map_or("?".into(), |b| b.to_string()),
         r.manifest + r.upload + r.stage + r.start
     );
-    println!("(medians; ratio = push-to-first-200 / copy + start python3 -m http.server + first 200)");
+    println!("(medians; ratio = push-to-first-200 / copy + start python3 -m http.server + first 200;");
+    println!(" stage ratio = the push's staging / the same buildpack scripts run by hand on a copy)");
 }

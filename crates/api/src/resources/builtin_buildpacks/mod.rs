@@ -57,6 +57,17 @@ const PYTHON: Files = &lifecycle!("python");
 /// leaves the start command to the `Procfile` or the push's command.
 const BINARY: Files = &lifecycle!("binary");
 
+/// The files of built-in buildpack `name` (`bin/detect`, …), e.g. to run them by hand.
+pub fn files(name: &str) -> Option<Files> {
+    match name {
+        "staticfile_buildpack" => Some(STATICFILE),
+        "nodejs_buildpack" => Some(NODEJS),
+        "python_buildpack" => Some(PYTHON),
+        "binary_buildpack" => Some(BINARY),
+        _ => None,
+    }
+}
+
 /// Installs the built-ins a platform lacks by name (an operator's changes to the others
 /// stay): `staticfile_buildpack` first, `binary_buildpack` last, the others before it.
 pub async fn install_builtin(state: &ApiState) -> ApiResult<()> {
