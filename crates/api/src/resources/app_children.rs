@@ -68,3 +68,30 @@ pub fn scope<T: AppChild>(ctx: &Ctx, params: &ListParams, conds: &mut Vec<Cond>)
         conds.push(Cond::Sub(T::IN_ORGS, v.clone()));
     }
 }
+
+/// A create's query: none (a new child) or `source_guid=G` (a copy of `G`, as CF's package
+/// and droplet copies take it); anything else is CF's bad query parameter error.
+pub fn copy_source(query: Option<&str>) -> ApiResult<Option<String>> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| crate::error::ApiError::BadQueryParameter(e.to_string()))?;
+    match pairs.as_slice() {
+        [] => Ok(None),
+        [(k, source)] if k == "source_guid" => Ok(Some(source.clone())),
+        _ => Err(crate::error::ApiError::BadQueryParameter("The only query parameter allowed is source_guid".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_create_is_new_or_a_copy_of_one_source() {
+        assert_eq!(copy_source(None).unwrap(), None);
+        assert_eq!(copy_source(Some("")).unwrap(), None);
+        assert_eq!(copy_source(Some("source_guid=abc")).unwrap().as_deref(), Some("abc"));
+        for bad in ["source_guid=a&source_guid=b", "app_guid=x", "source_guid=a&x=1"] {
+            assert!(copy_source(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -150,12 +150,9 @@ pub async fn create(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let query: Vec<(String, String)> = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::BadQueryParameter(e.to_string()))?;
-    match query.as_slice() {
-        [] => create_empty(state, ctx, body).await,
-        [(k, source)] if k == "source_guid" => copy(state, ctx, source, body).await,
-        _ => Err(ApiError::BadQueryParameter("The only query parameter allowed is source_guid".into())),
+    match super::app_children::copy_source(q.as_deref())? {
+        None => create_empty(state, ctx, body).await,
+        Some(source) => copy(state, ctx, &source, body).await,
     }
 }
 
