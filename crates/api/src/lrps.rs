@@ -145,7 +145,6 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
         env.insert("VCAP_APPLICATION".into(), vcap_application.to_string());
         env.insert("VCAP_SERVICES".into(), "{}".into());
         env.insert("MEMORY_LIMIT".into(), format!("{}m", p.memory_in_mb));
-        env.insert("CF_INSTANCE_PORT".into(), ports[0].to_string());
         if droplet.image.is_none() {
             env.insert("DEPS_DIR".into(), "/home/vcap/deps".into());
         }
@@ -190,7 +189,7 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
 /// `.profile.d` scripts and `.profile` sourced first, as CF's launcher does.
 fn launcher(command: &str) -> String {
     format!(
-        "cd /home/vcap/app && for f in /home/vcap/profile.d/*.sh /home/vcap/app/.profile.d/*.sh; \
+        "cd /home/vcap/app && mkdir -p /home/vcap/tmp && for f in /home/vcap/profile.d/*.sh /home/vcap/app/.profile.d/*.sh; \
          do [ -f \"$f\" ] && . \"$f\"; done; [ -f /home/vcap/app/.profile ] && . /home/vcap/app/.profile; \
          {command}"
     )

@@ -48,6 +48,7 @@ pub fn plan(
     if matches!(desired.rootfs, RootFs::Stack(_)) {
         env.push("HOME=/home/vcap".into());
         env.push("LANG=en_US.UTF-8".into());
+        env.push("TMPDIR=/home/vcap/tmp".into());
         request.cwd = Some("/home/vcap".into());
     }
     request.env = env;
@@ -56,6 +57,36 @@ pub fn plan(
     request.pids = (desired.max_pids > 0).then_some(i64::from(desired.max_pids));
     request.disk_limit = disk_limits.then(|| desired.disk_mb.saturating_mul(1 << 20));
     Ok(request)
+}
+
+/// What an instance learns once its container exists, as Diego sets it: the cell's
+/// address (`CF_INSTANCE_IP`), the container's (`CF_INSTANCE_INTERNAL_IP`), the host port of
+/// its first port (`CF_INSTANCE_PORT`, `CF_INSTANCE_ADDR`) and every mapping
+/// (`CF_INSTANCE_PORTS`).
+pub fn instance_env(host_ip: std::net::IpAddr, network: Option<&hearth_containers::NetworkInfo>) -> Vec<String> {
+    let mut env = vec![format!("CF_INSTANCE_IP={host_ip}")];
+    let Some(network) = network else { return env };
+    env.push(format!("CF_INSTANCE_INTERNAL_IP={}", network.address));
+    if let Some(first) = network.port_mappings.first() {
+        env.push(format!("CF_INSTANCE_PORT={}", first.host_port));
+        env.push(format!("CF_INSTANCE_ADDR={host_ip}:{}", first.host_port));
+    }
+    let ports: Vec<serde_json::Value> = network
+        .port_mappings
+        .iter()
+        .map(|m| serde_json::json!({"external": m.host_port, "internal": m.container_port}))
+        .collect();
+    env.push(format!("CF_INSTANCE_PORTS={}", serde_json::Value::Array(ports)));
+    env
+}
+
+/// This machine's address on its default route (no packet is sent), else loopback.
+pub fn host_ip() -> std::net::IpAddr {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
 }
 
 #[cfg(test)]
@@ -90,12 +121,44 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_learns_its_addresses_and_host_ports_as_diego_sets_them() {
+        let host: std::net::IpAddr = [192, 168, 1, 7].into();
+        assert_eq!(instance_env(host, None), ["CF_INSTANCE_IP=192.168.1.7"]);
+        let network = hearth_containers::NetworkInfo {
+            address: [10, 254, 0, 9].into(),
+            gateway: [10, 254, 0, 1].into(),
+            prefix_len: 22,
+            host_interface: "hv0afe0009".into(),
+            port_mappings: vec![
+                hearth_containers::network::PortMapping { container_port: 8080, host_port: 61003 },
+                hearth_containers::network::PortMapping { container_port: 9090, host_port: 61004 },
+            ],
+        };
+        assert_eq!(
+            instance_env(host, Some(&network)),
+            [
+                "CF_INSTANCE_IP=192.168.1.7",
+                "CF_INSTANCE_INTERNAL_IP=10.254.0.9",
+                "CF_INSTANCE_PORT=61003",
+                "CF_INSTANCE_ADDR=192.168.1.7:61003",
+                r#"CF_INSTANCE_PORTS=[{"external":61003,"internal":8080},{"external":61004,"internal":9090}]"#,
+            ]
+        );
+    }
+    #[test]
     fn an_instance_gets_cf_s_environment_limits_and_ports() {
         let key = ActualLrpKey::ordinary("web-guid", 1);
         let r = plan(&desired(), &key, "abc-123", true).unwrap();
         assert_eq!(r.id.as_str(), "lrp-abc-123");
         assert_eq!(r.args, ["/bin/sh", "-c", "./server --port $PORT"]);
-        for want in ["GREETING=hi", "PORT=8080", "CF_INSTANCE_INDEX=1", "CF_INSTANCE_GUID=abc-123", "HOME=/home/vcap"] {
+        for want in [
+            "GREETING=hi",
+            "PORT=8080",
+            "CF_INSTANCE_INDEX=1",
+            "CF_INSTANCE_GUID=abc-123",
+            "HOME=/home/vcap",
+            "TMPDIR=/home/vcap/tmp",
+        ] {
             assert!(r.env.iter().any(|e| e == want), "{want} in {:?}", r.env);
         }
         assert_eq!(r.memory_bytes, Some(256 << 20));

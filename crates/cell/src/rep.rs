@@ -80,6 +80,8 @@ struct Inner {
     logs: std::sync::OnceLock<hearth_logs::Store>,
     /// Where a droplet layer missing from the image store comes from, once set.
     droplets: std::sync::OnceLock<Arc<dyn DropletSource>>,
+    /// This machine's address, as instances see it in `CF_INSTANCE_IP`.
+    host_ip: IpAddr,
 }
 
 /// A boxed future (droplet sources are trait objects).
@@ -127,6 +129,7 @@ impl Rep {
                 running: Mutex::new(HashMap::new()),
                 logs: std::sync::OnceLock::new(),
                 droplets: std::sync::OnceLock::new(),
+                host_ip: instance::host_ip(),
             }),
         };
         rep.reattach().await?;
@@ -323,7 +326,8 @@ impl Rep {
         let id = info.id.clone();
         let already_running = info.status == Status::Running;
         if !already_running {
-            if let Err(e) = node.runtime().start(&id).await {
+            let env = instance::instance_env(self.inner.host_ip, info.network.as_ref());
+            if let Err(e) = node.runtime().start_with_env(&id, &env).await {
                 return Ending::Crashed(format!("Failed to start the process: {e}"));
             }
             self.cell_log(desired, key.index, "Starting health monitoring of container");

@@ -302,7 +302,8 @@ impl Executor for RestoreSignalsExecutor {
                 .map_err(|e| ExecutorError::Other(format!("restore SIGPIPE: {e}")))?;
         }
         if self.init {
-            return crate::init::run(|| DefaultExecutor {}.exec(spec));
+            let spec = crate::init::with_start_env(spec);
+            return crate::init::run(|| DefaultExecutor {}.exec(&spec));
         }
         DefaultExecutor {}.exec(spec)
     }

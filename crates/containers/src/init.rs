@@ -14,6 +14,27 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
+/// A file in the root filesystem whose `NAME=value` lines join the main process's
+/// environment (written by `Runtime::start_with_env` before the start).
+pub(crate) const START_ENV: &str = "/.hearth-start-env";
+
+/// `spec` with the lines of `START_ENV` (if there is one) added to its process's
+/// environment, replacing variables of the same name.
+pub(crate) fn with_start_env(spec: &oci_spec::runtime::Spec) -> oci_spec::runtime::Spec {
+    let Ok(text) = std::fs::read_to_string(START_ENV) else { return spec.clone() };
+    let mut spec = spec.clone();
+    if let Some(process) = spec.process_mut() {
+        let mut env = process.env().clone().unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains('=')) {
+            let name = line.split('=').next().unwrap_or_default();
+            env.retain(|e| e.split('=').next() != Some(name));
+            env.push(line.to_string());
+        }
+        process.set_env(Some(env));
+    }
+    spec
+}
+
 /// Signals forwarded to the container's processes.
 const FORWARDED: [Signal; 7] = [
     Signal::SIGTERM,

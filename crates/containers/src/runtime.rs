@@ -186,6 +186,22 @@ impl Runtime {
         tokio::task::spawn_blocking(attach).await.map_err(|e| Error::Network(e.to_string()))?
     }
 
+    /// Starts the main process with `env` added to its environment: what is only known
+    /// once the container exists (its address, its host ports). Needs a spec with `init`
+    /// and a writable root filesystem: the lines go to `/.hearth-start-env` in it, which the
+    /// init reads before it execs the main process.
+    pub async fn start_with_env(&self, id: &ContainerId, env: &[String]) -> Result<(), Error> {
+        let info = self.info(id).await?;
+        if !info.spec.init || info.spec.rootfs_readonly {
+            return Err(Error::InvalidSpec("a start environment needs init and a writable root filesystem".into()));
+        }
+        let path = info.spec.rootfs.join(crate::init::START_ENV.trim_start_matches('/'));
+        let text: String =
+            env.iter().filter(|e| e.contains('=') && !e.contains('\n')).map(|e| format!("{e}\n")).collect();
+        tokio::fs::write(&path, text).await.map_err(Error::io(&path))?;
+        self.start(id).await
+    }
+
     /// Starts the main process of a created container.
     pub async fn start(&self, id: &ContainerId) -> Result<(), Error> {
         let info = self.info(id).await?;

@@ -38,8 +38,19 @@ fn main() {
         let mut buf = [0u8; 4096];
         let n = stream.read(&mut buf).unwrap_or(0);
         let request = String::from_utf8_lossy(&buf[..n]);
-        println!("served {}", request.lines().next().unwrap_or(""));
-        let body = format!("binary app instance {index}\n");
+        let line = request.lines().next().unwrap_or("");
+        println!("served {line}");
+        let body = if line.split_whitespace().nth(1) == Some("/env") {
+            let tmp = std::env::var("TMPDIR").unwrap_or_default();
+            let writable = std::fs::write(format!("{tmp}/probe"), "x").is_ok();
+            let names = ["CF_INSTANCE_IP", "CF_INSTANCE_INTERNAL_IP", "CF_INSTANCE_PORT", "CF_INSTANCE_ADDR",
+                         "CF_INSTANCE_PORTS", "TMPDIR"];
+            let mut out: String = names.iter().map(|k| format!("{k}={}\n", std::env::var(k).unwrap_or_default())).collect();
+            out.push_str(&format!("TMP_WRITABLE={writable}\n"));
+            out
+        } else {
+            format!("binary app instance {index}\n")
+        };
         let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     }
 }
@@ -90,6 +101,17 @@ fn binary_app(work: &Path) -> PathBuf {
         Command::new(rustc).args(["-O", "-o"]).arg(dir.join("server")).arg(work.join("server.rs")).status().unwrap();
     assert!(status.success(), "the binary app compiles");
     dir
+}
+
+/// GET `path` through the router with `Host: host`: the body of a 200.
+fn get_path(addr: &str, host: &str, path: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let response =
+            reqwest::Client::new().get(format!("http://{addr}{path}")).header("host", host).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path} on {host}");
+        response.text().await.unwrap()
+    })
 }
 
 /// Processes named `comm` in this server's container cgroups.
@@ -255,6 +277,17 @@ fn a_newcomer_pushes_reaches_scales_restarts_and_deletes_apps() {
         let (status, got) = until_router(&addr, &host, name, |s, _| s == 200);
         assert_eq!((status, got.as_str()), (200, body), "{name}");
     }
+    // The instance learns its addresses and host port once its container exists, as on Diego.
+    let env = get_path(&addr, &format!("bin.{DOMAIN}"), "/env");
+    let var = |name: &str| {
+        env.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("{name} in {env}"))
+    };
+    let port: u16 = var("CF_INSTANCE_PORT").parse().unwrap_or_else(|_| panic!("a host port: {env}"));
+    assert!((61000..62000).contains(&port), "{env}");
+    assert!(var("CF_INSTANCE_INTERNAL_IP").starts_with("10.254."), "{env}");
+    assert_eq!(var("CF_INSTANCE_ADDR"), format!("{}:{port}", var("CF_INSTANCE_IP")), "{env}");
+    assert!(var("CF_INSTANCE_PORTS").contains(&format!("{{\"external\":{port},\"internal\":8080}}")), "{env}");
+    assert_eq!((var("TMPDIR"), var("TMP_WRITABLE")), ("/home/vcap/tmp", "true"), "{env}");
     let apps = server.hearth(&["apps"]).ok();
     for (name, _) in expected {
         assert!(apps.lines().any(|l| l.starts_with(name) && l.contains("started")), "{name} in {apps}");
