@@ -26,9 +26,13 @@ pub(crate) fn with_start_env(spec: &oci_spec::runtime::Spec) -> oci_spec::runtim
     if let Some(process) = spec.process_mut() {
         let mut env = process.env().clone().unwrap_or_default();
         for line in text.lines().filter(|l| l.contains('=')) {
-            let name = line.split('=').next().unwrap_or_default();
+            let (name, value) = line.split_once('=').unwrap_or_default();
             env.retain(|e| e.split('=').next() != Some(name));
             env.push(line.to_string());
+            // libcontainer's executor execs with this process's environment, which its init
+            // set from the spec before calling it.
+            // SAFETY: the helper is single-threaded here, right before it forks and execs.
+            unsafe { std::env::set_var(name, value) };
         }
         process.set_env(Some(env));
     }

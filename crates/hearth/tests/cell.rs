@@ -234,12 +234,13 @@ fn a_cell_runs_replaces_scales_backs_off_and_keeps_instances_across_a_restart() 
         // Removing the desired LRP stops everything.
         sched.remove_desired_lrp("web").await.unwrap();
         p.until("web", "all gone", |a| a.is_empty()).await;
+        // The instance leaves the store first (and so the router), then its container and
+        // root filesystem go.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while p.cell_containers().await != 0 {
-            assert!(Instant::now() < deadline, "containers left after removing the desired LRP");
+        while p.cell_containers().await != 0 || !p.node.images().rootfs_ids().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "containers or root filesystems left after removing the desired LRP");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(p.node.images().rootfs_ids().unwrap(), Vec::<String>::new());
         p.shutdown.cancel();
     });
     let _ = std::fs::remove_dir_all(&dir);
