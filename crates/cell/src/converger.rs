@@ -79,7 +79,14 @@ impl Converger {
         let mut to_place: Vec<ActualLrpKey> = fresh;
         let mut tasks = Vec::new();
         for action in &actions {
-            match self.sched.apply(action).await? {
+            let follow_up = match self.sched.apply(action).await {
+                Ok(f) => f,
+                // What the snapshot saw is gone already (a cell removed it since): nothing to
+                // do for it, and the rest of the round still goes ahead.
+                Err(hearth_scheduler::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            match follow_up {
                 FollowUp::Nothing | FollowUp::DeliverCallback(_) => {}
                 FollowUp::PlaceInstance(key) => to_place.push(key),
                 FollowUp::PlaceTask(guid) => tasks.push(guid),
@@ -93,7 +100,10 @@ impl Converger {
                                 }
                             });
                         }
-                        None => self.sched.remove_actual(&key).await?,
+                        None => match self.sched.remove_actual(&key).await {
+                            Ok(()) | Err(hearth_scheduler::Error::NotFound { .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        },
                     }
                 }
             }
