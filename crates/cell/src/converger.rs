@@ -23,6 +23,9 @@ pub struct RoundReport {
     pub placed: usize,
     pub refused: usize,
     pub stopped: usize,
+    /// Actions skipped because what they acted on changed since the round's snapshot (the
+    /// loop runs another round soon).
+    pub skipped: usize,
 }
 
 /// The loop, with the cells it can reach.
@@ -81,9 +84,12 @@ impl Converger {
         for action in &actions {
             let follow_up = match self.sched.apply(action).await {
                 Ok(f) => f,
-                // What the snapshot saw is gone already (a cell removed it since): nothing to
-                // do for it, and the rest of the round still goes ahead.
-                Err(hearth_scheduler::Error::NotFound { .. }) => continue,
+                // What the snapshot saw is gone or changed already (a cell acted since): the
+                // rest of the round still goes ahead, and the loop runs another soon.
+                Err(hearth_scheduler::Error::NotFound { .. } | hearth_scheduler::Error::Stale { .. }) => {
+                    report.skipped += 1;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             };
             match follow_up {
@@ -148,11 +154,15 @@ impl Converger {
     pub async fn run(&self, shutdown: CancellationToken) {
         let mut events = self.sched.subscribe();
         let mut tick = tokio::time::interval(self.config.convergence_interval);
+        // After a round that failed or skipped actions, another one soon (not at the next
+        // event or tick: everything may have settled, and a skipped stop would wait).
+        let mut again = false;
         loop {
             let mut fresh = Vec::new();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)), if again => {}
                 event = events.recv() => {
                     match event {
                         Err(RecvError::Closed) => return,
@@ -170,9 +180,13 @@ impl Converger {
                     }
                 }
             }
-            if let Err(e) = self.round_with(fresh).await {
-                tracing::warn!(error = %e, "a convergence round failed");
-            }
+            again = match self.round_with(fresh).await {
+                Ok(report) => report.skipped > 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a convergence round failed");
+                    true
+                }
+            };
         }
     }
 }
