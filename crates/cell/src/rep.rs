@@ -287,12 +287,10 @@ impl Rep {
             let (cell, guid) = (&rep.inner.config.id, &instance.instance_guid);
             match ending {
                 Ending::Crashed(reason) => {
-                    rep.cell_log(
-                        &desired,
-                        key.index,
-                        &format!("Cell {cell} reports instance {guid} crashed: {reason}"),
-                    );
-                    rep.crashed(&key, &instance, &reason).await;
+                    if rep.crashed(&key, &instance, &reason).await {
+                        let line = format!("Cell {cell} reports instance {guid} crashed: {reason}");
+                        rep.cell_log(&desired, key.index, &line);
+                    }
                 }
                 Ending::Stopped => rep.cell_log(&desired, key.index, &format!("Cell {cell} stopping instance {guid}")),
             }
@@ -460,9 +458,10 @@ impl Rep {
         }
     }
 
-    /// Records a crash and removes the container (the scheduler restarts it per its policy).
-    async fn crashed(&self, key: &ActualLrpKey, instance: &Instance, reason: &str) {
-        tracing::info!(%key, %reason, "instance crashed");
+    /// Records a crash of an instance this cell still watches and removes its container;
+    /// answers whether it was one (an instance being stopped also ends: its stopper removes
+    /// the container, and two removals at once could leave it behind).
+    async fn crashed(&self, key: &ActualLrpKey, instance: &Instance, reason: &str) -> bool {
         let ours = {
             let mut running = self.inner.running.lock().expect("not poisoned");
             let ours = running.get(key).is_some_and(|w| w.instance_guid == instance.instance_guid);
@@ -471,12 +470,17 @@ impl Rep {
             }
             ours
         };
+        if !ours {
+            return false;
+        }
+        tracing::info!(%key, %reason, "instance crashed");
         if let Ok(id) = instance::container_id(&instance.instance_guid) {
             let _ = self.inner.node.destroy(&id).await;
         }
-        if ours && let Err(e) = self.inner.sched.crash_actual(key, instance.clone(), reason).await {
+        if let Err(e) = self.inner.sched.crash_actual(key, instance.clone(), reason).await {
             tracing::warn!(%key, error = %e, "could not record a crash");
         }
+        true
     }
 
     async fn stop_container(&self, id: &ContainerId) {
