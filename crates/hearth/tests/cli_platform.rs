@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cli::{ADMIN_PASSWORD, Server};
+use common::cli::Server;
 use serde_json::Value;
 
 fn json_of(stdout: &str) -> Value {
@@ -25,12 +25,7 @@ fn positions(server: &Server) -> Vec<(String, i64)> {
 #[test]
 fn platform_buildpack_and_droplet_commands_work_as_cf_does() {
     let server = Server::start_with(&["--node-dir", "{root}/node", "--app-domain", "apps.test.internal"]);
-    server.hearth(&["api", &server.url]).ok();
-    server.hearth(&["login", "-u", "admin", "-p", ADMIN_PASSWORD]).ok();
-    server.hearth(&["create-org", "acme"]).ok();
-    server.hearth(&["target", "-o", "acme"]).ok();
-    server.hearth(&["create-space", "dev"]).ok();
-    server.hearth(&["target", "-s", "dev"]).ok();
+    server.sign_in_to_acme_dev();
 
     let out = server.hearth(&["stacks"]).ok();
     assert!(out.contains("Getting stacks as admin...") && out.contains("cflinuxfs4"), "{out}");

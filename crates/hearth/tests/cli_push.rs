@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::cli::{ADMIN_PASSWORD, Server, instances, json_of, shows_running, through_router, until_router};
+use common::cli::{Server, instances, json_of, shows_running, through_router, until_router};
 use common::registry::{Registry, busybox_layer};
 use serde_json::json;
 
@@ -35,12 +35,7 @@ fn a_docker_app_is_pushed_and_managed_through_the_cli() {
         "apps.test.internal",
     ]);
     let addr = server.url.trim_start_matches("http://").to_string();
-    server.hearth(&["api", &server.url]).ok();
-    server.hearth(&["login", "-u", "admin", "-p", ADMIN_PASSWORD]).ok();
-    server.hearth(&["create-org", "acme"]).ok();
-    server.hearth(&["target", "-o", "acme"]).ok();
-    server.hearth(&["create-space", "dev"]).ok();
-    server.hearth(&["target", "-s", "dev"]).ok();
+    server.sign_in_to_acme_dev();
 
     // Refused before anything is sent: nothing is created.
     let err = server.hearth(&["push", "web", "--docker-image", &image, "-b", "go_buildpack"]).fails();

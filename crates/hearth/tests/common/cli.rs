@@ -93,6 +93,17 @@ impl Server {
         }
     }
 
+    /// Logs the client in as admin and targets a new org `acme` and space `dev` in it.
+    pub fn sign_in_to_acme_dev(&self) {
+        self.hearth(&["api", &self.url]).ok();
+        self.hearth(&["login", "-u", "admin", "-p", ADMIN_PASSWORD]).ok();
+        for args in
+            [&["create-org", "acme"][..], &["target", "-o", "acme"], &["create-space", "dev"], &["target", "-s", "dev"]]
+        {
+            self.hearth(args).ok();
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
     }
