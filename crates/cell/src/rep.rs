@@ -97,6 +97,10 @@ pub trait DropletSource: Send + Sync + 'static {
 struct Watch {
     instance_guid: String,
     stop: CancellationToken,
+    /// Held by the watch while its container comes into being (created and started), and
+    /// by a stopper before it removes the container: a stop that arrives mid-creation
+    /// waits for it, and a watch that finds itself stopped creates nothing.
+    life: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How an instance's watch ended.
@@ -224,6 +228,7 @@ impl Rep {
         }
         if let Some(watch) = watch {
             watch.stop.cancel();
+            let _created = watch.life.lock().await;
             self.stop_container(&instance::container_id(&watch.instance_guid).map_err(anyhow::Error::msg)?).await;
         } else if let Some(guid) = guid {
             self.stop_container(&instance::container_id(&guid).map_err(anyhow::Error::msg)?).await;
@@ -244,6 +249,7 @@ impl Rep {
         };
         if let Some(watch) = watch {
             watch.stop.cancel();
+            let _created = watch.life.lock().await;
             if let Ok(id) = instance::container_id(instance_guid) {
                 self.stop_container(&id).await;
             }
@@ -279,11 +285,12 @@ impl Rep {
     /// Runs (or, after a restart, keeps watching) one instance in the background.
     fn watch(&self, key: ActualLrpKey, desired: DesiredLrp, instance: Instance, existing: Option<ContainerInfo>) {
         let stop = CancellationToken::new();
-        let watch = Watch { instance_guid: instance.instance_guid.clone(), stop: stop.clone() };
+        let life = Arc::new(tokio::sync::Mutex::new(()));
+        let watch = Watch { instance_guid: instance.instance_guid.clone(), stop: stop.clone(), life: life.clone() };
         self.inner.running.lock().expect("not poisoned").insert(key.clone(), watch);
         let rep = self.clone();
         tokio::spawn(async move {
-            let ending = rep.run_instance(&key, &desired, &instance, existing, &stop).await;
+            let ending = rep.run_instance(&key, &desired, &instance, existing, &stop, &life).await;
             let (cell, guid) = (&rep.inner.config.id, &instance.instance_guid);
             match ending {
                 Ending::Crashed(reason) => {
@@ -304,9 +311,14 @@ impl Rep {
         instance: &Instance,
         existing: Option<ContainerInfo>,
         stop: &CancellationToken,
+        life: &tokio::sync::Mutex<()>,
     ) -> Ending {
         let node = &self.inner.node;
         let (cell, guid) = (&self.inner.config.id, &instance.instance_guid);
+        let creating = life.lock().await;
+        if stop.is_cancelled() {
+            return Ending::Stopped;
+        }
         let info = match existing {
             Some(info) => info,
             None => {
@@ -330,6 +342,7 @@ impl Rep {
             }
             self.cell_log(desired, key.index, "Starting health monitoring of container");
         }
+        drop(creating);
         // Output into the app's logs while this watch lasts (and what is left after it).
         let output_done = CancellationToken::new();
         let _output = output_done.clone().drop_guard();
@@ -391,8 +404,10 @@ impl Rep {
             let address = address.map(|a| a.to_string()).unwrap_or_default();
             if let Err(e) = self.inner.sched.start_actual(key, instance.clone(), &address, ports).await {
                 tracing::warn!(%key, error = %e, "could not report the instance running; stopping it");
-                self.inner.running.lock().expect("not poisoned").remove(key);
-                self.stop_container(&id).await;
+                // Not ours any more: whoever took the watch is removing the container.
+                if self.take_watch(key, &instance.instance_guid) {
+                    self.stop_container(&id).await;
+                }
                 return Ending::Stopped;
             }
             self.cell_log(desired, key.index, "Container became healthy");
@@ -462,15 +477,7 @@ impl Rep {
     /// answers whether it was one (an instance being stopped also ends: its stopper removes
     /// the container, and two removals at once could leave it behind).
     async fn crashed(&self, key: &ActualLrpKey, instance: &Instance, reason: &str) -> bool {
-        let ours = {
-            let mut running = self.inner.running.lock().expect("not poisoned");
-            let ours = running.get(key).is_some_and(|w| w.instance_guid == instance.instance_guid);
-            if ours {
-                running.remove(key);
-            }
-            ours
-        };
-        if !ours {
+        if !self.take_watch(key, &instance.instance_guid) {
             return false;
         }
         tracing::info!(%key, %reason, "instance crashed");
@@ -481,6 +488,17 @@ impl Rep {
             tracing::warn!(%key, error = %e, "could not record a crash");
         }
         true
+    }
+
+    /// Ends this cell's watch of `key` if it is still the one for `instance_guid`; answers
+    /// whether it was (and so whether the caller now removes the container).
+    fn take_watch(&self, key: &ActualLrpKey, instance_guid: &str) -> bool {
+        let mut running = self.inner.running.lock().expect("not poisoned");
+        let ours = running.get(key).is_some_and(|w| w.instance_guid == instance_guid);
+        if ours {
+            running.remove(key);
+        }
+        ours
     }
 
     async fn stop_container(&self, id: &ContainerId) {

@@ -190,6 +190,27 @@ async fn cells_register_heartbeat_drain_and_go_missing() {
     }
 }
 
+/// A drain while heartbeats write the same cell (each through its own connection on
+/// PostgreSQL, as the cell's rep and an operator would) is never refused as stale.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_beside_heartbeats_goes_through() {
+    for (backend, st) in stores().await {
+        let sched = SchedulerStore::new(st.clone(), clock());
+        sched.register_cell(cell("c1")).await.unwrap();
+        let mut writers = Vec::new();
+        for i in 0..12 {
+            let sched = SchedulerStore::new(st.clone(), clock());
+            let event = if i == 6 { CellEvent::Drain } else { CellEvent::Heartbeat };
+            writers.push(tokio::spawn(async move { sched.change_cell("c1", event).await }));
+        }
+        for w in writers {
+            w.await.unwrap().unwrap_or_else(|e| panic!("{backend}: {e}"));
+        }
+        let c = sched.cells().await.unwrap().remove(0);
+        assert_eq!((c.state, c.version), (CellState::Draining, 12), "{backend}: every change counted once");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tasks_run_complete_resolve_and_cancel() {
     for (backend, st) in stores().await {

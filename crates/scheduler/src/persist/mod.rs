@@ -334,12 +334,24 @@ impl SchedulerStore {
 
     /// Heartbeat, drain or mark missing.
     pub async fn change_cell(&self, id: &str, event: CellEvent) -> Result<Cell> {
+        // An event applies to whatever the cell is now: when another writer (a heartbeat
+        // beside a drain) changed it between the read and the write, read it again.
+        let mut tries = 0;
+        loop {
+            match self.change_cell_once(id, &event).await {
+                Err(Error::Stale { .. }) if tries < 16 => tries += 1,
+                done => return done,
+            }
+        }
+    }
+
+    async fn change_cell_once(&self, id: &str, event: &CellEvent) -> Result<Cell> {
         self.write(async |tx| {
             let before = match store::get::<CellRow>(tx, id).await? {
                 Some(row) => rows::cell(&row)?,
                 None => return Err(Error::NotFound { what: format!("cell {id}") }),
             };
-            let after = before.apply(event, self.clock.now())?;
+            let after = before.apply(*event, self.clock.now())?;
             if !store::update_versioned(tx, &rows::cell_row(&after), before.version).await? {
                 return Err(stale(format!("cell {id}"), before.version));
             }
