@@ -75,14 +75,7 @@ async fn start_cell(sched: &SchedulerStore, node_config: &NodeConfig, id: &str) 
     config.stop_grace = Duration::from_secs(2);
     config.disk_limits = false;
     let rep = Rep::start(config, node.clone(), sched.clone()).await.expect("cell starts");
-    let converger =
-        Converger::new(sched.clone(), Config { convergence_interval: Duration::from_secs(1), ..Config::default() });
-    converger.add_cell(rep.clone());
     let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let (converger, shutdown) = (converger.clone(), shutdown.clone());
-        async move { converger.run(shutdown).await }
-    });
     tokio::spawn({
         let (rep, shutdown) = (rep.clone(), shutdown.clone());
         async move { rep.heartbeat(shutdown).await }
