@@ -12,7 +12,8 @@
 //! ROOT/containers/ID/processes/PROC/       one exec'd process: process.json (its OCI
 //!     process), stdout, stderr, exit.json, keeper.pid, helper.log, control (a FIFO)
 //! ROOT/containers/ID/network.json         what networking gave it (address, ports)
-//! ROOT/network/allocations.json           addresses and host ports in use (+ its lock)
+//! /run/hearth/network/BRIDGE/allocations.json   addresses and host ports in use on the
+//!     bridge by every runtime (+ its lock; see network::alloc)
 //! ```
 
 use std::path::{Path, PathBuf};

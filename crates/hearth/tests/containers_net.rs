@@ -306,6 +306,47 @@ async fn after_a_restart_info_shows_the_network_and_destroy_still_cleans_up() {
     assert_eq!(rt.container_leftovers(), Vec::<String>::new());
 }
 
+/// Two servers on one machine share the default bridge: their containers never get one
+/// address or host port, even under the same container id, and each cleans up only its own.
+#[tokio::test]
+async fn runtimes_sharing_a_bridge_never_share_an_address_or_port() {
+    let a = NetRuntime::new("shared-a", 10);
+    // A runtime from before allocations were machine-wide: its own file is taken over.
+    let old_file = net_support::base_dir().join("shared-old/network/allocations.json");
+    std::fs::create_dir_all(old_file.parent().unwrap()).unwrap();
+    let [x, y, z, _] = a.network.subnet.gateway().octets();
+    let taken = format!("{x}.{y}.{z}.2");
+    std::fs::write(&old_file, format!(r#"{{"addresses":{{"{taken}":"kept"}},"host_ports":{{}}}}"#)).unwrap();
+    let old = a.beside("shared-old");
+    assert!(!old_file.exists(), "the old file was taken over");
+    let adopted = old.net_leftovers();
+    assert!(adopted.len() == 1 && adopted[0].contains(&taken) && adopted[0].contains("kept"), "{adopted:?}");
+
+    let b = a.beside("shared-b");
+    let spec = |name: &str| web(name, 8080, mapped(&[(8080, 0)]));
+    let (id, address_a) = a.up("web", &spec("a")).await;
+    let (_, address_b) = b.up("web", &spec("b")).await;
+    assert_ne!(address_a.to_string(), taken, "the adopted address stays taken");
+    assert_ne!(address_a, address_b);
+    for (rt, name) in [(&a, "a"), (&b, "b")] {
+        let info = rt.runtime.info(&id).await.unwrap();
+        let host_port = info.network.unwrap().port_mappings[0].host_port;
+        let answer = http_get_eventually(SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)));
+        assert_eq!(answer.as_deref(), Some(&*format!("{name}\n")), "runtime {name}'s container on port {host_port}");
+    }
+
+    // a's destroy leaves b's container alone.
+    a.runtime.destroy(&id).await.unwrap();
+    let b_port = b.runtime.info(&id).await.unwrap().network.unwrap().port_mappings[0].host_port;
+    assert_eq!(http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, b_port))).as_deref(), Some("b\n"));
+    b.runtime.destroy(&id).await.unwrap();
+    old.runtime.destroy(&ContainerId::new("kept").unwrap()).await.unwrap();
+    for rt in [&a, &b, &old] {
+        assert_eq!(rt.net_leftovers(), Vec::<String>::new());
+        assert_eq!(rt.container_leftovers(), Vec::<String>::new());
+    }
+}
+
 #[tokio::test]
 async fn bad_network_specs_are_refused_before_anything_is_made() {
     let rt = NetRuntime::new("refused", 6);

@@ -1,8 +1,11 @@
-//! Container addresses and host ports handed out by one runtime, kept in
-//! `ROOT/network/allocations.json` so they survive a restart of the server. Every change
-//! holds an exclusive `flock` on `ROOT/network/lock`: creates in one process (each opens
-//! the lock file itself, and flock locks belong to the open file) and in several
-//! processes are serialised.
+//! Container addresses and host ports, handed out machine-wide per bridge: every runtime
+//! on the bridge (two `hearth server`s, a test beside a server) shares
+//! `/run/hearth/network/BRIDGE/allocations.json`, so no two containers on one bridge get
+//! one address or host port. Each entry names its holder: the runtime's root and the
+//! container. Every change holds an exclusive `flock` on the directory's `lock`: creates in
+//! one process (each opens the lock file itself, and flock locks belong to the open file)
+//! and in several processes are serialised. The directory is on tmpfs: after a reboot no
+//! container holds anything, and neither does the file.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,11 +20,33 @@ use crate::id::ContainerId;
 use crate::network::config::Subnet;
 use crate::network::spec::PortMapping;
 
+/// Where the allocations of every runtime on a bridge are kept.
+pub const MACHINE_DIR: &str = "/run/hearth/network";
+
+/// A container of one runtime (named by its root directory).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Holder {
+    pub runtime: PathBuf,
+    pub container: ContainerId,
+}
+
+impl Holder {
+    pub fn new(runtime: &Path, container: &ContainerId) -> Self {
+        Self { runtime: runtime.to_path_buf(), container: container.clone() }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "container {} (runtime {})", self.container, self.runtime.display())
+    }
+}
+
 /// Who holds what. Serialised as the allocations file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allocations {
-    pub addresses: BTreeMap<Ipv4Addr, ContainerId>,
-    pub host_ports: BTreeMap<u16, ContainerId>,
+    pub addresses: BTreeMap<Ipv4Addr, Holder>,
+    pub host_ports: BTreeMap<u16, Holder>,
 }
 
 /// What one container got: its address and `(host_port, container_port)` pairs.
@@ -38,7 +63,7 @@ impl Allocations {
     /// nothing when it fails.
     pub fn acquire(
         &mut self,
-        id: &ContainerId,
+        id: &Holder,
         subnet: &Subnet,
         range: &RangeInclusive<u16>,
         mappings: &[PortMapping],
@@ -54,10 +79,7 @@ impl Allocations {
         let mut ports = Vec::new();
         for m in mappings.iter().filter(|m| m.host_port != 0) {
             if let Some(holder) = next.host_ports.get(&m.host_port) {
-                return Err(Error::Network(format!(
-                    "host port {} is already mapped to container {holder}",
-                    m.host_port
-                )));
+                return Err(Error::Network(format!("host port {} is already mapped to {holder}", m.host_port)));
             }
             next.host_ports.insert(m.host_port, id.clone());
             ports.push((m.host_port, m.container_port));
@@ -75,9 +97,42 @@ impl Allocations {
     }
 
     /// Frees everything `id` holds; nothing if it holds nothing.
-    pub fn release(&mut self, id: &ContainerId) {
+    pub fn release(&mut self, id: &Holder) {
         self.addresses.retain(|_, holder| holder != id);
         self.host_ports.retain(|_, holder| holder != id);
+    }
+
+    /// Frees what holders of runtimes that are gone (their root directory removed) hold,
+    /// unless one of their addresses is still in use on the host (`address_is_free` says
+    /// no: its veth is still there, so is the container).
+    pub fn prune(&mut self, runtime_exists: impl Fn(&Path) -> bool, address_is_free: impl Fn(Ipv4Addr) -> bool) {
+        let mut dead: Vec<Holder> = self
+            .addresses
+            .values()
+            .chain(self.host_ports.values())
+            .filter(|h| !runtime_exists(&h.runtime))
+            .cloned()
+            .collect();
+        dead.dedup();
+        for holder in dead {
+            let in_use = self.addresses.iter().any(|(a, h)| *h == holder && !address_is_free(*a));
+            if !in_use {
+                self.release(&holder);
+            }
+        }
+    }
+
+    /// Only what containers of the runtime at `root` hold.
+    pub fn of_runtime(&self, root: &Path) -> Allocations {
+        Allocations {
+            addresses: self.addresses.iter().filter(|(_, h)| h.runtime == root).map(|(a, h)| (*a, h.clone())).collect(),
+            host_ports: self
+                .host_ports
+                .iter()
+                .filter(|(_, h)| h.runtime == root)
+                .map(|(p, h)| (*p, h.clone()))
+                .collect(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -91,15 +146,20 @@ pub fn host_port_is_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
 }
 
-/// The allocations file of a runtime root, read and written under the lock.
+/// An allocations file (in `dir`), read and written under the lock.
 #[derive(Clone, Debug)]
 pub struct AllocationStore {
     dir: PathBuf,
 }
 
 impl AllocationStore {
-    pub fn new(runtime_root: &Path) -> Self {
-        Self { dir: runtime_root.join("network") }
+    pub fn new(dir: &Path) -> Self {
+        Self { dir: dir.to_path_buf() }
+    }
+
+    /// The machine-wide store of the runtimes on `bridge`.
+    pub fn for_bridge(bridge: &str) -> Self {
+        Self::new(&Path::new(MACHINE_DIR).join(bridge))
     }
 
     fn file(&self) -> PathBuf {
@@ -141,8 +201,8 @@ impl AllocationStore {
 mod tests {
     use super::*;
 
-    fn id(s: &str) -> ContainerId {
-        ContainerId::new(s).unwrap()
+    fn id(s: &str) -> Holder {
+        Holder::new(Path::new("/var/lib/hearth/containers"), &ContainerId::new(s).unwrap())
     }
 
     #[test]
@@ -159,7 +219,7 @@ mod tests {
 
         let before = a.clone();
         let err = a.acquire(&id("c"), &subnet, &range, &[map(80, 9000)], |_| true).unwrap_err();
-        assert!(err.to_string().contains("host port 9000 is already mapped to container a"), "{err}");
+        assert!(err.to_string().contains("host port 9000 is already mapped to container a (runtime"), "{err}");
         let err = a.acquire(&id("c"), &subnet, &range, &[map(80, 0)], |p| p != 7001).unwrap_err();
         assert!(err.to_string().contains("no free host port"), "{err}");
         assert_eq!(a, before, "a failed acquire changes nothing");
@@ -230,5 +290,25 @@ mod tests {
             .unwrap();
         assert!(store.load().unwrap().is_empty());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn gone_runtimes_are_pruned_unless_their_containers_are_still_up() {
+        let subnet: Subnet = "10.9.0.0/24".parse().unwrap();
+        let mut a = Allocations::default();
+        let map = [PortMapping { container_port: 80, host_port: 0 }];
+        a.acquire(&id("a"), &subnet, &(7000..=7010), &map, |_| true).unwrap();
+        let gone = Holder::new(Path::new("/nonexistent/runtime"), &ContainerId::new("b").unwrap());
+        let lease_b = a.acquire(&gone, &subnet, &(7000..=7010), &map, |_| true).unwrap();
+        let alive = |p: &Path| p != Path::new("/nonexistent/runtime");
+        // Its runtime is gone but its veth is still up: kept.
+        a.prune(alive, |x| x != lease_b.address);
+        assert_eq!(a.addresses.get(&lease_b.address), Some(&gone));
+        // Its veth went too: freed, and only its entries.
+        a.prune(alive, |_| true);
+        assert_eq!(a.addresses.len(), 1);
+        assert_eq!(a.host_ports.len(), 1);
+        assert_eq!(a.of_runtime(Path::new("/var/lib/hearth/containers")), a);
+        assert!(a.of_runtime(Path::new("/elsewhere")).is_empty());
     }
 }

@@ -7,7 +7,8 @@
 //! and no frame from a container's port but IPv4 and ARP from its own address.
 //!
 //! Invariants:
-//! - Addresses and host ports are handed out from `ROOT/network/allocations.json` under a
+//! - Addresses and host ports are handed out machine-wide per bridge (several runtimes
+//!   may share one bridge) from `/run/hearth/network/BRIDGE/allocations.json` under a
 //!   lock ([`alloc`]); the allocations are the truth about what a container holds, so
 //!   [`Network::detach`] can release everything from them alone (after a restart, after
 //!   a create that failed half-way) and is safe to repeat.
@@ -71,22 +72,62 @@ pub fn host_interface(address: Ipv4Addr) -> String {
 /// parts (bridge, forwarding, the nftables table) are known to be in place.
 pub struct Network {
     config: NetworkConfig,
+    /// The runtime's root: names its containers' entries in the shared allocations.
+    runtime_root: PathBuf,
     allocations: AllocationStore,
     shared_ready: Mutex<bool>,
 }
 
 impl Network {
     pub fn new(config: NetworkConfig, runtime_root: &Path) -> Self {
-        Self { config, allocations: AllocationStore::new(runtime_root), shared_ready: Mutex::new(false) }
+        let runtime_root = std::path::absolute(runtime_root).unwrap_or_else(|_| runtime_root.to_path_buf());
+        let allocations = AllocationStore::for_bridge(&config.bridge);
+        let network = Self { config, runtime_root, allocations, shared_ready: Mutex::new(false) };
+        if let Err(e) = network.adopt_runtime_file() {
+            tracing::warn!(error = %e, "could not move the runtime's own allocations file into the machine-wide one");
+        }
+        network
+    }
+
+    /// Runtimes before allocations were machine-wide kept them in `ROOT/network/`: what
+    /// that file names moves into the bridge's file (the containers may still run).
+    fn adopt_runtime_file(&self) -> Result<(), Error> {
+        #[derive(Deserialize)]
+        struct Old {
+            addresses: std::collections::BTreeMap<Ipv4Addr, ContainerId>,
+            host_ports: std::collections::BTreeMap<u16, ContainerId>,
+        }
+        let file = self.runtime_root.join("network/allocations.json");
+        let bytes = match std::fs::read(&file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&file)(e)),
+        };
+        let old: Old =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Network(format!("{}: {e}", file.display())))?;
+        self.allocations.update(|a| {
+            for (address, id) in old.addresses {
+                a.addresses.entry(address).or_insert_with(|| alloc::Holder::new(&self.runtime_root, &id));
+            }
+            for (port, id) in old.host_ports {
+                a.host_ports.entry(port).or_insert_with(|| alloc::Holder::new(&self.runtime_root, &id));
+            }
+            Ok(())
+        })?;
+        std::fs::remove_file(&file).map_err(Error::io(&file))
+    }
+
+    fn holder(&self, id: &ContainerId) -> alloc::Holder {
+        alloc::Holder::new(&self.runtime_root, id)
     }
 
     pub fn config(&self) -> &NetworkConfig {
         &self.config
     }
 
-    /// The allocations file's current content.
+    /// What this runtime's containers hold (the bridge's file may name other runtimes').
     pub fn allocations(&self) -> Result<alloc::Allocations, Error> {
-        self.allocations.load()
+        Ok(self.allocations.load()?.of_runtime(&self.runtime_root))
     }
 
     /// Networks the created container whose init is `pid`, and records the result in
@@ -96,8 +137,10 @@ impl Network {
         spec.validate()?;
         self.ensure_shared()?;
         let subnet = self.config.subnet;
+        let holder = self.holder(id);
         let lease = self.allocations.update(|a| {
-            a.acquire(id, &subnet, &self.config.host_ports, &spec.port_mappings, alloc::host_port_is_free)
+            a.prune(Path::exists, address_is_free);
+            a.acquire(&holder, &subnet, &self.config.host_ports, &spec.port_mappings, alloc::host_port_is_free)
         })?;
         // nft works on the rules while the links are made (they name the veth, they do
         // not need it to exist yet).
@@ -169,9 +212,10 @@ impl Network {
     /// elements, its address and host ports. Blocking. Safe to repeat; a container
     /// without networking holds nothing.
     pub fn detach(&self, id: &ContainerId) -> Result<(), Error> {
+        let holder = self.holder(id);
         let held = self.allocations.load()?;
-        let addresses: Vec<Ipv4Addr> = held.addresses.iter().filter(|(_, h)| *h == id).map(|(a, _)| *a).collect();
-        let ports: Vec<u16> = held.host_ports.iter().filter(|(_, h)| *h == id).map(|(p, _)| *p).collect();
+        let addresses: Vec<Ipv4Addr> = held.addresses.iter().filter(|(_, h)| **h == holder).map(|(a, _)| *a).collect();
+        let ports: Vec<u16> = held.host_ports.iter().filter(|(_, h)| **h == holder).map(|(p, _)| *p).collect();
         if addresses.is_empty() && ports.is_empty() {
             return Ok(());
         }
@@ -188,7 +232,7 @@ impl Network {
             nft::remove(&commands)?;
         }
         self.allocations.update(|a| {
-            a.release(id);
+            a.release(&holder);
             Ok(())
         })
     }
@@ -218,6 +262,12 @@ impl Network {
         *ready = true;
         Ok(())
     }
+}
+
+/// Whether no veth on the host is named after `address` (none of any runtime's
+/// containers has it).
+fn address_is_free(address: Ipv4Addr) -> bool {
+    !Path::new("/sys/class/net").join(host_interface(address)).exists()
 }
 
 fn write_sysctl(path: &str, value: &str) -> Result<(), Error> {

@@ -88,6 +88,15 @@ impl NetRuntime {
         }
     }
 
+    /// Another runtime with its own directory on the same bridge, subnet and port range:
+    /// what a second server on the machine gets.
+    pub fn beside(&self, name: &str) -> Self {
+        let root = base_dir().join(name);
+        let cgroup_parent = format!("hearth-nettest-{}-{name}", std::process::id());
+        let runtime = Runtime::new(Self::config(&root, &cgroup_parent, &self.network));
+        Self { runtime, root, cgroup_parent, network: self.network.clone() }
+    }
+
     /// Another runtime on the same directory and network: what a restarted server gets.
     pub fn reopen(&self) -> Runtime {
         Runtime::new(Self::config(&self.root, &self.cgroup_parent, &self.network))
@@ -142,12 +151,17 @@ impl NetRuntime {
                 }
             }
         }
-        let allocations = std::fs::read(self.root.join("network/allocations.json")).unwrap_or_default();
+        // The bridge's allocations are machine-wide: only this runtime's entries count.
+        let file = std::path::Path::new("/run/hearth/network").join(&self.network.bridge).join("allocations.json");
+        let allocations = std::fs::read(file).unwrap_or_default();
         if !allocations.is_empty() {
             let allocations: serde_json::Value = serde_json::from_slice(&allocations).unwrap();
+            let root = std::path::absolute(&self.root).unwrap();
             for kind in ["addresses", "host_ports"] {
                 for (key, holder) in allocations[kind].as_object().unwrap() {
-                    found.push(format!("allocated {kind} {key} to {holder}"));
+                    if holder["runtime"].as_str() == root.to_str() {
+                        found.push(format!("allocated {kind} {key} to {holder}"));
+                    }
                 }
             }
         }
@@ -202,5 +216,14 @@ impl Drop for NetRuntime {
             let _ = Command::new("nft").args(["delete", "table", family, &self.network.table]).output();
         }
         let _ = std::fs::remove_dir_all(&self.root);
+        // The bridge's machine-wide allocations, once no runtime on it holds anything.
+        let shared = Path::new("/run/hearth/network").join(&self.network.bridge);
+        let file = std::fs::read(shared.join("allocations.json")).unwrap_or_default();
+        let empty = |v: &serde_json::Value, kind: &str| v[kind].as_object().is_some_and(|o| o.is_empty());
+        if serde_json::from_slice::<serde_json::Value>(&file)
+            .is_ok_and(|v| empty(&v, "addresses") && empty(&v, "host_ports"))
+        {
+            let _ = std::fs::remove_dir_all(shared);
+        }
     }
 }
