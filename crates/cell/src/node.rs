@@ -61,6 +61,9 @@ pub struct ContainerRequest {
     pub env: Vec<String>,
     /// Container ports to map to free host ports (and give the container a network).
     pub ports: Vec<u16>,
+    /// A network even without ports: egress by the default security groups (staging
+    /// reaches a package index, as CF's staging security groups allow).
+    pub networked: bool,
     /// A limit on what the container may write to its root filesystem.
     pub disk_limit: Option<u64>,
     /// Memory limit in bytes (swap off).
@@ -84,6 +87,7 @@ impl ContainerRequest {
             args,
             env: Vec::new(),
             ports: Vec::new(),
+            networked: false,
             disk_limit: None,
             memory_bytes: None,
             pids: None,
@@ -243,7 +247,7 @@ impl Node {
         spec.rootfs_readonly = false;
         // A stop's SIGTERM reaches the app (not a PID 1 that ignores it); orphans are reaped.
         spec.init = true;
-        if !request.ports.is_empty() {
+        if !request.ports.is_empty() || request.networked {
             let port_mappings =
                 request.ports.iter().map(|&container_port| PortMapping { container_port, host_port: 0 }).collect();
             spec.network = Some(NetworkSpec { port_mappings, egress: default_security_groups() });

@@ -98,7 +98,12 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
             2,
             &[
                 ("bin/detect", 0o755, "#!/bin/sh\n[ -f \"$1/run.sh\" ] && echo shell 1.0\n"),
-                ("bin/supply", 0o755, "#!/bin/sh\necho supplied > \"$3/$4/greeting\"\necho supplying for $CF_STACK\n"),
+                (
+                    "bin/supply",
+                    0o755,
+                    "#!/bin/sh\necho supplied > \"$3/$4/greeting\"\necho supplying for $CF_STACK\n\
+                     grep -qE '^eth0\\s+00000000' /proc/net/route && echo staging has a network || echo no network\n",
+                ),
                 (
                     "bin/finalize",
                     0o755,
@@ -173,6 +178,9 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
         for want in [
             "STG:-----> Supplying with shell_buildpack",
             "STG:supplying for cflinuxfs4",
+            // Staging runs networked (CF's default staging security groups), so a
+            // buildpack reaches a package index.
+            "STG:staging has a network",
             "STG:finalized",
             "APP/PROC/WEB:serving on 8080",
         ] {
