@@ -124,6 +124,8 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
         }
         None => (RootFs::Stack(droplet.stack.clone().unwrap_or_else(|| "cflinuxfs4".into())), None, vec![DEFAULT_PORT]),
     };
+    let sidecars: Vec<hearth_store::Sidecar> =
+        store::find_all(conn, vec![Cond::Eq("app_guid", SqlValue::Text(app.guid.clone()))]).await?;
     let mut out = Vec::new();
     for p in processes {
         // An image runs its own entrypoint and cmd unless the process names a command.
@@ -154,6 +156,11 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
             }
         }
         let web = p.process_type == "web";
+        let beside: Vec<&str> = sidecars
+            .iter()
+            .filter(|s| crate::resources::sidecars::runs_beside(s, &p.process_type))
+            .map(|s| s.command.as_str())
+            .collect();
         out.push(DesiredLrp {
             process_guid: p.guid.clone(),
             app_guid: app.guid.clone(),
@@ -164,7 +171,14 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
             rootfs: rootfs.clone(),
             image_credentials: credentials.clone(),
             droplet: metadata["layer"].as_str().filter(|_| droplet.image.is_none()).map(str::to_string),
-            start_command: if droplet.image.is_none() { launcher(&command) } else { command },
+            start_command: match (&droplet.image, beside.is_empty()) {
+                (None, _) => launcher(&command, &beside),
+                (Some(_), true) => command,
+                // An image's own entrypoint cannot be combined with sidecars: they run
+                // beside a command the process names.
+                (Some(_), false) if command.is_empty() => command,
+                (Some(_), false) => with_sidecars(&command, &beside),
+            },
             env,
             ports: ports.clone(),
             health_check: health_check(&p.health_check, web),
@@ -186,13 +200,22 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
 }
 
 /// A buildpack app's start: in its directory, with the buildpacks' and the app's
-/// `.profile.d` scripts and `.profile` sourced first, as CF's launcher does.
-fn launcher(command: &str) -> String {
+/// `.profile.d` scripts and `.profile` sourced first, as CF's launcher does; the process's
+/// sidecars start first, in the background, with the same environment.
+fn launcher(command: &str, sidecars: &[&str]) -> String {
+    let command = with_sidecars(command, sidecars);
     format!(
         "cd /home/vcap/app && mkdir -p /home/vcap/tmp && for f in /home/vcap/profile.d/*.sh /home/vcap/app/.profile.d/*.sh; \
          do [ -f \"$f\" ] && . \"$f\"; done; [ -f /home/vcap/app/.profile ] && . /home/vcap/app/.profile; \
          {command}"
     )
+}
+
+/// `command` with each sidecar started before it in the background (in one container,
+/// the container's init stops them all together).
+fn with_sidecars(command: &str, sidecars: &[&str]) -> String {
+    let started: String = sidecars.iter().map(|s| format!("( {s}\n) & ")).collect();
+    format!("{started}{command}")
 }
 
 /// `registry/repo:tag` + digest → `registry/repo@digest`.
@@ -255,6 +278,15 @@ mod tests {
         assert_eq!(pin("localhost:5000/app", d), "localhost:5000/app@sha256:abc");
         assert_eq!(pin("busybox", d), "busybox@sha256:abc");
         assert_eq!(pin("r.example/a/b@sha256:old", d), "r.example/a/b@sha256:abc");
+    }
+
+    #[test]
+    fn sidecars_start_in_the_background_before_the_command_runs() {
+        assert_eq!(with_sidecars("./web", &[]), "./web");
+        assert_eq!(with_sidecars("./web", &["./a # note", "./b"]), "( ./a # note\n) & ( ./b\n) & ./web");
+        let started = launcher("./web", &["./side"]);
+        assert!(started.starts_with("cd /home/vcap/app && "), "{started}");
+        assert!(started.ends_with(". /home/vcap/app/.profile; ( ./side\n) & ./web"), "after the profile: {started}");
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub enum Command {
     Env(app_data::EnvArgs),
     /// Set an environment variable of an app
     SetEnv(app_data::SetEnvArgs),
+    /// Write an app's current settings as a manifest file
+    CreateAppManifest(app_data::CreateManifestArgs),
     /// Remove an environment variable of an app
     UnsetEnv(app_data::UnsetEnvArgs),
     /// List an app's droplets
@@ -204,6 +206,7 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Logs(args) => logs::logs(s, args).await,
         Command::Env(args) => app_data::env(s, args).await,
         Command::SetEnv(args) => app_data::set_env(s, args).await,
+        Command::CreateAppManifest(args) => app_data::create_manifest(s, args).await,
         Command::UnsetEnv(args) => app_data::unset_env(s, args).await,
         Command::Droplets(args) => app_data::droplets(s, args).await,
         Command::Packages(args) => app_data::packages(s, args).await,

@@ -83,6 +83,19 @@ require("http").createServer((req, res) => {
 }).listen(process.env.PORT);
 "#;
 
+/// A web process that serves what its sidecar writes (both in one container).
+const SIDECAR_MANIFEST: &str = r#"
+applications:
+- name: sided
+  path: .
+  buildpacks: [binary_buildpack]
+  command: mkdir -p www && exec busybox httpd -f -p $PORT -h www
+  sidecars:
+  - name: writer
+    process_types: [web]
+    command: while true; do mkdir -p www && echo "written by the sidecar of instance $CF_INSTANCE_INDEX" > www/index.html; sleep 1; done
+"#;
+
 fn write_files(dir: &Path, files: &[(&str, &str)]) {
     for (name, text) in files {
         let path = dir.join(name);
@@ -277,6 +290,23 @@ fn a_newcomer_pushes_reaches_scales_restarts_and_deletes_apps() {
         let (status, got) = until_router(&addr, &host, name, |s, _| s == 200);
         assert_eq!((status, got.as_str()), (200, body), "{name}");
     }
+    // A sidecar from a manifest runs beside the web process, in its container; the app's
+    // manifest gives it back.
+    let sided = work.join("sided");
+    write_files(&sided, &[("manifest.yml", SIDECAR_MANIFEST), ("README", "a web process and its sidecar\n")]);
+    server.hearth(&["push", "-f", sided.join("manifest.yml").to_str().unwrap()]).ok();
+    let (status, body) = until_router(&addr, &format!("sided.{DOMAIN}"), "the sidecar's page", |s, _| s == 200);
+    assert_eq!((status, body.as_str()), (200, "written by the sidecar of instance 0\n"));
+    let written = work.join("sided.yml");
+    server.hearth(&["create-app-manifest", "sided", "-p", written.to_str().unwrap()]).ok();
+    let manifest: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&written).unwrap()).expect("the app's manifest is YAML");
+    let app = &manifest["applications"][0];
+    assert_eq!(app["sidecars"][0]["name"], "writer", "{manifest}");
+    assert_eq!(app["sidecars"][0]["process_types"], serde_json::json!(["web"]), "{manifest}");
+    assert_eq!(app["routes"][0]["route"], format!("sided.{DOMAIN}"), "{manifest}");
+    server.hearth(&["delete", "sided", "-f", "-r"]).ok();
+
     // The instance learns its addresses and host port once its container exists, as on Diego.
     let env = get_path(&addr, &format!("bin.{DOMAIN}"), "/env");
     let var = |name: &str| {

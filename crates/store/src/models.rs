@@ -27,6 +27,22 @@ macro_rules! record {
 }
 
 record! {
+    /// A command run beside the app's processes of the given types, in their containers
+    /// (CF's sidecars). `process_types` is a JSON array, sorted.
+    Sidecar in "sidecars" key guid {
+        guid: String,
+        app_guid: String,
+        name: String,
+        command: String,
+        process_types: serde_json::Value,
+        memory_in_mb: Option<i64>,
+        origin: String,
+        created_at: String,
+        updated_at: String,
+    }
+}
+
+record! {
     /// A UAA user account (identity, password, logon history).
     UaaUser in "uaa_users" key guid {
         guid: String,

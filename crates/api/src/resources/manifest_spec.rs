@@ -24,6 +24,8 @@ pub(super) struct AppSpec {
     pub(super) no_route: bool,
     /// `web` from the app's own keys first, then `processes` entries.
     pub(super) processes: Vec<ProcessSpec>,
+    /// `sidecars` entries, each by name (created or updated; others are left alone).
+    pub(super) sidecars: Vec<super::sidecars::SidecarChange>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -259,6 +261,7 @@ fn parse_app(v: &Value) -> ApiResult<AppSpec> {
             }
         }
     }
+    let sidecars = sidecar_specs(obj.get("sidecars"), app)?;
     if obj.get("services").is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty())) {
         return Err(bad(app, "services cannot be bound yet: this platform has no service brokers"));
     }
@@ -273,7 +276,39 @@ fn parse_app(v: &Value) -> ApiResult<AppSpec> {
         random_route: opt_bool(obj, "random-route", app)?,
         no_route,
         processes,
+        sidecars,
     })
+}
+
+/// A manifest's `sidecars`: `name`, `command` and `process_types` each required, `memory`
+/// in CF's units.
+fn sidecar_specs(list: Option<&Value>, app: &str) -> ApiResult<Vec<super::sidecars::SidecarChange>> {
+    let Some(list) = list.filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
+    let Value::Array(list) = list else { return Err(bad(app, "Sidecars must be a list")) };
+    let mut out: Vec<super::sidecars::SidecarChange> = Vec::new();
+    for entry in list {
+        let Value::Object(o) = entry else { return Err(bad(app, "Each sidecar must be a mapping")) };
+        let mut body = Map::new();
+        for key in ["name", "command", "process_types"] {
+            if let Some(v) = o.get(key) {
+                body.insert(key.into(), v.clone());
+            }
+        }
+        if let Some(memory) = o.get("memory").filter(|v| !v.is_null()) {
+            let mb = megabytes(memory).map_err(|e| bad(app, format!("Sidecar memory {e}")))?;
+            body.insert("memory_in_mb".into(), Value::from(mb));
+        }
+        let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let change = super::sidecars::SidecarChange::parse(&bytes, true).map_err(|e| match e {
+            ApiError::Unprocessable(why) => bad(app, format!("Sidecar {why}")),
+            other => other,
+        })?;
+        if out.iter().any(|s| s.name == change.name) {
+            return Err(bad(app, format!("Sidecar '{}' is named twice", change.name.unwrap_or_default())));
+        }
+        out.push(change);
+    }
+    Ok(out)
 }
 
 /// `later`'s values over `earlier`'s.

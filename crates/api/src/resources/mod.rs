@@ -2,6 +2,7 @@
 
 mod app_actions;
 mod app_children;
+mod app_manifest;
 mod apps;
 pub(crate) mod audit_events;
 mod bits;
@@ -27,6 +28,7 @@ mod quotas;
 mod roles;
 mod root;
 mod routes;
+pub(crate) mod sidecars;
 mod spaces;
 mod stacks;
 mod users;
@@ -64,8 +66,9 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/spaces/{guid}/features", get(spaces::features))
         .route("/v3/spaces/{guid}/actions/apply_manifest", post(manifests::apply))
         .route("/v3/spaces/{guid}/manifest_diff", post(manifest_diff::diff))
-        .route("/v3/processes/{guid}/sidecars", get(misc::empty_list))
-        .route("/v3/apps/{guid}/sidecars", get(misc::empty_list))
+        .route("/v3/processes/{guid}/sidecars", get(sidecars::list_for_process))
+        .route("/v3/apps/{guid}/sidecars", get(sidecars::list_for_app).post(sidecars::create))
+        .route("/v3/sidecars/{guid}", get(sidecars::get_one).patch(sidecars::update).delete(sidecars::delete_one))
         .route("/v3/spaces/{guid}/relationships/isolation_segment", get(misc::space_isolation_segment))
         .route("/v3/spaces/{guid}/running_security_groups", get(misc::empty_list))
         .route("/v3/spaces/{guid}/staging_security_groups", get(misc::empty_list))
@@ -87,6 +90,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/apps/{guid}", get(apps::get_one).patch(apps::update).delete(apps::delete_one))
         .route("/v3/apps/{guid}/environment_variables", get(apps::get_env_vars).patch(apps::patch_env_vars))
         .route("/v3/apps/{guid}/env", get(apps::env))
+        .route("/v3/apps/{guid}/manifest", get(app_manifest::get))
         .route("/v3/apps/{guid}/actions/start", post(app_actions::start))
         .route("/v3/apps/{guid}/actions/stop", post(app_actions::stop))
         .route("/v3/apps/{guid}/actions/restart", post(app_actions::restart))

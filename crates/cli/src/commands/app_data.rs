@@ -1,5 +1,5 @@
 //! What an app carries besides its processes: `hearth env`, `set-env`, `unset-env`
-//! (user environment variables), `droplets` and `packages`.
+//! (user environment variables), `droplets`, `packages` and `create-app-manifest`.
 
 use anyhow::Result;
 use clap::Args;
@@ -19,6 +19,15 @@ pub struct EnvArgs {
     /// Print the app's environment document as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateManifestArgs {
+    /// The app's name
+    pub name: String,
+    /// Where to write the manifest (default: ./APP_manifest.yml)
+    #[arg(short = 'p', long = "path")]
+    pub path: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +107,22 @@ pub fn render_env(env: &Value) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `cf create-app-manifest`: the app's current settings as a manifest file.
+pub async fn create_manifest(session: &mut Session, args: CreateManifestArgs) -> Result<()> {
+    let ui = Ui::new(false);
+    session.require_login()?;
+    let app = find_app(session, &args.name).await?;
+    ui.say(doing(session, &format!("Creating an app manifest from current settings of app {}", args.name)));
+    let response = session.request(reqwest::Method::GET, &format!("/v3/apps/{}/manifest", guid(&app)), None).await?;
+    let path = args.path.unwrap_or_else(|| std::path::PathBuf::from(format!("./{}_manifest.yml", args.name)));
+    std::fs::write(&path, &response.body)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}. Pick another place with -p PATH.", path.display()))?;
+    ui.ok();
+    ui.say("");
+    ui.say(format!("Manifest file created successfully at {}", path.display()));
+    Ok(())
 }
 
 pub async fn set_env(session: &mut Session, args: SetEnvArgs) -> Result<()> {
