@@ -19,6 +19,7 @@
 mod containers;
 mod cpu;
 mod load;
+mod logs;
 mod minimal;
 mod platform;
 mod pulls;
@@ -70,6 +71,8 @@ enum Command {
     Pulls(pulls::Args),
     /// `hearth push` of a static site to its first 200 through the router, by phase, beside serving it by hand (root)
     Push(push::Args),
+    /// Lines per second from an app's stdout to `hearth logs` following it, and any lost, beside `tail -F` (root)
+    Logs(logs::Args),
     /// Placement and convergence at scale over simulated cells, compared with Diego's published scale
     Scheduler(scheduler::Args),
     /// Requests/s and p50/p99 through Hearth's router beside nginx, driven by wrk (apt: `nginx-light wrk`)
@@ -107,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Containers(args)) => containers::main(args),
         Some(Command::Pulls(args)) => pulls::main(args),
         Some(Command::Push(args)) => push::main(args),
+        Some(Command::Logs(args)) => logs::main(args),
         Some(Command::Scheduler(args)) => scheduler::main(args),
         Some(Command::Router(args)) => router::main(args),
         Some(Command::TimeLoop(args)) => containers::time_loop(args),

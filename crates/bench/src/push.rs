@@ -126,7 +126,7 @@ fn write_site(dir: &Path, files: usize) -> anyhow::Result<()> {
 }
 
 /// The `hearth server` under test and the client's home.
-struct Platform {
+pub(crate) struct Platform {
     server: Child,
     hearth: PathBuf,
     root: PathBuf,
@@ -134,7 +134,7 @@ struct Platform {
 }
 
 impl Platform {
-    fn start(root: &Path) -> anyhow::Result<Platform> {
+    pub(crate) fn start(root: &Path) -> anyhow::Result<Platform> {
         let hearth = std::env::current_exe()?.with_file_name("hearth");
         ensure!(hearth.exists(), "{} is missing: cargo build --release -p hearth -p hearth-bench", hearth.display());
         let addr = format!("127.0.0.1:{}", free_port()?);
@@ -175,7 +175,7 @@ impl Platform {
         Ok(platform)
     }
 
-    fn client(&self, args: &[&str]) -> Command {
+    pub(crate) fn client(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.hearth);
         command.args(args).env("HEARTH_HOME", self.root.join("home"));
         command
@@ -302,7 +302,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn nix_is_root() -> bool {
+pub(crate) fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))

@@ -35,7 +35,9 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { max_per_source: 10_000, subscriber_buffer: 10_000, max_bytes: 256 << 20 }
+        // 100,000 per source is log-cache's own default: a follower that walks the cache
+        // (cf logs) needs the ring to span more than its 2 s hold-back even for chatty apps.
+        StoreConfig { max_per_source: 100_000, subscriber_buffer: 10_000, max_bytes: 256 << 20 }
     }
 }
 

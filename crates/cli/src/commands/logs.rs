@@ -21,6 +21,8 @@ const FROM_THE_BEGINNING: &str = "-6795364578871345152";
 
 /// How often the stream reads again when nothing new came.
 const POLL: Duration = Duration::from_millis(250);
+/// Lines per read while following (log-cache's largest page).
+const WALK_LIMIT: usize = 1000;
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
@@ -191,12 +193,16 @@ impl LogCache {
         loop {
             let last_read = stop.as_ref().is_some_and(|s| *s.borrow());
             let start_text = start.to_string();
-            match self.read(&[("envelope_types", "LOG"), ("start_time", start_text.as_str())]).await {
+            let limit = WALK_LIMIT.to_string();
+            let params = [("envelope_types", "LOG"), ("limit", limit.as_str()), ("start_time", start_text.as_str())];
+            match self.read(&params).await {
                 Ok((200, lines)) => {
                     errors = 0;
                     // Lines from the last 2 s may still be joined by older ones: read them
-                    // later, unless this is the last read.
-                    let horizon = if last_read { i128::MAX } else { now_ns() - 2_000_000_000 };
+                    // later, unless this is the last read — or the answer is full: the app
+                    // is that chatty, and waiting would let the cache evict what follows.
+                    let full = lines.len() >= WALK_LIMIT;
+                    let horizon = if last_read || full { i128::MAX } else { now_ns() - 2_000_000_000 };
                     let ready: Vec<&LogLine> = lines.iter().filter(|l| l.timestamp_ns <= horizon).collect();
                     if let Some(last) = ready.last() {
                         start = last.timestamp_ns + 1;
