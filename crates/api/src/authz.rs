@@ -147,6 +147,19 @@ impl Viewer {
         self.readable_spaces().is_none_or(|s| s.iter().any(|g| g == space))
     }
 
+    /// CF's `can_read_from_space?`: as [`Viewer::can_read_space`], but a space supporter's
+    /// role alone does not count (CF trusts supporters with fewer reads: a package to copy).
+    pub fn can_read_space_beyond_support(&self, space: &str) -> bool {
+        if self.reads_all() {
+            return true;
+        }
+        self.can_read
+            && (self.managed_org_spaces.contains(space)
+                || [RoleType::SpaceAuditor, RoleType::SpaceDeveloper, RoleType::SpaceManager]
+                    .iter()
+                    .any(|r| self.has_space_role(space, *r)))
+    }
+
     fn writes(&self) -> bool {
         self.can_write
     }
@@ -286,6 +299,18 @@ mod tests {
         v.can_write = false;
         assert!(v.can_read_org("o1"));
         assert!(!v.can_manage_org("o1"));
+    }
+
+    #[test]
+    fn a_space_supporter_alone_does_not_read_beyond_support() {
+        let mut v = Viewer::global("u", Global::None);
+        v.space_roles.insert("s1".into(), ("o1".into(), [RoleType::SpaceSupporter].into()));
+        assert!(v.can_read_space("s1") && !v.can_read_space_beyond_support("s1"));
+        v.space_roles.insert("s1".into(), ("o1".into(), [RoleType::SpaceSupporter, RoleType::SpaceAuditor].into()));
+        assert!(v.can_read_space_beyond_support("s1"));
+        assert!(dev_in("s1", "o1").can_read_space_beyond_support("s1"));
+        assert!(!dev_in("s1", "o1").can_read_space_beyond_support("s2"));
+        assert!(Viewer::global("u", Global::GlobalAuditor).can_read_space_beyond_support("s9"));
     }
 
     #[test]

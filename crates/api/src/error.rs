@@ -41,9 +41,9 @@ pub enum ApiError {
     /// 10014 (CF-AssociationNotEmpty), e.g. deleting a domain with routes.
     #[error("{0}")]
     AssociationNotEmpty(String),
-    /// 413.
-    #[error("Request entity too large: the limit is {0} bytes")]
-    PayloadTooLarge(usize),
+    /// 413: an upload, an unpacked archive or a body over its configured limit.
+    #[error("Request Entity Too Large: {}", limit.refusal(*bytes))]
+    PayloadTooLarge { limit: crate::limits::Limit, bytes: u64 },
     /// 10015: a part of the platform this request needs is not running here.
     #[error("{0}")]
     ServiceUnavailable(String),
@@ -62,7 +62,7 @@ impl ApiError {
             ApiError::MessageParse(_) | ApiError::BadQueryParameter(_) | ApiError::InvalidRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,7 +81,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => (10004, "CF-InvalidRequest"),
             ApiError::FeatureDisabled(_) => (330002, "CF-FeatureDisabled"),
             ApiError::AssociationNotEmpty(_) => (10006, "CF-AssociationNotEmpty"),
-            ApiError::PayloadTooLarge(_) => (10013, "CF-RequestEntityTooLarge"),
+            ApiError::PayloadTooLarge { .. } => (10013, "CF-RequestEntityTooLarge"),
             ApiError::ServiceUnavailable(_) => (10015, "CF-ServiceUnavailable"),
             ApiError::Internal(_) => (10001, "CF-ServerError"),
         }

@@ -15,6 +15,7 @@ mod body;
 mod context;
 mod crashes;
 mod error;
+mod limits;
 mod log_access;
 pub mod lrps;
 mod params;
@@ -32,13 +33,11 @@ use hearth_store::Store;
 
 pub use crashes::record_crashes;
 pub use error::ApiError;
+pub use limits::{Limit, Limits};
 pub use log_access::LogAccess;
 
 /// The API version Hearth's behaviour matches (advertised as `cloud_controller_v3.meta.version`).
 pub const CF_API_VERSION: &str = "3.181.0";
-
-/// Largest request body the API accepts.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Settings of the API.
 #[derive(Clone, Debug)]
@@ -47,6 +46,8 @@ pub struct ApiConfig {
     pub external_url: String,
     /// The default shared app domain (e.g. `apps.localhost`).
     pub app_domain: String,
+    /// How large uploads, unpacked archives and request bodies may be.
+    pub limits: Limits,
 }
 
 /// What every handler shares.
@@ -141,24 +142,37 @@ pub trait ImageInspector: Send + Sync + 'static {
 
 /// The Cloud Controller's routes (`/`, `/v3/...`).
 pub fn router(state: ApiState) -> Router {
-    resources::routes()
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(cf_error_bodies))
+    let limits = state.config.limits;
+    let body_limit = usize::try_from(limits.request_body_bytes).unwrap_or(usize::MAX);
+    resources::routes(&limits)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(move |req: Request<HttpBody>, next: Next| cf_error_bodies(limits, req, next)))
         .with_state(state)
 }
 
 /// Turns the framework's plain-text rejections (body too large, wrong method, wrong
 /// content type) into CF's error JSON. A too-large body was not read to its end, so that
 /// answer also closes the connection: a client must not send its next request on it.
-async fn cf_error_bodies(req: Request<HttpBody>, next: Next) -> Response {
-    let mut resp = rewrite_rejection(next.run(req).await);
+async fn cf_error_bodies(limits: Limits, req: Request<HttpBody>, next: Next) -> Response {
+    let limit = limit_of_path(req.uri().path());
+    let mut resp = rewrite_rejection(next.run(req).await, limit, limits.get(limit));
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
         resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
     }
     resp
 }
 
-fn rewrite_rejection(resp: Response) -> Response {
+/// The body limit a request's path is under: the three uploads have their own.
+fn limit_of_path(path: &str) -> Limit {
+    match path.trim_end_matches('/').split('/').collect::<Vec<_>>().as_slice() {
+        ["", "v3", "packages", _, "upload"] => Limit::Package,
+        ["", "v3", "droplets", _, "upload"] => Limit::Droplet,
+        ["", "v3", "buildpacks", _, "upload"] => Limit::Buildpack,
+        _ => Limit::RequestBody,
+    }
+}
+
+fn rewrite_rejection(resp: Response, limit: Limit, bytes: u64) -> Response {
     let is_json = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -168,7 +182,7 @@ fn rewrite_rejection(resp: Response) -> Response {
         return resp;
     }
     match resp.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(MAX_BODY_BYTES).into_response(),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit, bytes }.into_response(),
         StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => ApiError::UnknownRequest.into_response(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::BAD_REQUEST => {
             ApiError::MessageParse("the request body could not be read".into()).into_response()

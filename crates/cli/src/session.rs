@@ -265,6 +265,57 @@ impl Session {
         Ok(())
     }
 
+    /// `GET`s a file into `dest` chunk by chunk (never whole in memory), through a temporary
+    /// file beside it that is renamed once complete (removed if the transfer fails).
+    /// `on_progress` hears the bytes so far and the total, when the server says it. Fails on
+    /// a non-2xx answer; answers the bytes written.
+    pub async fn download_to(
+        &mut self,
+        path: &str,
+        dest: &std::path::Path,
+        mut on_progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let auth = self.authorization().await?;
+        let mut response = self
+            .client
+            .get(self.url(path)?)
+            .header(AUTHORIZATION, auth)
+            .send()
+            .await
+            .map_err(|e| anyhow!("{}", describe_transport_error(&e)))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = response.text().await.unwrap_or_default();
+            return Err(ApiError::from_body(status, &body).into());
+        }
+        let total = response.content_length();
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let part = dest.with_file_name(format!(".{name}.part"));
+        let written = async {
+            let mut file =
+                tokio::fs::File::create(&part).await.with_context(|| format!("cannot write {}", part.display()))?;
+            let mut written = 0u64;
+            on_progress(0, total);
+            while let Some(chunk) = response.chunk().await.context("the server closed the connection")? {
+                file.write_all(&chunk).await.with_context(|| format!("cannot write {}", part.display()))?;
+                written += chunk.len() as u64;
+                on_progress(written, total);
+            }
+            file.sync_all().await.with_context(|| format!("cannot write {}", part.display()))?;
+            if let Some(total) = total.filter(|t| *t != written) {
+                bail!("the download ended after {written} of {total} bytes; try again");
+            }
+            tokio::fs::rename(&part, dest).await.with_context(|| format!("cannot write {}", dest.display()))?;
+            Ok(written)
+        }
+        .await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(&part).await;
+        }
+        written
+    }
+
     /// Sends a body of any content type (YAML manifests, multipart uploads) and
     /// fails on a non-2xx answer.
     pub async fn request_raw(

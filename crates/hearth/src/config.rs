@@ -57,6 +57,51 @@ pub struct ServerArgs {
     /// The private key (PEM) of --tls-cert
     #[arg(long, env = "HEARTH_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Size limits (`[limits]` in the file): bytes, or with a unit as in CF manifests (512M, 1G).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LimitArgs {
+    /// The largest package upload (app bits zip) [default: 1G]
+    #[arg(long, env = "HEARTH_MAX_PACKAGE_BYTES", value_name = "SIZE")]
+    pub max_package_bytes: Option<String>,
+    /// The largest droplet upload (tgz) [default: 1G]
+    #[arg(long, env = "HEARTH_MAX_DROPLET_BYTES", value_name = "SIZE")]
+    pub max_droplet_bytes: Option<String>,
+    /// The largest buildpack upload (zip) [default: 1G]
+    #[arg(long, env = "HEARTH_MAX_BUILDPACK_BYTES", value_name = "SIZE")]
+    pub max_buildpack_bytes: Option<String>,
+    /// The most one package, droplet or buildpack may unpack to [default: 4G]
+    #[arg(long, env = "HEARTH_MAX_UNPACKED_BYTES", value_name = "SIZE")]
+    pub max_unpacked_bytes: Option<String>,
+    /// The most entries (files, directories, links) one archive may hold [default: 200000]
+    #[arg(long, env = "HEARTH_MAX_ARCHIVE_ENTRIES", value_name = "COUNT")]
+    pub max_archive_entries: Option<String>,
+    /// The largest JSON request body [default: 1M]
+    #[arg(long, env = "HEARTH_MAX_REQUEST_BODY_BYTES", value_name = "SIZE")]
+    pub max_request_body_bytes: Option<String>,
+}
+
+/// A size in the file: a TOML integer (bytes) or a string with a unit ("512M").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Number(i64),
+    Text(String),
+}
+
+/// `[limits]`: how large uploads, unpacked archives and request bodies may be.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_package_bytes: Option<SizeValue>,
+    pub max_droplet_bytes: Option<SizeValue>,
+    pub max_buildpack_bytes: Option<SizeValue>,
+    pub max_unpacked_bytes: Option<SizeValue>,
+    pub max_archive_entries: Option<SizeValue>,
+    pub max_request_body_bytes: Option<SizeValue>,
 }
 
 /// `[tls]`: HTTPS on its own address with certificates per host name (SNI).
@@ -121,6 +166,7 @@ pub struct FileConfig {
     pub tls: Option<TlsFile>,
     pub blobstore: Option<BlobstoreFile>,
     pub staging_timeout: Option<String>,
+    pub limits: Option<LimitsFile>,
 }
 
 /// The settings the server runs with.
@@ -145,6 +191,8 @@ pub struct ServerConfig {
     pub blobstore: hearth_blobstore::BlobStoreConfig,
     /// The longest a staging may run (CF's default: 15 minutes).
     pub staging_timeout: Duration,
+    /// Upload, unpacked-archive and request-body sizes.
+    pub limits: hearth_api::Limits,
 }
 
 /// CF's staging time limit.
@@ -164,6 +212,83 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
         Ok(n) if n > 0 => Ok(Duration::from_secs(n.saturating_mul(scale))),
         _ => anyhow::bail!("{text:?} is not a duration (a whole number of seconds, or with s, m or h: 90s, 15m)"),
     }
+}
+
+/// `1048576`, `512K`, `512KB`, `1M`, `1G`, `2T` (units of 1024, any case, as CF manifests
+/// write memory) as a number of bytes, at least one.
+pub fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let bad = || anyhow::anyhow!("{text:?} is not a size (bytes, or a whole number with B, K, M, G or T: 512M, 1G)");
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" => 10,
+        "M" | "MB" => 20,
+        "G" | "GB" => 30,
+        "T" | "TB" => 40,
+        _ => return Err(bad()),
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    match n.checked_mul(1 << shift) {
+        Some(bytes) if bytes > 0 => Ok(bytes),
+        Some(_) => anyhow::bail!("{text:?} is zero: a limit must be at least 1 byte"),
+        None => anyhow::bail!("{text:?} is too large"),
+    }
+}
+
+/// A whole number of at least one (an entry count).
+fn parse_count(text: &str) -> anyhow::Result<u64> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => anyhow::bail!("{text:?} is not a count (a whole number of at least 1)"),
+    }
+}
+
+/// The limits from the flags (or their env) over `[limits]` over the defaults; a bad value
+/// stops the start naming its setting.
+fn limits_config(args: &LimitArgs, file: Option<LimitsFile>) -> anyhow::Result<hearth_api::Limits> {
+    let file = file.unwrap_or_default();
+    let d = hearth_api::Limits::DEFAULT;
+    let pick = |flag: &Option<String>, key: Option<SizeValue>, name: &str, default: u64| -> anyhow::Result<u64> {
+        let parse = if name.ends_with("_entries") { parse_count } else { parse_size };
+        match (flag, key) {
+            (Some(text), _) => parse(text).with_context(|| format!("--{}", name.replace('_', "-"))),
+            (None, Some(SizeValue::Text(text))) => parse(&text).with_context(|| format!("[limits] {name}")),
+            (None, Some(SizeValue::Number(n))) => {
+                parse(&n.to_string()).with_context(|| format!("[limits] {name}: a limit must be at least 1"))
+            }
+            (None, None) => Ok(default),
+        }
+    };
+    Ok(hearth_api::Limits {
+        package_bytes: pick(&args.max_package_bytes, file.max_package_bytes, "max_package_bytes", d.package_bytes)?,
+        droplet_bytes: pick(&args.max_droplet_bytes, file.max_droplet_bytes, "max_droplet_bytes", d.droplet_bytes)?,
+        buildpack_bytes: pick(
+            &args.max_buildpack_bytes,
+            file.max_buildpack_bytes,
+            "max_buildpack_bytes",
+            d.buildpack_bytes,
+        )?,
+        unpacked_bytes: pick(
+            &args.max_unpacked_bytes,
+            file.max_unpacked_bytes,
+            "max_unpacked_bytes",
+            d.unpacked_bytes,
+        )?,
+        archive_entries: pick(
+            &args.max_archive_entries,
+            file.max_archive_entries,
+            "max_archive_entries",
+            d.archive_entries,
+        )?,
+        request_body_bytes: pick(
+            &args.max_request_body_bytes,
+            file.max_request_body_bytes,
+            "max_request_body_bytes",
+            d.request_body_bytes,
+        )?,
+    })
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -190,6 +315,7 @@ impl ServerConfig {
         let env_secs = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<i64>().ok());
         let tls = tls_config(args, file.tls)?;
         let blobstore = blobstore_config(&data_dir, file.blobstore)?;
+        let limits = limits_config(&args.limits, file.limits)?;
         Ok(ServerConfig {
             data_dir,
             listen,
@@ -221,6 +347,7 @@ impl ServerConfig {
                 Some(t) => parse_duration(t).context("--staging-timeout")?,
                 None => DEFAULT_STAGING_TIMEOUT,
             },
+            limits,
         })
     }
 
@@ -240,6 +367,7 @@ impl ServerConfig {
             tls: None,
             blobstore: hearth_blobstore::BlobStoreConfig::Local { root: data_dir.join("blobs") },
             staging_timeout: DEFAULT_STAGING_TIMEOUT,
+            limits: hearth_api::Limits::DEFAULT,
         }
     }
 }
@@ -299,17 +427,13 @@ fn sqlite_url(data_dir: &Path) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn flags_override_the_file_and_defaults_fill_the_rest() {
-        let dir = std::env::temp_dir().join(format!("hearth-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("hearth.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9999\"\napp_domain = \"apps.example.com\"\n").unwrap();
-        let args = ServerArgs {
-            data_dir: Some(dir.clone()),
-            listen: Some("127.0.0.1:7777".into()),
+    /// Arguments with nothing given but the config file.
+    fn args_with(config: Option<PathBuf>) -> ServerArgs {
+        ServerArgs {
+            data_dir: None,
+            listen: None,
             database_url: None,
-            config: Some(file.clone()),
+            config,
             app_domain: None,
             external_url: None,
             node_dir: None,
@@ -321,6 +445,20 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             staging_timeout: None,
+            limits: LimitArgs::default(),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9999\"\napp_domain = \"apps.example.com\"\n").unwrap();
+        let args = ServerArgs {
+            data_dir: Some(dir.clone()),
+            listen: Some("127.0.0.1:7777".into()),
+            ..args_with(Some(file.clone()))
         };
         let c = ServerConfig::resolve(&args).unwrap();
         assert_eq!(c.staging_timeout, DEFAULT_STAGING_TIMEOUT);
@@ -335,6 +473,62 @@ mod tests {
         let timed = ServerArgs { staging_timeout: Some("bad".into()), config: None, ..args.clone() };
         assert!(ServerConfig::resolve(&timed).unwrap_err().to_string().contains("--staging-timeout"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn limits_come_from_flags_over_the_file_over_the_defaults() {
+        let dir = std::env::temp_dir().join(format!("hearth-limits-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        let resolve = |toml: &str, flags: LimitArgs| {
+            std::fs::write(&file, toml).unwrap();
+            ServerConfig::resolve(&ServerArgs {
+                data_dir: Some(dir.clone()),
+                limits: flags,
+                ..args_with(Some(file.clone()))
+            })
+        };
+        let c = resolve(
+            "[limits]\nmax_package_bytes = \"512M\"\nmax_droplet_bytes = 2048\nmax_archive_entries = 10\n",
+            LimitArgs {
+                max_buildpack_bytes: Some("2g".into()),
+                max_droplet_bytes: Some("3K".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let d = hearth_api::Limits::DEFAULT;
+        assert_eq!(c.limits.package_bytes, 512 << 20);
+        assert_eq!(c.limits.droplet_bytes, 3 << 10, "a flag beats the file");
+        assert_eq!(c.limits.buildpack_bytes, 2 << 30);
+        assert_eq!(c.limits.archive_entries, 10);
+        assert_eq!((c.limits.unpacked_bytes, c.limits.request_body_bytes), (d.unpacked_bytes, d.request_body_bytes));
+        assert_eq!(resolve("", LimitArgs::default()).unwrap().limits, d);
+        for (toml, named) in [
+            ("[limits]\nmax_package_bytes = \"lots\"\n", "max_package_bytes"),
+            ("[limits]\nmax_unpacked_bytes = 0\n", "max_unpacked_bytes"),
+            ("[limits]\nmax_request_body_bytes = -1\n", "max_request_body_bytes"),
+            ("[limits]\nmax_archive_entries = \"1G\"\n", "max_archive_entries"),
+            ("[limits]\nmax_packages = 5\n", "max_packages"),
+        ] {
+            let err = format!("{:#}", resolve(toml, LimitArgs::default()).unwrap_err());
+            assert!(err.contains(named), "{toml}: {err}");
+        }
+        let flag = LimitArgs { max_droplet_bytes: Some("1.5G".into()), ..Default::default() };
+        assert!(format!("{:#}", resolve("", flag).unwrap_err()).contains("--max-droplet-bytes"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sizes_take_bytes_or_units_of_1024() {
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
+        assert_eq!(parse_size("512MB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("2 T").unwrap(), 2 << 40);
+        for bad in ["", "0", "0M", "M", "1.5G", "-1", "1X", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

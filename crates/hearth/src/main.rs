@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Top {
     /// Run the whole platform (API, auth, ...) in this process
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     #[command(flatten)]
     Client(hearth_cli::Command),
     /// Internal: one container-runtime operation, in a single-threaded process
@@ -35,7 +35,7 @@ enum Top {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Top::Server(args) => serve(args),
+        Top::Server(args) => serve(*args),
         Top::Client(cmd) => hearth_cli::run(cmd),
         // No tokio runtime here: libcontainer forks, which needs a single-threaded process.
         Top::ContainerHelper { args } => hearth_containers::helper::main(&args),

@@ -138,7 +138,8 @@ impl Server {
             };
             write_private(&creds_path, &toml::to_string(&creds)?)?;
         }
-        let api_config = ApiConfig { external_url: url.clone(), app_domain: config.app_domain.clone() };
+        let api_config =
+            ApiConfig { external_url: url.clone(), app_domain: config.app_domain.clone(), limits: config.limits };
         hearth_api::seed(&store, &api_config).await.context("cannot create the platform's first resources")?;
         let scheduler = SchedulerStore::new(store.clone(), Arc::new(SystemClock));
         let node = match &config.node {

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::TestPlatform;
+use common::uploads::{droplet_tgz, multipart, zip_of};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -90,6 +91,7 @@ const APP_IN_B1: &str = r#"{"name":"app-{u}","relationships":{"space":{"data":{"
 const SPACE_IN_A: &str = r#"{"name":"space-{u}","relationships":{"organization":{"data":{"guid":"{org_a}"}}}}"#;
 const SPACE_IN_B: &str = r#"{"name":"space-{u}","relationships":{"organization":{"data":{"guid":"{org_b}"}}}}"#;
 const SCALE: &str = r#"{"instances":1}"#;
+const FOR_APP_A: &str = r#"{"relationships":{"app":{"data":{"guid":"{app_a}"}}}}"#;
 
 #[rustfmt::skip]
 const ROWS: &[Row] = &[
@@ -239,7 +241,19 @@ const ROWS: &[Row] = &[
     ("OOOOOOOOOOOOOX", "GET /v3/service_credential_bindings", "", No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/buildpacks", "", No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/packages", "", No, &[]),
+    // Copies check the destination app, then the source, each read (not by a space
+    // supporter's role alone: 422) and written (403) by the caller, as cloud_controller_ng.
+    ("CCFFUUFUFCFUUX", "POST /v3/packages?source_guid={package_a}", FOR_APP_A, No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/droplets", "", No, &[]),
+    // Droplets without staging: created, uploaded and copied by admins and space developers.
+    // This platform runs no containers, so an upload the caller may make is refused after
+    // the checks (422; 202 where containers run); droplet_a is unstaged, so a permitted copy
+    // or download is CF's 422 for that. Anyone who sees a droplet may download it (CF's
+    // code lets space supporters too; its docs leave them out).
+    ("CCFFUUFUFCFFUX", "POST /v3/droplets", FOR_APP_A, No, &[]),
+    ("UUFFNNFNFUFFNX", "POST /v3/droplets/{droplet_a}/upload", "@droplet.tgz", No, &[]),
+    ("UUFFNNFNFUFFNX", "POST /v3/droplets?source_guid={droplet_a}", FOR_APP_A, No, &[]),
+    ("UUUUNNUNUUUUNX", "GET /v3/droplets/{droplet_a}/download", "", No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/builds", "", No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/tasks", "", No, &[]),
     // Last: it leaves callers holding a role in a new org. CF lets no one but the org's
@@ -371,7 +385,11 @@ impl World {
         if let Some(t) = &self.tokens[c] {
             req = req.bearer_auth(t);
         }
-        if !body.is_empty() {
+        if body == "@droplet.tgz" {
+            let tgz = droplet_tgz(&[("run.sh", b"#!/bin/sh\n")]);
+            let (content_type, form) = multipart(&[("bits", Some("droplet.tgz"), &tgz)]);
+            req = req.header("content-type", content_type).body(form);
+        } else if !body.is_empty() {
             let json: Value = serde_json::from_str(&self.fill(body, &fresh, &unique)).expect("a row's body is JSON");
             req = req.json(&json);
         }
@@ -498,6 +516,16 @@ impl World {
                     .map(|(k, v)| (format!("{k}_{x}"), v)),
             );
         }
+        // In app A: a bits package with its bits (READY) and a droplet awaiting its upload.
+        let for_app = json!({"app": {"data": {"guid": w.ids["app_a"]}}});
+        let package = w.create("/v3/packages", json!({"type": "bits", "relationships": for_app})).await;
+        let zip = zip_of(&[("index.html", b"authz\n")], false);
+        let (content_type, form) = multipart(&[("resources", None, b"[]"), ("bits", Some("package.zip"), &zip)]);
+        let resp = w.p.http.post(format!("{}/v3/packages/{package}/upload", w.p.url)).bearer_auth(&w.admin);
+        let resp = resp.header("content-type", content_type).body(form).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "set-up: the package upload");
+        w.ids.insert("package_a".into(), package);
+        w.ids.insert("droplet_a".into(), w.create("/v3/droplets", json!({"relationships": for_app})).await);
         w.ids.insert("stack".into(), w.first("/v3/stacks?names=cflinuxfs4").await);
         let quota = w.first("/v3/organization_quotas?names=default").await;
         // So that the apps the rows make never meet the default quota's memory limit.

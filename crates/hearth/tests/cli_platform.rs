@@ -98,7 +98,8 @@ fn platform_buildpack_and_droplet_commands_work_as_cf_does() {
     assert!(err.contains("nope"), "{err}");
     let out_dir = server.root.join("downloads");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let out = server.hearth(&["download-droplet", "web", "--path", out_dir.to_str().unwrap()]).ok();
+    let dir_arg = out_dir.to_string_lossy().into_owned();
+    let out = server.hearth(&["download-droplet", "web", "--path", &dir_arg]).ok();
     assert!(
         out.contains("Downloading current droplet for app web") && out.contains("Droplet downloaded successfully at"),
         "{out}"
@@ -110,6 +111,11 @@ fn platform_buildpack_and_droplet_commands_work_as_cf_does() {
     let bytes = std::fs::read(&files[0]).unwrap();
     assert_eq!(&bytes[..2], &[0x1f, 0x8b], "a gzip file");
     let droplet_guid = name.trim_start_matches("droplet_").trim_end_matches(".tgz").to_string();
+    // A download that fails leaves nothing behind (the file is streamed to a temp file
+    // that is renamed only once complete).
+    let err = server.hearth(&["download-droplet", "web", "--droplet", "no-such-droplet", "--path", &dir_arg]).fails();
+    assert!(err.contains("not found"), "{err}");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1, "only the first download is there");
     let file = server.root.join("named.tgz");
     server.hearth(&["download-droplet", "web", "--droplet", &droplet_guid, "--path", file.to_str().unwrap()]).ok();
     assert_eq!(std::fs::read(&file).unwrap(), bytes);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,15 +14,6 @@ use common::cli::{ADMIN_PASSWORD, Server};
 use common::push::{Api, running, through_router};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn zip_of(entries: &[(&str, u32, &str)]) -> Vec<u8> {
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (path, mode, content) in entries {
-        zip.start_file(*path, zip::write::SimpleFileOptions::default().unix_permissions(*mode)).unwrap();
-        zip.write_all(content.as_bytes()).unwrap();
-    }
-    zip.finish().unwrap().into_inner()
-}
 
 /// A gzipped tar whose entry names and links are written raw (the tar crate refuses `..`).
 fn raw_tgz(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
@@ -98,18 +89,8 @@ fn droplets_are_downloaded_uploaded_copied_and_run_without_their_layer() {
 
         // Stage app one with the built-in binary buildpack.
         let one = app(&api, &space, "one").await;
-        let package = api
-            .ok(
-                Method::POST,
-                "/v3/packages",
-                Some(json!({"type": "bits", "relationships": {"app": {"data": {"guid": one}}}})),
-            )
-            .await;
-        let package = package["guid"].as_str().unwrap().to_string();
         let files = [("Procfile", 0o644, "web: exec busybox httpd -f -p $PORT -h .\n"), ("index.html", 0o644, "hi\n")];
-        let (status, body) =
-            api.upload(&format!("/v3/packages/{package}/upload"), "bits", "p.zip", &zip_of(&files), Some("[]")).await;
-        assert_eq!(status, 200, "{body}");
+        let package = api.package_of(&one, &files).await;
         let build = api.build(&package).await;
         assert_eq!(build["state"], "STAGED", "{build}");
         let d1 = build["droplet"]["guid"].as_str().unwrap().to_string();

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::cli::{ADMIN_PASSWORD, Server};
 use common::push::{Api, log_lines, running, through_router};
+use common::uploads::zip_with_modes;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -22,21 +23,11 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_SERVER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A zip of `(path, mode, content)`.
-fn zip_of<C: AsRef<[u8]>>(entries: &[(&str, u32, C)]) -> Vec<u8> {
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (path, mode, content) in entries {
-        zip.start_file(*path, zip::write::SimpleFileOptions::default().unix_permissions(*mode)).unwrap();
-        zip.write_all(content.as_ref()).unwrap();
-    }
-    zip.finish().unwrap().into_inner()
-}
-
 async fn buildpack(api: &Api, name: &str, position: u32, files: &[(&str, u32, &str)]) {
     let bp = api.ok(Method::POST, "/v3/buildpacks", Some(json!({"name": name, "position": position}))).await;
     assert_eq!(bp["state"], "AWAITING_UPLOAD", "{bp}");
     let path = format!("/v3/buildpacks/{}/upload", bp["guid"].as_str().unwrap());
-    let (status, body) = api.upload(&path, "bits", &format!("{name}.zip"), &zip_of(files), None).await;
+    let (status, body) = api.upload(&path, "bits", &format!("{name}.zip"), &zip_with_modes(files), None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"], "READY", "{body}");
 }
@@ -56,23 +47,7 @@ async fn app_with_bits<C: AsRef<[u8]>>(
     api.until(&job, "the manifest job", 30, |j| j["state"] == "COMPLETE").await;
     let apps = api.ok(Method::GET, &format!("/v3/apps?names={name}&space_guids={space}"), None).await;
     let app = apps["resources"][0]["guid"].as_str().unwrap().to_string();
-    (app.clone(), package_of(api, &app, files).await)
-}
-
-/// Uploads `files` as a new package of `app`; answers its guid.
-async fn package_of<C: AsRef<[u8]>>(api: &Api, app: &str, files: &[(&str, u32, C)]) -> String {
-    let package = api
-        .ok(
-            Method::POST,
-            "/v3/packages",
-            Some(json!({"type": "bits", "relationships": {"app": {"data": {"guid": app}}}})),
-        )
-        .await;
-    let package = package["guid"].as_str().unwrap().to_string();
-    let (status, body) =
-        api.upload(&format!("/v3/packages/{package}/upload"), "bits", "package.zip", &zip_of(files), Some("[]")).await;
-    assert_eq!((status.as_u16(), &body["state"]), (200, &json!("READY")), "{body}");
-    package
+    (app.clone(), api.package_of(&app, files).await)
 }
 
 #[test]
@@ -294,7 +269,8 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
         // Only admins manage buildpacks; a zip slip is refused.
         let bp = api.ok(Method::POST, "/v3/buildpacks", Some(json!({"name": "evil_buildpack"}))).await;
         let path = format!("/v3/buildpacks/{}/upload", bp["guid"].as_str().unwrap());
-        let (status, body) = api.upload(&path, "bits", "evil.zip", &zip_of(&[("../../evil", 0o755, "x")]), None).await;
+        let (status, body) =
+            api.upload(&path, "bits", "evil.zip", &zip_with_modes(&[("../../evil", 0o755, "x")]), None).await;
         assert_eq!(status, 422, "{body}");
         let (status, _) =
             api.call(Method::DELETE, &format!("/v3/buildpacks/{}", bp["guid"].as_str().unwrap()), None).await;
@@ -356,7 +332,7 @@ fn wheel(name: &str, version: &str, init_py: &str) -> Vec<u8> {
         files.iter().map(|(path, _)| format!("{path},,\n")).collect::<String>() + &format!("{info}/RECORD,,\n");
     files.push((format!("{info}/RECORD"), record));
     let entries: Vec<(&str, u32, &str)> = files.iter().map(|(p, c)| (p.as_str(), 0o644, c.as_str())).collect();
-    zip_of(&entries)
+    zip_with_modes(&entries)
 }
 
 #[test]
@@ -529,7 +505,7 @@ fn the_build_cache_outlives_a_staging_and_staging_limits_fail_the_build_not_the_
         assert!(cache.is_file(), "the build cache is kept at {}", cache.display());
 
         // The second staging sees what the first left in its cache.
-        let package = package_of(&api, &app, &files("2\n", "")).await;
+        let package = api.package_of(&app, &files("2\n", "")).await;
         let second = api.build(&package).await;
         assert_eq!(second["state"], "STAGED", "{second}");
         let lines = stg_lines(&api, &app).await;
@@ -538,7 +514,7 @@ fn the_build_cache_outlives_a_staging_and_staging_limits_fail_the_build_not_the_
         }
 
         // Overrunning the staging time limit: CF's StagingTimeExpired, the container gone.
-        let package = package_of(&api, &app, &files("3\n", "slow")).await;
+        let package = api.package_of(&app, &files("3\n", "slow")).await;
         let started = Instant::now();
         let slow = api.build(&package).await;
         assert_eq!(slow["state"], "FAILED", "{slow}");
@@ -547,7 +523,7 @@ fn the_build_cache_outlives_a_staging_and_staging_limits_fail_the_build_not_the_
         assert_eq!(slow["droplet"], Value::Null);
 
         // Running out of staging memory says so and how to give it more.
-        let package = package_of(&api, &app, &files("4\n", "hungry")).await;
+        let package = api.package_of(&app, &files("4\n", "hungry")).await;
         let hungry = build_with(&api, &package, json!({"staging_memory_in_mb": 64})).await;
         assert_eq!(hungry["state"], "FAILED", "{hungry}");
         let error = hungry["error"].as_str().unwrap();
@@ -565,7 +541,7 @@ fn the_build_cache_outlives_a_staging_and_staging_limits_fail_the_build_not_the_
         assert_eq!(through_router(&addr, "counted.apps.test.internal").await.1, "droplet 1\n");
 
         // The third successful staging counts on from the second; deleting the app deletes its cache.
-        let package = package_of(&api, &app, &files("5\n", "")).await;
+        let package = api.package_of(&app, &files("5\n", "")).await;
         assert_eq!(api.build(&package).await["state"], "STAGED");
         assert!(stg_lines(&api, &app).await.iter().any(|l| l == "STG:staging number 3"));
         let (status, _) = api.call(Method::DELETE, &format!("/v3/apps/{app}"), None).await;

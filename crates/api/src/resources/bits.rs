@@ -6,34 +6,22 @@
 
 use axum::body::{Body as HttpBody, Bytes};
 use axum::extract::{Multipart, Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use hearth_blobstore::archive::Limits;
+use hearth_blobstore::Namespace;
 use hearth_blobstore::resources::{PoolRule, Resource, assemble_package, match_resources};
-use hearth_blobstore::{ErrorKind, Namespace};
 use hearth_store::{self as store, Package};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 use super::audit_events::Target;
 use super::{audit, created, ok};
 use crate::ApiState;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::{Limit, blob_error, form_error, save_field};
 
-/// The largest package upload (Cloud Controller's default: 1 GiB).
-pub const MAX_UPLOAD_BYTES: usize = 1 << 30;
 /// The most resources one request may name.
 const MAX_RESOURCES: usize = 100_000;
-
-pub(crate) fn blob_error(e: hearth_blobstore::Error) -> ApiError {
-    match e.kind() {
-        ErrorKind::TooLarge => ApiError::PayloadTooLarge(MAX_UPLOAD_BYTES),
-        ErrorKind::Unprocessable => ApiError::Unprocessable(e.to_string()),
-        ErrorKind::NotFound => ApiError::NotFound("Blob"),
-        _ => ApiError::Internal(format!("blobstore: {e}")),
-    }
-}
 
 /// A resource as the cf CLI sends it (`checksum.value`, `size_in_bytes`, `path`, `mode`),
 /// or in the older shape (`sha1`, `size`, `fn`).
@@ -99,7 +87,7 @@ pub async fn resource_matches(State(state): State<ApiState>, _ctx: Ctx, body: By
     let blobs = state.blobs.clone();
     let found = off_thread(move || async move { match_resources(&blobs, &PoolRule::DEFAULT, &wanted).await })
         .await?
-        .map_err(blob_error)?;
+        .map_err(|e| blob_error(e, Limit::Package))?;
     Ok(created(json!({"resources": found.iter().map(render_resource).collect::<Vec<_>>()})))
 }
 
@@ -125,10 +113,8 @@ pub async fn upload(
     let work = tempfile::TempDir::new_in(&state.work_dir).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut resources = Vec::new();
     let mut zip: Option<std::path::PathBuf> = None;
-    let bad_form = |e: axum::extract::multipart::MultipartError| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(MAX_UPLOAD_BYTES),
-        _ => ApiError::MessageParse(format!("the upload is not valid multipart form data: {}", e.body_text())),
-    };
+    let limits = state.config.limits;
+    let bad_form = form_error(Limit::Package, &limits);
     while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
         match field.name() {
             Some("resources") => {
@@ -139,11 +125,7 @@ pub async fn upload(
             }
             Some("bits") => {
                 let path = work.path().join("bits.zip");
-                let mut file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-                while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
-                    file.write_all(&chunk).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-                }
-                file.flush().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+                save_field(&mut field, &path, Limit::Package, &limits).await?;
                 zip = Some(path);
             }
             Some(other) => {
@@ -159,10 +141,11 @@ pub async fn upload(
     }
     let (blobs, work_dir) = (state.blobs.clone(), state.work_dir.clone());
     let assembled = off_thread(move || async move {
-        assemble_package(&blobs, &work_dir, zip.as_deref(), &resources, &Limits::DEFAULT, &PoolRule::DEFAULT).await
+        let archive = limits.archive(Limit::Package);
+        assemble_package(&blobs, &work_dir, zip.as_deref(), &resources, &archive, &PoolRule::DEFAULT).await
     })
     .await?
-    .map_err(blob_error)?;
+    .map_err(|e| blob_error(e, Limit::Package))?;
     let mut tx = state.store.begin().await?;
     let current: Option<Package> = store::get(&mut tx, &package.guid).await?;
     let mut package = current.ok_or(ApiError::NotFound("Package"))?;
@@ -200,7 +183,7 @@ pub async fn download(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<
     let Some(key) = package.blob_key.as_deref().filter(|_| package.kind == "bits") else {
         return Err(ApiError::Unprocessable("Package has no bits to download (upload them first)".into()));
     };
-    let reader = state.blobs.get(Namespace::Packages, key).await.map_err(blob_error)?;
+    let reader = state.blobs.get(Namespace::Packages, key).await.map_err(|e| blob_error(e, Limit::Package))?;
     let body = HttpBody::from_stream(tokio_util::io::ReaderStream::new(reader));
     Ok((
         [

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use hearth_blobstore::Namespace;
-use hearth_blobstore::archive::{Limits, extract_zip};
+use hearth_blobstore::archive::extract_zip;
 use hearth_store::{self as store, App, Build, Buildpack, Droplet, Package};
 use serde_json::{Map, Value, json};
 
@@ -24,8 +24,8 @@ async fn fetch_and_extract(
     let zip = work.join(format!("{name}.zip"));
     state.blobs.get_to_file(ns, key, &zip).await.map_err(|e| format!("cannot fetch {name}: {e}"))?;
     let dir = work.join(name);
-    let (z, d) = (zip.clone(), dir.clone());
-    tokio::task::spawn_blocking(move || extract_zip(&z, &d, &Limits::DEFAULT))
+    let (z, d, limits) = (zip.clone(), dir.clone(), state.config.limits.stored_archive());
+    tokio::task::spawn_blocking(move || extract_zip(&z, &d, &limits))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot unpack {name}: {e}"))?;

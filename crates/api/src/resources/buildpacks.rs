@@ -8,17 +8,14 @@ use axum::response::{IntoResponse, Response};
 use hearth_blobstore::Namespace;
 use hearth_store::{self as store, Buildpack, Cond, Value as SqlValue};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 use super::{created, metadata_of, ok};
 use crate::body::Body;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::{Limit, blob_error, form_error, save_field};
 use crate::params::{ListParams, ListRules};
 use crate::{ApiState, render};
-
-/// The largest buildpack zip accepted.
-pub const MAX_BUILDPACK_BYTES: usize = 1 << 30;
 
 pub fn render(ctx: &Ctx, b: &Buildpack, md: Option<&hearth_store::Metadata>) -> Value {
     let path = format!("/v3/buildpacks/{}", b.guid);
@@ -218,20 +215,14 @@ pub async fn upload(
     let work = tempfile::TempDir::new_in(&state.work_dir).map_err(|e| ApiError::Internal(e.to_string()))?;
     let path = work.path().join("buildpack.zip");
     let mut filename = None;
-    let bad_form = |e: axum::extract::multipart::MultipartError| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(MAX_BUILDPACK_BYTES),
-        _ => ApiError::MessageParse(format!("the upload is not valid multipart form data: {}", e.body_text())),
-    };
+    let limits = state.config.limits;
+    let bad_form = form_error(Limit::Buildpack, &limits);
     while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
         if field.name() != Some("bits") {
             return Err(ApiError::Unprocessable("A buildpack upload has one field, bits (a zip)".into()));
         }
         filename = field.file_name().map(str::to_string);
-        let mut file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-        while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
-            file.write_all(&chunk).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-        }
-        file.flush().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        save_field(&mut field, &path, Limit::Buildpack, &limits).await?;
     }
     let Some(filename) = filename.filter(|f| f.ends_with(".zip")) else {
         return Err(ApiError::Unprocessable(
@@ -240,13 +231,14 @@ pub async fn upload(
     };
     // Checked as staging will use it: a zip that extracts safely.
     let check_dir = work.path().join("check");
-    let (zip, dir) = (path.clone(), check_dir.clone());
-    tokio::task::spawn_blocking(move || {
-        hearth_blobstore::archive::extract_zip(&zip, &dir, &hearth_blobstore::archive::Limits::DEFAULT)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Unprocessable(format!("The buildpack zip is unusable: {e}")))?;
+    let (zip, dir, archive) = (path.clone(), check_dir.clone(), limits.archive(Limit::Buildpack));
+    tokio::task::spawn_blocking(move || hearth_blobstore::archive::extract_zip(&zip, &dir, &archive))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| match blob_error(e, Limit::Buildpack) {
+            ApiError::Unprocessable(why) => ApiError::Unprocessable(format!("The buildpack zip is unusable: {why}")),
+            other => other,
+        })?;
     let blob =
         state.blobs.put_file(Namespace::Buildpacks, &path).await.map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut tx = state.store.begin().await?;

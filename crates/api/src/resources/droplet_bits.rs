@@ -11,18 +11,17 @@ use axum::extract::{Multipart, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hearth_blobstore::Namespace;
-use hearth_blobstore::archive::{Limits, extract_tgz};
+use hearth_blobstore::archive::extract_tgz;
 use hearth_store::{self as store, App, Droplet, Space};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 use super::audit_events::Target;
-use super::bits::{MAX_UPLOAD_BYTES, blob_error};
 use super::droplets::{find_visible, render};
 use super::{apply_metadata, audit, created, metadata_of, spawn_job};
 use crate::body::Body;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::{Limit, Limits, blob_error, form_error, save_field};
 use crate::{ApiState, Stager};
 
 /// A droplet's state, as CF names them.
@@ -267,23 +266,17 @@ async fn finish(state: &ApiState, guid: &str, outcome: Result<Stored, String>) -
     outcome.map(|_| ()).map_err(ApiError::Unprocessable)
 }
 
-/// Reads the `bits` field of the upload into `dest`; any other field is refused.
-async fn read_bits(form: &mut Multipart, dest: &std::path::Path) -> ApiResult<()> {
-    let bad_form = |e: axum::extract::multipart::MultipartError| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(MAX_UPLOAD_BYTES),
-        _ => ApiError::MessageParse(format!("the upload is not valid multipart form data: {}", e.body_text())),
-    };
+/// Reads the `bits` field of the upload into `dest` (at most `max_droplet_bytes`); any
+/// other field is refused.
+async fn read_bits(form: &mut Multipart, dest: &std::path::Path, limits: &Limits) -> ApiResult<()> {
+    let bad_form = form_error(Limit::Droplet, limits);
     let mut got = false;
     while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
         if field.name() != Some("bits") {
             let name = field.name().unwrap_or("").to_string();
             return Err(ApiError::Unprocessable(format!("Unknown upload field '{name}' (expected bits)")));
         }
-        let mut file = tokio::fs::File::create(dest).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-        while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
-            file.write_all(&chunk).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-        }
-        file.flush().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        save_field(&mut field, dest, Limit::Droplet, limits).await?;
         got = true;
     }
     if !got {
@@ -294,12 +287,12 @@ async fn read_bits(form: &mut Multipart, dest: &std::path::Path) -> ApiResult<()
 
 /// Extracts the tgz with the blobstore's safe extraction (hostile entries, bombs and
 /// oversize are refused) and checks it has a droplet's `app/` directory.
-async fn check_droplet(tgz: &std::path::Path, scratch: &std::path::Path) -> ApiResult<()> {
-    let (t, dir) = (tgz.to_path_buf(), scratch.to_path_buf());
-    tokio::task::spawn_blocking(move || extract_tgz(&t, &dir, &Limits::DEFAULT))
+async fn check_droplet(tgz: &std::path::Path, scratch: &std::path::Path, limits: &Limits) -> ApiResult<()> {
+    let (t, dir, archive) = (tgz.to_path_buf(), scratch.to_path_buf(), limits.archive(Limit::Droplet));
+    tokio::task::spawn_blocking(move || extract_tgz(&t, &dir, &archive))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(blob_error)?;
+        .map_err(|e| blob_error(e, Limit::Droplet))?;
     let has_app = std::fs::symlink_metadata(scratch.join("app")).is_ok_and(|m| m.is_dir());
     // The check's copy is not needed again (the job imports from the tgz).
     let _ = std::fs::remove_dir_all(scratch);
@@ -330,8 +323,8 @@ pub async fn upload(
     std::fs::create_dir_all(&state.work_dir).map_err(|e| ApiError::Internal(format!("work directory: {e}")))?;
     let work = tempfile::TempDir::new_in(&state.work_dir).map_err(|e| ApiError::Internal(e.to_string()))?;
     let tgz = work.path().join("droplet.tgz");
-    read_bits(&mut form, &tgz).await?;
-    check_droplet(&tgz, &work.path().join("check")).await?;
+    read_bits(&mut form, &tgz, &state.config.limits).await?;
+    check_droplet(&tgz, &work.path().join("check"), &state.config.limits).await?;
     let stager: std::sync::Arc<dyn Stager> = state.stager.clone().ok_or_else(|| {
         ApiError::Unprocessable("This platform runs no containers, so an uploaded droplet could not run here".into())
     })?;
@@ -366,10 +359,8 @@ pub async fn upload(
 /// `GET /v3/droplets/:guid/download`: the droplet tgz (only STAGED buildpack droplets).
 pub async fn download(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {
     let mut conn = state.store.conn().await?;
+    // As CF: whoever sees the droplet may download it (auditors and managers included).
     let (d, app) = find_visible(&mut conn, &ctx, &guid).await?;
-    if !ctx.viewer.can_read_secrets(&app.space_guid) {
-        return Err(ApiError::NotAuthorized);
-    }
     if d.image.is_some() {
         return Err(ApiError::Unprocessable("Cannot download droplets with 'docker' lifecycle.".into()));
     }
@@ -377,7 +368,7 @@ pub async fn download(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<
         (Some(DropletState::Staged), Some(key)) => key.clone(),
         _ => return Err(ApiError::Unprocessable("Only staged droplets can be downloaded.".into())),
     };
-    let reader = state.blobs.get(Namespace::Droplets, &key).await.map_err(blob_error)?;
+    let reader = state.blobs.get(Namespace::Droplets, &key).await.map_err(|e| blob_error(e, Limit::Droplet))?;
     audit(
         &mut conn,
         &ctx,

@@ -43,12 +43,15 @@ use serde_json::Value;
 use crate::body::MetadataPatch;
 use crate::context::Ctx;
 use crate::error::ApiResult;
+use crate::limits::{Limit, Limits};
 use crate::{ApiConfig, ApiState};
 
 pub(crate) use audit_events::audit;
 pub(crate) use jobs::spawn_job;
 
-pub fn routes() -> Router<ApiState> {
+/// Every route; the three uploads get their own body limits (the file plus the form around it).
+pub fn routes(limits: &Limits) -> Router<ApiState> {
+    let upload_limit = |limit| axum::extract::DefaultBodyLimit::max(limits.multipart_body(limit));
     Router::new()
         .route("/", get(root::root))
         .route("/v3", get(root::v3))
@@ -105,19 +108,13 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/packages", get(packages::list).post(packages::create))
         .route("/v3/packages/{guid}", get(packages::get_one).delete(packages::delete_one))
         .route("/v3/packages/{guid}/droplets", get(droplets::list_for_package))
-        .route(
-            "/v3/packages/{guid}/upload",
-            post(bits::upload).layer(axum::extract::DefaultBodyLimit::max(bits::MAX_UPLOAD_BYTES)),
-        )
+        .route("/v3/packages/{guid}/upload", post(bits::upload).layer(upload_limit(Limit::Package)))
         .route("/v3/packages/{guid}/download", get(bits::download))
         .route("/v3/resource_matches", post(bits::resource_matches))
         .route("/v3/builds", get(builds::list).post(builds::create))
         .route("/v3/builds/{guid}", get(builds::get_one))
         .route("/v3/droplets", get(droplets::list).post(droplet_bits::create))
-        .route(
-            "/v3/droplets/{guid}/upload",
-            post(droplet_bits::upload).layer(axum::extract::DefaultBodyLimit::max(bits::MAX_UPLOAD_BYTES)),
-        )
+        .route("/v3/droplets/{guid}/upload", post(droplet_bits::upload).layer(upload_limit(Limit::Droplet)))
         .route("/v3/droplets/{guid}/download", get(droplet_bits::download))
         .route("/v3/droplets/{guid}", get(droplets::get_one).delete(droplets::delete_one))
         .route("/v3/apps/{guid}/processes", get(processes::list_for_app))
@@ -154,10 +151,7 @@ pub fn routes() -> Router<ApiState> {
             "/v3/buildpacks/{guid}",
             get(buildpacks::get_one).patch(buildpacks::update).delete(buildpacks::delete_one),
         )
-        .route(
-            "/v3/buildpacks/{guid}/upload",
-            post(buildpacks::upload).layer(axum::extract::DefaultBodyLimit::max(buildpacks::MAX_BUILDPACK_BYTES)),
-        )
+        .route("/v3/buildpacks/{guid}/upload", post(buildpacks::upload).layer(upload_limit(Limit::Buildpack)))
         .route("/v3/tasks", get(misc::empty_list))
         .fallback(misc::unknown)
 }

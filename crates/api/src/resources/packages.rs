@@ -81,12 +81,25 @@ async fn copy(state: ApiState, ctx: Ctx, source: &str, body: Bytes) -> ApiResult
     body.check_relationships(&["app"])?;
     let app_guid = body.relationship_guid("app")?;
     let mut tx = state.store.begin().await?;
-    let (src, _) = find_visible(&mut tx, &ctx, source).await?;
+    // As CF checks a copy: the destination app, then the source package, each readable
+    // (not by a space supporter's role alone: 422) and writable (403) by the caller.
     let app: Option<App> = store::get(&mut tx, &app_guid).await?;
     let app = app
-        .filter(|a| ctx.viewer.can_read_space(&a.space_guid))
+        .filter(|a| ctx.viewer.can_read_space_beyond_support(&a.space_guid))
         .ok_or_else(|| ApiError::Unprocessable("App must exist and you must have access to it.".into()))?;
     if !ctx.viewer.can_develop_space(&app.space_guid) {
+        return Err(ApiError::NotAuthorized);
+    }
+    let src: Option<Package> = store::get(&mut tx, source).await?;
+    let src_app: Option<App> = match &src {
+        Some(p) => store::get(&mut tx, &p.app_guid).await?,
+        None => None,
+    };
+    let (src, src_space) = match (src, src_app) {
+        (Some(p), Some(a)) if ctx.viewer.can_read_space_beyond_support(&a.space_guid) => (p, a.space_guid),
+        _ => return Err(ApiError::Unprocessable("Source package must exist and you must have access to it.".into())),
+    };
+    if !ctx.viewer.can_develop_space(&src_space) {
         return Err(ApiError::NotAuthorized);
     }
     if (src.kind == "docker") != (app.lifecycle_type == "docker") {

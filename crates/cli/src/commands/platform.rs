@@ -3,13 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use clap::Args;
-use reqwest::Method;
 use serde_json::Value;
 
 use crate::api_error::ApiError;
-use crate::commands::apps::{doing, find_app};
+use crate::commands::apps::{bytes, doing, find_app};
 use crate::output::Ui;
 use crate::output::table::render;
 use crate::resources::{guid, name, targeted_org, with_query};
@@ -152,6 +151,14 @@ pub fn droplet_file(path: Option<&str>, droplet_guid: &str) -> PathBuf {
     }
 }
 
+/// `3.5M of 12M (29%)`, or `3.5M` when the size is not known.
+fn transferred(done: u64, total: Option<u64>) -> String {
+    match total.filter(|t| *t > 0) {
+        Some(t) => format!("{} of {} ({}%)", bytes(done), bytes(t), done.saturating_mul(100) / t),
+        None => bytes(done),
+    }
+}
+
 pub async fn download_droplet(session: &mut Session, args: DownloadDropletArgs) -> Result<()> {
     let ui = Ui::new(false);
     session.require_login()?;
@@ -172,9 +179,15 @@ pub async fn download_droplet(session: &mut Session, args: DownloadDropletArgs) 
             }
         }
     };
-    let response = session.request(Method::GET, &format!("/v3/droplets/{droplet_guid}/download"), None).await?;
     let file = droplet_file(args.path.as_deref(), &droplet_guid);
-    std::fs::write(&file, &response.body).with_context(|| format!("cannot write {}", file.display()))?;
+    let mut progress = ui.progress();
+    session
+        .download_to(&format!("/v3/droplets/{droplet_guid}/download"), &file, |done, total| {
+            let last = total == Some(done);
+            progress.show(transferred(done, total), last);
+        })
+        .await?;
+    drop(progress);
     ui.say(format!("Droplet downloaded successfully at {}", file.display()));
     ui.ok();
     Ok(())
@@ -184,6 +197,14 @@ pub async fn download_droplet(session: &mut Session, args: DownloadDropletArgs) 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn transfers_show_what_is_done_of_what_is_due() {
+        assert_eq!(transferred(0, Some(12 << 20)), "0 of 12M (0%)");
+        assert_eq!(transferred(3 << 19, Some(12 << 20)), "1.5M of 12M (12%)");
+        assert_eq!(transferred(12 << 20, Some(12 << 20)), "12M of 12M (100%)");
+        assert_eq!(transferred(2048, None), "2K");
+    }
 
     #[test]
     fn domains_say_who_may_use_them() {

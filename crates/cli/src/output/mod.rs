@@ -3,7 +3,8 @@
 
 pub mod table;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -44,6 +45,12 @@ impl Ui {
         self.say("OK");
     }
 
+    /// A line that shows a long transfer's progress, redrawn in place at most ten times a
+    /// second; only on a terminal (a log or pipe gets the result line alone).
+    pub fn progress(&self) -> Progress {
+        Progress { live: !self.json && std::io::stdout().is_terminal(), drawn: None }
+    }
+
     /// A warning for people; goes to stderr so it never breaks JSON output.
     pub fn warn(&self, line: impl AsRef<str>) {
         eprintln!("{}", line.as_ref());
@@ -56,5 +63,32 @@ impl Ui {
             println!("{text}");
         }
         Ok(())
+    }
+}
+
+/// A progress line being redrawn (see [`Ui::progress`]); cleared when dropped.
+pub struct Progress {
+    live: bool,
+    drawn: Option<Instant>,
+}
+
+impl Progress {
+    /// Redraws the line, unless it was drawn less than 100 ms ago (`last` draws regardless).
+    pub fn show(&mut self, line: impl AsRef<str>, last: bool) {
+        if !self.live || (!last && self.drawn.is_some_and(|t| t.elapsed() < Duration::from_millis(100))) {
+            return;
+        }
+        print!("\r\x1b[2K{}", line.as_ref());
+        let _ = std::io::stdout().flush();
+        self.drawn = Some(Instant::now());
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.live && self.drawn.is_some() {
+            print!("\r\x1b[2K");
+            let _ = std::io::stdout().flush();
+        }
     }
 }

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod push;
 pub mod registry;
+pub mod uploads;
 
 use std::path::PathBuf;
 

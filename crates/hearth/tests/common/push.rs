@@ -112,6 +112,19 @@ impl Api {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Creates a bits package of `app` and uploads `files` (path, mode, content) as its zip;
+    /// answers the package's guid once it is READY.
+    pub async fn package_of<C: AsRef<[u8]>>(&self, app: &str, files: &[(&str, u32, C)]) -> String {
+        let body = json!({"type": "bits", "relationships": {"app": {"data": {"guid": app}}}});
+        let package = self.ok(Method::POST, "/v3/packages", Some(body)).await;
+        let package = package["guid"].as_str().unwrap().to_string();
+        let zip = super::uploads::zip_with_modes(files);
+        let (status, body) =
+            self.upload(&format!("/v3/packages/{package}/upload"), "bits", "package.zip", &zip, Some("[]")).await;
+        assert_eq!((status.as_u16(), &body["state"]), (200, &json!("READY")), "{body}");
+        package
+    }
+
     /// Runs a build of `package` until it is no longer STAGING.
     pub async fn build(&self, package: &str) -> Value {
         let build = self.ok(Method::POST, "/v3/builds", Some(json!({"package": {"guid": package}}))).await;
