@@ -61,6 +61,8 @@ pub struct ContainerRequest {
     pub env: Vec<String>,
     /// Container ports to map to free host ports (and give the container a network).
     pub ports: Vec<u16>,
+    /// A network (and the default security groups as egress) even without ports (tasks).
+    pub network: bool,
     /// A limit on what the container may write to its root filesystem.
     pub disk_limit: Option<u64>,
     /// Memory limit in bytes (swap off).
@@ -84,6 +86,7 @@ impl ContainerRequest {
             args,
             env: Vec::new(),
             ports: Vec::new(),
+            network: false,
             disk_limit: None,
             memory_bytes: None,
             pids: None,
@@ -243,7 +246,7 @@ impl Node {
         spec.rootfs_readonly = false;
         // A stop's SIGTERM reaches the app (not a PID 1 that ignores it); orphans are reaped.
         spec.init = true;
-        if !request.ports.is_empty() {
+        if request.network || !request.ports.is_empty() {
             let port_mappings =
                 request.ports.iter().map(|&container_port| PortMapping { container_port, host_port: 0 }).collect();
             spec.network = Some(NetworkSpec { port_mappings, egress: default_security_groups() });

@@ -29,6 +29,7 @@ mod root;
 mod routes;
 mod spaces;
 mod stacks;
+pub(crate) mod tasks;
 mod users;
 
 use axum::http::{StatusCode, header};
@@ -154,7 +155,10 @@ pub fn routes() -> Router<ApiState> {
             "/v3/buildpacks/{guid}/upload",
             post(buildpacks::upload).layer(axum::extract::DefaultBodyLimit::max(buildpacks::MAX_BUILDPACK_BYTES)),
         )
-        .route("/v3/tasks", get(misc::empty_list))
+        .route("/v3/tasks", get(tasks::list))
+        .route("/v3/tasks/{guid}", get(tasks::get_one))
+        .route("/v3/tasks/{guid}/actions/cancel", post(tasks::cancel))
+        .route("/v3/apps/{guid}/tasks", get(tasks::list_for_app).post(tasks::create))
         .fallback(misc::unknown)
 }
 
