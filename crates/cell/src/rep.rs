@@ -345,7 +345,7 @@ impl Rep {
                 for (tag, value) in &desired.metric_tags {
                     source = source.with_tag(tag, value);
                 }
-                let _ = crate::output::follow(logs.clone(), path, source, already_running, output_done.clone());
+                crate::output::follow(logs.clone(), path, source, already_running, output_done.clone());
             }
         }
         let address = info.network.as_ref().map(|n| n.address);
