@@ -190,8 +190,13 @@ fn tasks_run_fail_are_cancelled_and_survive_a_restart() {
 
     // A running task survives a restart of the server (its cell reattaches) and is
     // cancelled after it; nothing is left.
-    server.hearth(&["run-task", "web", "--command", "sleep 600", "--name", "survivor", "-m", "64M"]).ok();
+    // (A task whose container was still being made when the server stopped fails as lost:
+    // wait until its process runs.)
+    server
+        .hearth(&["run-task", "web", "--command", "echo survivor up; sleep 600", "--name", "survivor", "-m", "64M"])
+        .ok();
     until_task(&server, "web", "survivor", 30, |t| t["state"] == "RUNNING");
+    until_logs(&server, "web", "[APP/TASK/survivor/0] OUT survivor up");
     server.restart();
     std::thread::sleep(Duration::from_secs(2));
     until_task(&server, "web", "survivor", 5, |t| t["state"] == "RUNNING");
