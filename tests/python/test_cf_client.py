@@ -524,3 +524,24 @@ def test_library_refreshes_on_invalid_token(hearth, org):
     assert client._access_token not in ("not.a.token", None)
     assert client._access_token != original
     assert decode_jwt(client._access_token)[1]["user_name"] == "admin"
+
+
+# ---------------------------------------------------------------------------
+# tasks (the library's TaskManager; running ones need containers: crates/hearth/tests/tasks.rs)
+# ---------------------------------------------------------------------------
+
+def test_tasks_need_a_droplet_and_are_listed_through_the_library(hearth, admin, admin_token, space):
+    body = {"name": hearth.name("app"), "relationships": {"space": {"data": {"guid": space["guid"]}}}}
+    r = hearth.request("POST", "/v3/apps", admin_token, json=body)
+    assert r.status_code == HTTPStatus.CREATED, r.text
+    app_guid = r.json()["guid"]
+    # The library sends every optional field, as null when not given.
+    with pytest.raises(InvalidStatusCode) as ei:
+        admin.v3.tasks.create(app_guid, command="echo hi", name="hi")
+    assert ei.value.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    err = cf_error(ei.value)
+    assert (err["code"], err["detail"]) == (10008, "Task must have a droplet. Assign a current droplet to the app.")
+    assert list(admin.v3.tasks.list(app_guids=app_guid)) == []
+    with pytest.raises(InvalidStatusCode) as ei:
+        admin.v3.tasks.cancel(str(uuid.uuid4()))
+    assert_not_found(ei, "task")

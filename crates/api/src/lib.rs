@@ -21,6 +21,7 @@ pub mod lrps;
 mod params;
 mod render;
 mod resources;
+mod task_states;
 
 use axum::Router;
 use axum::body::Body as HttpBody;
@@ -35,6 +36,7 @@ pub use crashes::record_crashes;
 pub use error::ApiError;
 pub use limits::{Limit, Limits};
 pub use log_access::LogAccess;
+pub use task_states::follow_tasks;
 
 /// The API version Hearth's behaviour matches (advertised as `cloud_controller_v3.meta.version`).
 pub const CF_API_VERSION: &str = "3.181.0";

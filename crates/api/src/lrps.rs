@@ -106,24 +106,7 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
         store::find_all(conn, vec![Cond::Eq("app_guid", SqlValue::Text(app.guid.clone()))]).await?;
     let uris = super::resources::destinations::app_uris(conn, &app.guid).await?;
     let metadata: Value = serde_json::from_str(&droplet.execution_metadata).unwrap_or(Value::Null);
-    let (rootfs, credentials, ports) = match &droplet.image {
-        Some(image) => {
-            let pinned = metadata["digest"].as_str().map(|d| pin(image, d)).unwrap_or_else(|| image.clone());
-            let credentials = docker_credentials(conn, &droplet).await?;
-            let mut ports: Vec<u16> = metadata["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p["Port"].as_u64())
-                .filter_map(|p| u16::try_from(p).ok())
-                .collect();
-            if ports.is_empty() {
-                ports.push(DEFAULT_PORT);
-            }
-            (RootFs::Image(pinned), credentials, ports)
-        }
-        None => (RootFs::Stack(droplet.stack.clone().unwrap_or_else(|| "cflinuxfs4".into())), None, vec![DEFAULT_PORT]),
-    };
+    let (rootfs, credentials, ports) = droplet_rootfs(conn, &droplet, &metadata).await?;
     let sidecars: Vec<hearth_store::Sidecar> =
         store::find_all(conn, vec![Cond::Eq("app_guid", SqlValue::Text(app.guid.clone()))]).await?;
     let mut out = Vec::new();
@@ -135,26 +118,8 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
         if command.is_empty() && droplet.image.is_none() {
             continue;
         }
-        let vcap_application = json!({
-            "application_id": app.guid, "application_name": app.name, "name": app.name,
-            "application_uris": uris, "uris": uris, "space_id": space.guid, "space_name": space.name,
-            "organization_id": org.guid, "organization_name": org.name, "process_id": p.guid,
-            "process_type": p.process_type, "application_version": droplet.guid, "version": droplet.guid,
-            "cf_api": state.config.external_url,
-            "limits": {"mem": p.memory_in_mb, "disk": p.disk_in_mb, "fds": 16384}, "users": null,
-        });
-        let mut env: BTreeMap<String, String> = BTreeMap::new();
-        env.insert("VCAP_APPLICATION".into(), vcap_application.to_string());
-        env.insert("VCAP_SERVICES".into(), "{}".into());
-        env.insert("MEMORY_LIMIT".into(), format!("{}m", p.memory_in_mb));
-        if droplet.image.is_none() {
-            env.insert("DEPS_DIR".into(), "/home/vcap/deps".into());
-        }
-        if let Some(vars) = app.environment_variables.as_object() {
-            for (k, v) in vars {
-                env.insert(k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
-            }
-        }
+        let running = Running { app: &app, space: &space, org: &org, droplet: &droplet, uris: &uris };
+        let env = running.env(state, Some(&p), p.memory_in_mb, p.disk_in_mb);
         let web = p.process_type == "web";
         let beside: Vec<&str> = sidecars
             .iter()
@@ -184,19 +149,146 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
             health_check: health_check(&p.health_check, web),
             routes: if web { uris.clone() } else { Vec::new() },
             log_source_id: app.guid.clone(),
-            metric_tags: BTreeMap::from([
-                ("app_id".to_string(), app.guid.clone()),
-                ("app_name".to_string(), app.name.clone()),
-                ("space_id".to_string(), space.guid.clone()),
-                ("organization_id".to_string(), org.guid.clone()),
-                ("process_type".to_string(), p.process_type.clone()),
-                ("process_id".to_string(), p.guid.clone()),
-            ]),
+            metric_tags: {
+                let mut tags = running.tags();
+                tags.insert("process_type".to_string(), p.process_type.clone());
+                tags.insert("process_id".to_string(), p.guid.clone());
+                tags
+            },
             placement_tags: Default::default(),
             version: 0,
         });
     }
     Ok(out)
+}
+
+/// What an app runs from: enough to make its processes' and tasks' environment.
+struct Running<'a> {
+    app: &'a App,
+    space: &'a Space,
+    org: &'a Org,
+    droplet: &'a Droplet,
+    uris: &'a [String],
+}
+
+impl Running<'_> {
+    /// CF's environment: `VCAP_APPLICATION`, `VCAP_SERVICES`, `MEMORY_LIMIT`, the app's
+    /// variables (a process's also names the process).
+    fn env(
+        &self,
+        state: &ApiState,
+        process: Option<&Process>,
+        memory_mb: i64,
+        disk_mb: i64,
+    ) -> BTreeMap<String, String> {
+        let (app, space, org, droplet, uris) = (self.app, self.space, self.org, self.droplet, self.uris);
+        let mut vcap_application = json!({
+            "application_id": app.guid, "application_name": app.name, "name": app.name,
+            "application_uris": uris, "uris": uris, "space_id": space.guid, "space_name": space.name,
+            "organization_id": org.guid, "organization_name": org.name,
+            "application_version": droplet.guid, "version": droplet.guid,
+            "cf_api": state.config.external_url,
+            "limits": {"mem": memory_mb, "disk": disk_mb, "fds": 16384}, "users": null,
+        });
+        if let Some(p) = process {
+            vcap_application["process_id"] = json!(p.guid);
+            vcap_application["process_type"] = json!(p.process_type);
+        }
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        env.insert("VCAP_APPLICATION".into(), vcap_application.to_string());
+        env.insert("VCAP_SERVICES".into(), "{}".into());
+        env.insert("MEMORY_LIMIT".into(), format!("{memory_mb}m"));
+        if droplet.image.is_none() {
+            env.insert("DEPS_DIR".into(), "/home/vcap/deps".into());
+        }
+        if let Some(vars) = app.environment_variables.as_object() {
+            for (k, v) in vars {
+                env.insert(k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+            }
+        }
+        env
+    }
+
+    /// The tags on its log lines.
+    fn tags(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app_id".to_string(), self.app.guid.clone()),
+            ("app_name".to_string(), self.app.name.clone()),
+            ("space_id".to_string(), self.space.guid.clone()),
+            ("organization_id".to_string(), self.org.guid.clone()),
+        ])
+    }
+}
+
+/// The root filesystem a droplet runs on (its image pinned to its digest, or its stack),
+/// the image's credentials and its ports.
+async fn droplet_rootfs(
+    conn: &mut Conn,
+    droplet: &Droplet,
+    metadata: &Value,
+) -> ApiResult<(RootFs, Option<ImageCredentials>, Vec<u16>)> {
+    Ok(match &droplet.image {
+        Some(image) => {
+            let pinned = metadata["digest"].as_str().map(|d| pin(image, d)).unwrap_or_else(|| image.clone());
+            let credentials = docker_credentials(conn, droplet).await?;
+            let mut ports: Vec<u16> = metadata["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["Port"].as_u64())
+                .filter_map(|p| u16::try_from(p).ok())
+                .collect();
+            if ports.is_empty() {
+                ports.push(DEFAULT_PORT);
+            }
+            (RootFs::Image(pinned), credentials, ports)
+        }
+        None => (RootFs::Stack(droplet.stack.clone().unwrap_or_else(|| "cflinuxfs4".into())), None, vec![DEFAULT_PORT]),
+    })
+}
+
+/// What a task asks for (`cf run-task`).
+pub struct TaskSpec<'a> {
+    pub name: &'a str,
+    pub command: &'a str,
+    pub memory_mb: i64,
+    pub disk_mb: i64,
+}
+
+/// The scheduler's definition of a task of `app` run from `droplet`: the droplet's root
+/// filesystem and layer, the app's environment as its processes get it, the command in
+/// CF's launcher (a buildpack droplet), output as `APP/TASK/<name>`.
+pub async fn task_definition(
+    conn: &mut Conn,
+    state: &ApiState,
+    app: &App,
+    droplet: &Droplet,
+    spec: &TaskSpec<'_>,
+) -> ApiResult<hearth_scheduler::TaskDefinition> {
+    let space: Option<Space> = store::get(conn, &app.space_guid).await?;
+    let space = space.ok_or(ApiError::NotFound("Space"))?;
+    let org: Option<Org> = store::get(conn, &space.org_guid).await?;
+    let org = org.ok_or(ApiError::NotFound("Organization"))?;
+    let uris = super::resources::destinations::app_uris(conn, &app.guid).await?;
+    let metadata: Value = serde_json::from_str(&droplet.execution_metadata).unwrap_or(Value::Null);
+    let (rootfs, _, _) = droplet_rootfs(conn, droplet, &metadata).await?;
+    let running = Running { app, space: &space, org: &org, droplet, uris: &uris };
+    let docker = droplet.image.is_some();
+    Ok(hearth_scheduler::TaskDefinition {
+        app_guid: app.guid.clone(),
+        memory_mb: u64::try_from(spec.memory_mb.max(1)).unwrap_or(1),
+        disk_mb: u64::try_from(spec.disk_mb.max(1)).unwrap_or(1),
+        max_pids: 1024,
+        rootfs,
+        droplet: metadata["layer"].as_str().filter(|_| !docker).map(str::to_string),
+        command: if docker { spec.command.to_string() } else { launcher(spec.command, &[]) },
+        env: running.env(state, None, spec.memory_mb, spec.disk_mb),
+        log_source_id: app.guid.clone(),
+        log_source: format!("APP/TASK/{}", spec.name),
+        metric_tags: running.tags(),
+        placement_tags: Default::default(),
+        completion_callback_url: None,
+    })
 }
 
 /// A buildpack app's start: in its directory, with the buildpacks' and the app's

@@ -2,7 +2,8 @@
 //! converge, apply the actions, auction what must start and hand each placement to its
 //! cell, tell cells what to stop. It runs on a timer and right after every change in the
 //! store, so a crash or a scale-up is acted on at once, and a missed event is caught by
-//! the next tick.
+//! the next tick. A new task is auctioned at once and handed to its cell, which runs it; a
+//! task that stops running without its cell's report (cancelled) is stopped on its cell.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hearth_scheduler::persist::{FollowUp, SchedulerStore};
 use hearth_scheduler::placement::Work;
-use hearth_scheduler::{ActualLrpKey, ActualState, Clock, Config, Event, Snapshot, SystemClock, converge};
+use hearth_scheduler::{ActualLrpKey, ActualState, Clock, Config, Event, Snapshot, SystemClock, TaskState, converge};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -69,6 +70,16 @@ impl Converger {
     /// A round that also auctions `fresh` instances (just made UNCLAIMED: created, or
     /// restarted at once after a crash), which convergence itself re-offers only later.
     pub async fn round_with(&self, fresh: Vec<ActualLrpKey>) -> anyhow::Result<RoundReport> {
+        self.round_with_tasks(fresh, Vec::new()).await
+    }
+
+    /// `round_with`, also auctioning `fresh_tasks` (just created, still PENDING), which
+    /// convergence itself re-offers only after a while.
+    pub async fn round_with_tasks(
+        &self,
+        fresh: Vec<ActualLrpKey>,
+        fresh_tasks: Vec<String>,
+    ) -> anyhow::Result<RoundReport> {
         let _one = self.round_lock.lock().await;
         let state = self.sched.state().await?;
         // An event may be older than this snapshot: only what is still UNCLAIMED is placed
@@ -80,7 +91,10 @@ impl Converger {
         let actions = converge(snapshot, SystemClock.now(), &self.config);
         let mut report = RoundReport { actions: actions.len(), ..RoundReport::default() };
         let mut to_place: Vec<ActualLrpKey> = fresh;
-        let mut tasks = Vec::new();
+        let mut tasks: Vec<String> = fresh_tasks
+            .into_iter()
+            .filter(|guid| state.tasks.iter().any(|t| t.guid == *guid && t.state == TaskState::Pending))
+            .collect();
         for action in &actions {
             let follow_up = match self.sched.apply(action).await {
                 Ok(f) => f,
@@ -95,7 +109,8 @@ impl Converger {
             match follow_up {
                 FollowUp::Nothing | FollowUp::DeliverCallback(_) => {}
                 FollowUp::PlaceInstance(key) => to_place.push(key),
-                FollowUp::PlaceTask(guid) => tasks.push(guid),
+                FollowUp::PlaceTask(guid) if !tasks.contains(&guid) => tasks.push(guid),
+                FollowUp::PlaceTask(_) => {}
                 FollowUp::StopOnCell { cell_id, key } => {
                     report.stopped += 1;
                     match self.cell(&cell_id) {
@@ -139,8 +154,15 @@ impl Converger {
         let result = self.sched.auction_with(&to_place, &tasks, &in_flight).await?;
         report.refused = result.failed.len();
         for (start, cell_id) in result.placed {
-            let Work::Lrp { process_guid, index } = start.work else { continue };
             let Some(rep) = self.cell(&cell_id) else { continue };
+            let (process_guid, index) = match start.work {
+                Work::Lrp { process_guid, index } => (process_guid, index),
+                Work::Task { guid } => {
+                    report.placed += 1;
+                    rep.run_task(guid);
+                    continue;
+                }
+            };
             let key = ActualLrpKey::ordinary(&process_guid, index);
             let version = self.sched.actual_lrp(&key).await?.map(|a| a.version).unwrap_or_default();
             self.handed.lock().expect("not poisoned").insert(key.clone(), (version, Instant::now(), cell_id.clone()));
@@ -159,6 +181,7 @@ impl Converger {
         let mut again = false;
         loop {
             let mut fresh = Vec::new();
+            let mut fresh_tasks = Vec::new();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
@@ -169,6 +192,7 @@ impl Converger {
                         Err(RecvError::Lagged(_)) => {}
                         Ok(event) => {
                             fresh.extend(unclaimed(&event));
+                            fresh_tasks.extend(created_task(&event));
                             self.tell_cells(&event);
                         }
                     }
@@ -176,11 +200,12 @@ impl Converger {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     while let Ok(event) = events.try_recv() {
                         fresh.extend(unclaimed(&event));
+                        fresh_tasks.extend(created_task(&event));
                         self.tell_cells(&event);
                     }
                 }
             }
-            again = match self.round_with(fresh).await {
+            again = match self.round_with_tasks(fresh, fresh_tasks).await {
                 Ok(report) => report.skipped > 0,
                 Err(e) => {
                     tracing::warn!(error = %e, "a convergence round failed");
@@ -194,6 +219,15 @@ impl Converger {
 impl Converger {
     /// A cell stops the container of an instance that was removed or taken from it.
     fn tell_cells(&self, event: &Event) {
+        // A task that stopped running without its cell's report (cancelled, failed by the
+        // scheduler): its cell stops the container (its own completion makes this a no-op).
+        if let Event::TaskChanged { before, after } = event
+            && before.state == TaskState::Running
+            && after.state != TaskState::Running
+            && let Some(rep) = before.cell_id.as_deref().and_then(|c| self.cell(c))
+        {
+            rep.cancel_task(&before.guid);
+        }
         let gone = match event {
             Event::ActualRemoved(before) => before.instance.clone(),
             Event::ActualChanged { before, after }
@@ -209,6 +243,14 @@ impl Converger {
         {
             tokio::spawn(async move { rep.forget(&instance.instance_guid).await });
         }
+    }
+}
+
+/// The task an event created, if any (it is PENDING: auction it at once).
+fn created_task(event: &Event) -> Option<String> {
+    match event {
+        Event::TaskCreated(task) => Some(task.guid.clone()),
+        _ => None,
     }
 }
 

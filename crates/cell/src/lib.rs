@@ -14,13 +14,15 @@
 //! - [`droplet`]: a CF droplet tgz → its layer (the same digest for the same tgz, so an
 //!   uploaded, copied or re-imported droplet is the staged one); the rep imports a missing
 //!   droplet layer through a [`rep::DropletSource`] before it starts an instance.
+//! - [`task`]: one-off tasks: a placed task's command in a `task-` container, its output
+//!   as `APP/TASK/<name>` lines, its exit recorded; cancel; reattach after a restart.
 //! - [`converger`]: the loop that converges desired and actual state through the
 //!   scheduler's store, auctions and hands placements and stops to cells.
 //!
 //! Invariants: the scheduler's store is the only shared state; a cell learns what to run
 //! from the converger and reports only through the store (claim, start, crash, remove),
 //! so what it reports is what the API and router see. A cell owns the containers whose id
-//! starts with `lrp-` and no others. It knows nothing of HTTP or the CF wire format.
+//! starts with `lrp-` (instances) or `task-` (tasks) and no others. It knows nothing of HTTP or the CF wire format.
 
 pub mod converger;
 pub mod droplet;
@@ -31,6 +33,7 @@ pub mod node;
 pub mod output;
 pub mod rep;
 pub mod staging;
+pub mod task;
 
 pub use converger::{Converger, RoundReport};
 pub use node::{ContainerRequest, Node, NodeConfig};

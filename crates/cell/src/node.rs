@@ -61,9 +61,9 @@ pub struct ContainerRequest {
     pub env: Vec<String>,
     /// Container ports to map to free host ports (and give the container a network).
     pub ports: Vec<u16>,
-    /// A network even without ports: egress by the default security groups (staging
+    /// A network even without ports: egress by the default security groups (tasks; staging
     /// reaches a package index, as CF's staging security groups allow).
-    pub networked: bool,
+    pub network: bool,
     /// A limit on what the container may write to its root filesystem.
     pub disk_limit: Option<u64>,
     /// Memory limit in bytes (swap off).
@@ -87,7 +87,7 @@ impl ContainerRequest {
             args,
             env: Vec::new(),
             ports: Vec::new(),
-            networked: false,
+            network: false,
             disk_limit: None,
             memory_bytes: None,
             pids: None,
@@ -247,7 +247,7 @@ impl Node {
         spec.rootfs_readonly = false;
         // A stop's SIGTERM reaches the app (not a PID 1 that ignores it); orphans are reaped.
         spec.init = true;
-        if !request.ports.is_empty() || request.networked {
+        if request.network || !request.ports.is_empty() {
             let port_mappings =
                 request.ports.iter().map(|&container_port| PortMapping { container_port, host_port: 0 }).collect();
             spec.network = Some(NetworkSpec { port_mappings, egress: default_security_groups() });

@@ -14,10 +14,18 @@ use tokio_util::sync::CancellationToken;
 /// How often a follower looks for new output when there was none.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Follows `path` into `store` until `done` fires, then takes what is left and stops.
-pub fn follow(store: Store, path: PathBuf, source: LineSource, from_end: bool, done: CancellationToken) {
+/// Follows `path` into `store` until `done` fires, then takes what is left and stops. The
+/// handle ends once every line read is in the store (a task's last lines before its
+/// container, and the file, go).
+pub fn follow(
+    store: Store,
+    path: PathBuf,
+    source: LineSource,
+    from_end: bool,
+    done: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let (mut writer, reader) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
+    let captured = tokio::spawn(async move {
         let sink = store.clone();
         let _ = capture(reader, &source, move |envelope| {
             let _ = sink.append(envelope);
@@ -58,4 +66,5 @@ pub fn follow(store: Store, path: PathBuf, source: LineSource, from_end: bool, d
             }
         }
     });
+    captured
 }

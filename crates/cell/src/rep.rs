@@ -67,21 +67,23 @@ impl CellConfig {
 /// One cell; cheap to clone.
 #[derive(Clone)]
 pub struct Rep {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    config: CellConfig,
-    node: Arc<Node>,
-    sched: SchedulerStore,
+pub(crate) struct Inner {
+    pub(crate) config: CellConfig,
+    pub(crate) node: Arc<Node>,
+    pub(crate) sched: SchedulerStore,
     /// Instances this cell runs, by key: how to stop each one's watcher.
     running: Mutex<HashMap<ActualLrpKey, Watch>>,
+    /// Tasks this cell runs, by guid: how to cancel each one's watcher.
+    pub(crate) tasks: Mutex<HashMap<String, CancellationToken>>,
     /// Where instances' output goes, once set.
-    logs: std::sync::OnceLock<hearth_logs::Store>,
+    pub(crate) logs: std::sync::OnceLock<hearth_logs::Store>,
     /// Where a droplet layer missing from the image store comes from, once set.
     droplets: std::sync::OnceLock<Arc<dyn DropletSource>>,
     /// This machine's address, as instances see it in `CF_INSTANCE_IP`.
-    host_ip: IpAddr,
+    pub(crate) host_ip: IpAddr,
 }
 
 /// A boxed future (droplet sources are trait objects).
@@ -131,12 +133,14 @@ impl Rep {
                 node,
                 sched,
                 running: Mutex::new(HashMap::new()),
+                tasks: Mutex::new(HashMap::new()),
                 logs: std::sync::OnceLock::new(),
                 droplets: std::sync::OnceLock::new(),
                 host_ip: instance::host_ip(),
             }),
         };
         rep.reattach().await?;
+        rep.reattach_tasks().await?;
         Ok(rep)
     }
 
@@ -156,7 +160,7 @@ impl Rep {
 
     /// Makes sure the droplet layer `layer` is in the image store: fetched from the
     /// droplet source and imported if it is not. The import must give the same digest.
-    async fn ensure_droplet(&self, layer: &str) -> anyhow::Result<()> {
+    pub(crate) async fn ensure_droplet(&self, layer: &str) -> anyhow::Result<()> {
         let node = &self.inner.node;
         let digest = hearth_images::Digest::parse(layer).map_err(|e| anyhow::anyhow!("droplet {layer}: {e}"))?;
         if node.images().has_layer(&digest) {
@@ -501,7 +505,7 @@ impl Rep {
         ours
     }
 
-    async fn stop_container(&self, id: &ContainerId) {
+    pub(crate) async fn stop_container(&self, id: &ContainerId) {
         let runtime = self.inner.node.runtime();
         if runtime.kill(id, 15).await.is_ok()
             && tokio::time::timeout(self.inner.config.stop_grace, runtime.wait(id)).await.is_err()

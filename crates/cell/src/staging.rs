@@ -142,7 +142,7 @@ pub async fn stage(
     request.pids = Some(4096);
     request.cwd = Some("/tmp".into());
     request.env = job.env.clone();
-    request.networked = true;
+    request.network = true;
     let result = async {
         node.run(&request)
             .await

@@ -31,7 +31,7 @@ use clap::Subcommand;
 
 use commands::{
     api, app_data, apps, buildpacks, curl, lifecycle, login, logs, members, node, orgs, platform, push,
-    roles as role_commands, routes, spaces, target, users,
+    roles as role_commands, routes, spaces, target, tasks, users,
 };
 use session::Session;
 
@@ -100,6 +100,12 @@ pub enum Command {
     Delete(lifecycle::DeleteArgs),
     /// Show an app's recent log lines or follow new ones
     Logs(logs::LogsArgs),
+    /// Run a one-off task from an app's droplet
+    RunTask(tasks::RunTaskArgs),
+    /// List an app's tasks
+    Tasks(tasks::TasksArgs),
+    /// Cancel a running task of an app
+    TerminateTask(tasks::TerminateTaskArgs),
     /// Show an app's environment
     Env(app_data::EnvArgs),
     /// Set an environment variable of an app
@@ -204,6 +210,9 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Scale(args) => lifecycle::scale(s, args).await,
         Command::Delete(args) => lifecycle::delete(s, args).await,
         Command::Logs(args) => logs::logs(s, args).await,
+        Command::RunTask(args) => tasks::run_task(s, args).await,
+        Command::Tasks(args) => tasks::tasks(s, args).await,
+        Command::TerminateTask(args) => tasks::terminate_task(s, args).await,
         Command::Env(args) => app_data::env(s, args).await,
         Command::SetEnv(args) => app_data::set_env(s, args).await,
         Command::CreateAppManifest(args) => app_data::create_manifest(s, args).await,

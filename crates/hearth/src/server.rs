@@ -223,6 +223,11 @@ impl Server {
         group.spawn(Loop::new("crash-events", move |shutdown| {
             hearth_api::record_crashes(crash_store, crash_scheduler, shutdown)
         }));
+        // CC tasks follow the scheduler's (RUNNING, SUCCEEDED, FAILED).
+        let (task_store, task_scheduler) = (store.clone(), scheduler.clone());
+        group.spawn(Loop::new("task-states", move |shutdown| {
+            hearth_api::follow_tasks(task_store, task_scheduler, shutdown)
+        }));
         group.ready().await?;
         stop_on_error.disarm();
         Ok(Server {

@@ -197,6 +197,12 @@ const ROWS: &[Row] = &[
     ("OOFFNNFNFOFONX", "PATCH /v3/apps/{app_a}/processes/web", LABELS, No, &[]),
     ("AAFFNNFNFAFANX", "POST /v3/apps/{app_a}/processes/web/actions/scale", SCALE, No, &[]),
     ("OOOONNONOOOONX", "GET /v3/apps/{app_a}/routes", "", No, &[]),
+    // Tasks: run by admin and space developer (these apps have no droplet: 422), listed
+    // by whoever sees the app (tests/tasks.rs checks get and cancel on a real task).
+    ("UUFFNNFNFUFFNX", "POST /v3/apps/{app_a}/tasks #no droplet", r#"{"command":"true"}"#, No, &[]),
+    ("UUFFNNNNNNNNNX", "POST /v3/apps/{app_b}/tasks #no droplet", r#"{"command":"true"}"#, No, &[]),
+    ("OOOONNONOOOONX", "GET /v3/apps/{app_a}/tasks", "", No, &[]),
+    ("OOOONNNNNNNNNX", "GET /v3/apps/{app_b}/tasks", "", No, &[]),
     // Processes: updated and scaled by admin, space developer and space supporter.
     ("OOOOOOOOOOOOOX", "GET /v3/processes?per_page=5000", "", No,
         &[("proc_a", "yyyynnynyyyyn-"), ("proc_b", "yyyynnnnnnnnn-")]),

@@ -37,7 +37,7 @@ pub use error::{Error, Result};
 pub use events::Event;
 pub use model::{DesiredLrp, DesiredLrpUpdate, HealthCheck, HealthCheckType, ImageCredentials, RootFs};
 pub use placement::{Auction, AuctionResult, PlacementError, Start};
-pub use task::{Task, TaskEvent, TaskState};
+pub use task::{Task, TaskDefinition, TaskEvent, TaskState};
 
 /// Times are UTC instants; the store keeps them as RFC 3339 text with microseconds.
 pub type Time = time::OffsetDateTime;

@@ -48,6 +48,12 @@ pub struct TaskDefinition {
     pub command: String,
     pub env: BTreeMap<String, String>,
     pub log_source_id: String,
+    /// The source type of its output lines in the app's logs (CF: `APP/TASK/<name>`).
+    #[serde(default)]
+    pub log_source: String,
+    /// Tags on its log lines (app, space and org ids and names).
+    #[serde(default)]
+    pub metric_tags: BTreeMap<String, String>,
     pub placement_tags: BTreeSet<String>,
     /// Called (POST) with the result once the task completes.
     pub completion_callback_url: Option<String>,
@@ -207,6 +213,8 @@ pub(crate) fn sample_definition(memory_mb: u64) -> TaskDefinition {
         command: "rake db:migrate".into(),
         env: BTreeMap::new(),
         log_source_id: "app".into(),
+        log_source: "APP/TASK/migrate".into(),
+        metric_tags: BTreeMap::new(),
         placement_tags: BTreeSet::new(),
         completion_callback_url: None,
     }

@@ -225,6 +225,8 @@ async fn tasks_run_complete_resolve_and_cancel() {
             command: "echo hi".into(),
             env: BTreeMap::new(),
             log_source_id: "app-1".into(),
+            log_source: "APP/TASK/t1".into(),
+            metric_tags: BTreeMap::new(),
             placement_tags: BTreeSet::new(),
             completion_callback_url: Some("http://127.0.0.1:9/done".into()),
         };

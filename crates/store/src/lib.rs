@@ -85,7 +85,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "list indexes", include_str!("../migrations/0002_list_indexes.sql")),
     (3, "scheduler", include_str!("../migrations/0003_scheduler.sql")),
     (4, "droplets", include_str!("../migrations/0004_droplets.sql")),
-    (5, "sidecars", include_str!("../migrations/0005_sidecars.sql")),
+    (5, "tasks", include_str!("../migrations/0005_tasks.sql")),
+    (6, "sidecars", include_str!("../migrations/0006_sidecars.sql")),
 ];
 
 impl Store {

@@ -465,3 +465,23 @@ record! {
         updated_at: String,
     }
 }
+
+record! {
+    /// A Cloud Controller task (`cf run-task`): what it runs and where it is (PENDING,
+    /// RUNNING, CANCELING, SUCCEEDED, FAILED); numbered per app by `sequence_id`.
+    CcTask in "tasks" key guid {
+        guid: String,
+        app_guid: String,
+        name: String,
+        command: String,
+        state: String,
+        sequence_id: i64,
+        memory_in_mb: i64,
+        disk_in_mb: i64,
+        log_rate_limit_in_bytes_per_second: i64,
+        droplet_guid: String,
+        failure_reason: Option<String>,
+        created_at: String,
+        updated_at: String,
+    }
+}

@@ -1,7 +1,7 @@
-//! What packages, droplets, builds and processes share as children of an app: a child is
+//! What packages, droplets, builds, processes, sidecars and tasks share as children of an app: a child is
 //! visible exactly when its app is, and app-scoped lists filter by the app's space and org.
 
-use hearth_store::{self as store, App, Build, Cond, Conn, Droplet, Package, Process, Record, Sidecar};
+use hearth_store::{self as store, App, Build, CcTask, Cond, Conn, Droplet, Package, Process, Record, Sidecar};
 
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
@@ -40,6 +40,7 @@ app_child!(Droplet, "droplets", "Droplet");
 app_child!(Build, "builds", "Build");
 app_child!(Process, "processes", "Process");
 app_child!(Sidecar, "sidecars", "Sidecar");
+app_child!(CcTask, "tasks", "Task");
 
 /// The child and its app, if the caller may read the app's space; otherwise a 404.
 pub async fn find_visible<T: AppChild>(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<(T, App)> {

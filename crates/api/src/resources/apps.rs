@@ -442,8 +442,9 @@ pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Pat
         .await?;
         tx.commit().await?;
         crate::blob_refs::release(&st, blobs).await;
-        // Its instances stop and its routes leave the router.
+        // Its instances and tasks stop and its routes leave the router.
         crate::lrps::sync_app(&st, &app.guid, false).await?;
+        super::tasks::cancel_all_for_app(&st, &app.guid).await?;
         st.routes_changed.notify_one();
         // Its build cache goes with it (none there is fine).
         if let Err(e) = st.blobs.delete(hearth_blobstore::Namespace::BuildpackCache, &app.guid).await {

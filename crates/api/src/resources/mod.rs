@@ -31,6 +31,7 @@ mod routes;
 pub(crate) mod sidecars;
 mod spaces;
 mod stacks;
+pub(crate) mod tasks;
 mod users;
 
 use axum::http::{StatusCode, header};
@@ -152,7 +153,10 @@ pub fn routes(limits: &Limits) -> Router<ApiState> {
             get(buildpacks::get_one).patch(buildpacks::update).delete(buildpacks::delete_one),
         )
         .route("/v3/buildpacks/{guid}/upload", post(buildpacks::upload).layer(upload_limit(Limit::Buildpack)))
-        .route("/v3/tasks", get(misc::empty_list))
+        .route("/v3/tasks", get(tasks::list))
+        .route("/v3/tasks/{guid}", get(tasks::get_one))
+        .route("/v3/tasks/{guid}/actions/cancel", post(tasks::cancel))
+        .route("/v3/apps/{guid}/tasks", get(tasks::list_for_app).post(tasks::create))
         .fallback(misc::unknown)
 }
 

@@ -18,4 +18,5 @@ pub mod roles;
 pub mod routes;
 pub mod spaces;
 pub mod target;
+pub mod tasks;
 pub mod users;
