@@ -20,6 +20,7 @@ pub mod lrps;
 mod params;
 mod render;
 mod resources;
+mod services_env;
 
 use axum::Router;
 use axum::body::Body as HttpBody;

@@ -80,9 +80,12 @@ pub async fn sync_app(state: &ApiState, app_guid: &str, restart: bool) -> ApiRes
     Ok(())
 }
 
-/// Equal but for the instance count, routes, version and guid.
+/// Equal but for the instance count, routes, version, guid and environment. As in CF, a
+/// running app's environment (its env vars, bindings, `VCAP_APPLICATION`'s URIs) changes
+/// only when it is restarted or restaged, never under it by a scale or a route change.
 fn same_definition(a: &DesiredLrp, b: &DesiredLrp) -> bool {
     let mut a = a.clone();
+    a.env = b.env.clone();
     a.instances = b.instances;
     a.routes = b.routes.clone();
     a.version = b.version;
@@ -106,6 +109,7 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
         store::find_all(conn, vec![Cond::Eq("app_guid", SqlValue::Text(app.guid.clone()))]).await?;
     let uris = super::resources::destinations::app_uris(conn, &app.guid).await?;
     let metadata: Value = serde_json::from_str(&droplet.execution_metadata).unwrap_or(Value::Null);
+    let (vcap_services, database_url) = crate::services_env::for_app(conn, &app.guid).await?;
     let (rootfs, credentials, ports) = match &droplet.image {
         Some(image) => {
             let pinned = metadata["digest"].as_str().map(|d| pin(image, d)).unwrap_or_else(|| image.clone());
@@ -143,8 +147,11 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
         });
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         env.insert("VCAP_APPLICATION".into(), vcap_application.to_string());
-        env.insert("VCAP_SERVICES".into(), "{}".into());
+        env.insert("VCAP_SERVICES".into(), vcap_services.to_string());
         env.insert("MEMORY_LIMIT".into(), format!("{}m", p.memory_in_mb));
+        if let Some(url) = &database_url {
+            env.insert("DATABASE_URL".into(), url.clone());
+        }
         if droplet.image.is_none() {
             env.insert("DEPS_DIR".into(), "/home/vcap/deps".into());
         }

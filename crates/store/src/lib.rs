@@ -85,6 +85,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "list indexes", include_str!("../migrations/0002_list_indexes.sql")),
     (3, "scheduler", include_str!("../migrations/0003_scheduler.sql")),
     (4, "droplets", include_str!("../migrations/0004_droplets.sql")),
+    (5, "services", include_str!("../migrations/0005_services.sql")),
 ];
 
 impl Store {

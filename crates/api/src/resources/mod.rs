@@ -2,6 +2,7 @@
 
 mod app_actions;
 mod app_children;
+mod app_manifest;
 mod apps;
 pub(crate) mod audit_events;
 mod bits;
@@ -27,6 +28,8 @@ mod quotas;
 mod roles;
 mod root;
 mod routes;
+mod service_bindings;
+mod service_instances;
 mod spaces;
 mod stacks;
 mod users;
@@ -87,6 +90,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/apps/{guid}", get(apps::get_one).patch(apps::update).delete(apps::delete_one))
         .route("/v3/apps/{guid}/environment_variables", get(apps::get_env_vars).patch(apps::patch_env_vars))
         .route("/v3/apps/{guid}/env", get(apps::env))
+        .route("/v3/apps/{guid}/manifest", get(app_manifest::get))
         .route("/v3/apps/{guid}/actions/start", post(app_actions::start))
         .route("/v3/apps/{guid}/actions/stop", post(app_actions::stop))
         .route("/v3/apps/{guid}/actions/restart", post(app_actions::restart))
@@ -139,11 +143,21 @@ pub fn routes() -> Router<ApiState> {
         .route("/v3/security_groups", get(misc::empty_list))
         .route("/v3/space_quotas", get(misc::empty_list))
         .route("/v3/deployments", get(misc::empty_list))
-        .route("/v3/service_instances", get(misc::empty_list))
+        .route("/v3/service_instances", get(service_instances::list).post(service_instances::create))
+        .route(
+            "/v3/service_instances/{guid}",
+            get(service_instances::get_one).patch(service_instances::update).delete(service_instances::delete_one),
+        )
+        .route("/v3/service_instances/{guid}/credentials", get(service_instances::credentials))
         .route("/v3/service_offerings", get(misc::empty_list))
         .route("/v3/service_plans", get(misc::empty_list))
         .route("/v3/service_brokers", get(misc::empty_list))
-        .route("/v3/service_credential_bindings", get(misc::empty_list))
+        .route("/v3/service_credential_bindings", get(service_bindings::list).post(service_bindings::create))
+        .route(
+            "/v3/service_credential_bindings/{guid}",
+            get(service_bindings::get_one).delete(service_bindings::delete_one),
+        )
+        .route("/v3/service_credential_bindings/{guid}/details", get(service_bindings::details))
         .route("/v3/service_route_bindings", get(misc::empty_list))
         .route("/v3/buildpacks", get(buildpacks::list).post(buildpacks::create))
         .route(
