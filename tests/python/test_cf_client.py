@@ -545,3 +545,49 @@ def test_tasks_need_a_droplet_and_are_listed_through_the_library(hearth, admin, 
     with pytest.raises(InvalidStatusCode) as ei:
         admin.v3.tasks.cancel(str(uuid.uuid4()))
     assert_not_found(ei, "task")
+# user-provided service instances and bindings
+# ---------------------------------------------------------------------------
+
+def test_user_provided_service_instances_and_bindings(hearth, admin, admin_token, space):
+    # The library creates managed instances only: refused, as no service brokers exist yet.
+    with pytest.raises(InvalidStatusCode) as exc_info:
+        admin.v3.service_instances.create("managed-db", space["guid"], "no-such-plan")
+    assert exc_info.value.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert "service broker" in cf_error(exc_info.value)["detail"]
+
+    name = hearth.name("db")
+    body = {"type": "user-provided", "name": name, "credentials": {"uri": "postgres://u:p@h/d"}, "tags": ["sql"],
+            "relationships": {"space": {"data": {"guid": space["guid"]}}}}
+    r = hearth.request("POST", "/v3/service_instances", admin_token, json=body)
+    assert r.status_code == 201, r.text
+    si = r.json()
+
+    listed = list(admin.v3.service_instances.list(space_guids=space["guid"]))
+    assert guids(listed) == [si["guid"]]
+    assert listed[0]["type"] == "user-provided" and listed[0]["tags"] == ["sql"]
+    got = admin.v3.service_instances.get(si["guid"])
+    assert got["name"] == name and "credentials" not in got
+    renamed = admin.v3.service_instances.update(si["guid"], name=name + "-2")
+    assert renamed["name"] == name + "-2"
+
+    app = admin.v3.apps.create(hearth.name("app"), space["guid"])
+    binding = admin.v3.service_credential_bindings.create(
+        "primary", "app", si["guid"], app["guid"], None, None, None, asynchronous=False)
+    assert binding["name"] == "primary" and binding["type"] == "app"
+    bound = list(admin.v3.service_credential_bindings.list(app_guids=app["guid"]))
+    assert guids(bound) == [binding["guid"]]
+    env = hearth.request("GET", f"/v3/apps/{app['guid']}/env", admin_token).json()
+    entry = env["system_env_json"]["VCAP_SERVICES"]["user-provided"][0]
+    assert entry["name"] == "primary" and entry["credentials"] == {"uri": "postgres://u:p@h/d"}
+
+    # Bound: not deleted; unbound: gone.
+    with pytest.raises(InvalidStatusCode) as exc_info:
+        admin.v3.service_instances.remove(si["guid"])
+    assert exc_info.value.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    # (the library's binding manager has no remove: the plain request a user would send)
+    r = hearth.request("DELETE", f"/v3/service_credential_bindings/{binding['guid']}", admin_token)
+    assert r.status_code == 204, r.text
+    admin.v3.service_instances.remove(si["guid"])
+    with pytest.raises(InvalidStatusCode) as exc_info:
+        admin.v3.service_instances.get(si["guid"])
+    assert_not_found(exc_info, "service instance")

@@ -11,6 +11,9 @@ pub enum ApiError {
     /// 10010: the resource does not exist or the caller may not see it.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 10010 with CC's own wording, e.g. `Service instance 'db' not found`.
+    #[error("{0}")]
+    ResourceNotFound(String),
     /// 10000: no such endpoint.
     #[error("Unknown request")]
     UnknownRequest,
@@ -55,7 +58,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotFound(_) | ApiError::UnknownRequest => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::ResourceNotFound(_) | ApiError::UnknownRequest => StatusCode::NOT_FOUND,
             ApiError::NotAuthenticated | ApiError::InvalidAuthToken => StatusCode::UNAUTHORIZED,
             ApiError::NotAuthorized | ApiError::FeatureDisabled(_) => StatusCode::FORBIDDEN,
             ApiError::Unprocessable(_) | ApiError::AssociationNotEmpty(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -70,7 +73,7 @@ impl ApiError {
 
     pub fn code_and_title(&self) -> (u32, &'static str) {
         match self {
-            ApiError::NotFound(_) => (10010, "CF-ResourceNotFound"),
+            ApiError::NotFound(_) | ApiError::ResourceNotFound(_) => (10010, "CF-ResourceNotFound"),
             ApiError::UnknownRequest => (10000, "CF-NotFound"),
             ApiError::NotAuthenticated => (10002, "CF-NotAuthenticated"),
             ApiError::InvalidAuthToken => (1000, "CF-InvalidAuthToken"),

@@ -21,6 +21,7 @@ pub mod lrps;
 mod params;
 mod render;
 mod resources;
+mod services_env;
 mod task_states;
 
 use axum::Router;

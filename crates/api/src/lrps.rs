@@ -80,9 +80,12 @@ pub async fn sync_app(state: &ApiState, app_guid: &str, restart: bool) -> ApiRes
     Ok(())
 }
 
-/// Equal but for the instance count, routes, version and guid.
+/// Equal but for the instance count, routes, version, guid and environment. As in CF, a
+/// running app's environment (its env vars, bindings, `VCAP_APPLICATION`'s URIs) changes
+/// only when it is restarted or restaged, never under it by a scale or a route change.
 fn same_definition(a: &DesiredLrp, b: &DesiredLrp) -> bool {
     let mut a = a.clone();
+    a.env = b.env.clone();
     a.instances = b.instances;
     a.routes = b.routes.clone();
     a.version = b.version;
@@ -107,6 +110,7 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
     let uris = super::resources::destinations::app_uris(conn, &app.guid).await?;
     let metadata: Value = serde_json::from_str(&droplet.execution_metadata).unwrap_or(Value::Null);
     let (rootfs, credentials, ports) = droplet_rootfs(conn, &droplet, &metadata).await?;
+    let (vcap_services, database_url) = crate::services_env::for_app(conn, &app.guid).await?;
     let sidecars: Vec<hearth_store::Sidecar> =
         store::find_all(conn, vec![Cond::Eq("app_guid", SqlValue::Text(app.guid.clone()))]).await?;
     let mut out = Vec::new();
@@ -118,7 +122,14 @@ async fn desired_for(conn: &mut Conn, state: &ApiState, app_guid: &str) -> ApiRe
         if command.is_empty() && droplet.image.is_none() {
             continue;
         }
-        let running = Running { app: &app, space: &space, org: &org, droplet: &droplet, uris: &uris };
+        let running = Running {
+            app: &app,
+            space: &space,
+            org: &org,
+            droplet: &droplet,
+            uris: &uris,
+            services: (&vcap_services, database_url.as_deref()),
+        };
         let env = running.env(state, Some(&p), p.memory_in_mb, p.disk_in_mb);
         let web = p.process_type == "web";
         let beside: Vec<&str> = sidecars
@@ -167,6 +178,8 @@ struct Running<'a> {
     app: &'a App,
     space: &'a Space,
     org: &'a Org,
+    /// `VCAP_SERVICES` and the `DATABASE_URL` taken from it, if any.
+    services: (&'a Value, Option<&'a str>),
     droplet: &'a Droplet,
     uris: &'a [String],
 }
@@ -196,7 +209,10 @@ impl Running<'_> {
         }
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         env.insert("VCAP_APPLICATION".into(), vcap_application.to_string());
-        env.insert("VCAP_SERVICES".into(), "{}".into());
+        env.insert("VCAP_SERVICES".into(), self.services.0.to_string());
+        if let Some(url) = self.services.1 {
+            env.insert("DATABASE_URL".into(), url.to_string());
+        }
         env.insert("MEMORY_LIMIT".into(), format!("{memory_mb}m"));
         if droplet.image.is_none() {
             env.insert("DEPS_DIR".into(), "/home/vcap/deps".into());
@@ -272,7 +288,9 @@ pub async fn task_definition(
     let uris = super::resources::destinations::app_uris(conn, &app.guid).await?;
     let metadata: Value = serde_json::from_str(&droplet.execution_metadata).unwrap_or(Value::Null);
     let (rootfs, _, _) = droplet_rootfs(conn, droplet, &metadata).await?;
-    let running = Running { app, space: &space, org: &org, droplet, uris: &uris };
+    let (vcap_services, database_url) = crate::services_env::for_app(conn, &app.guid).await?;
+    let services = (&vcap_services, database_url.as_deref());
+    let running = Running { app, space: &space, org: &org, droplet, uris: &uris, services };
     let docker = droplet.image.is_some();
     Ok(hearth_scheduler::TaskDefinition {
         app_guid: app.guid.clone(),

@@ -31,7 +31,7 @@ use clap::Subcommand;
 
 use commands::{
     api, app_data, apps, buildpacks, curl, lifecycle, login, logs, members, node, orgs, platform, push,
-    roles as role_commands, routes, spaces, target, tasks, users,
+    roles as role_commands, routes, services, spaces, target, tasks, users,
 };
 use session::Session;
 
@@ -128,6 +128,26 @@ pub enum Command {
     MapRoute(routes::MapRouteArgs),
     /// Unmap a route from an app
     UnmapRoute(routes::MapRouteArgs),
+    /// Create a user-provided service instance (credentials, tags, syslog drain, route service)
+    #[command(name = "create-user-provided-service", visible_alias = "cups")]
+    CreateUserProvidedService(services::CreateUpsArgs),
+    /// Change a user-provided service instance (bound apps see it after a restage)
+    #[command(name = "update-user-provided-service", visible_alias = "uups")]
+    UpdateUserProvidedService(services::CreateUpsArgs),
+    /// List the service instances of the targeted space
+    #[command(visible_alias = "s")]
+    Services(services::ServicesArgs),
+    /// Show a service instance and the apps bound to it
+    Service(services::ServiceArgs),
+    /// Bind a service instance to an app (it sees it in VCAP_SERVICES after a restage)
+    #[command(visible_alias = "bs")]
+    BindService(services::BindArgs),
+    /// Unbind a service instance from an app
+    #[command(visible_alias = "us")]
+    UnbindService(services::UnbindArgs),
+    /// Delete a service instance
+    #[command(visible_alias = "ds")]
+    DeleteService(services::DeleteServiceArgs),
     /// Download an app's droplet (its current one, or --droplet GUID)
     DownloadDroplet(platform::DownloadDropletArgs),
     /// Show an app's recent events
@@ -224,6 +244,13 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::DeleteRoute(args) => routes::delete_route(s, args).await,
         Command::MapRoute(args) => routes::map_route(s, args).await,
         Command::UnmapRoute(args) => routes::unmap_route(s, args).await,
+        Command::CreateUserProvidedService(args) => services::create_ups(s, args).await,
+        Command::UpdateUserProvidedService(args) => services::update_ups(s, args).await,
+        Command::Services(args) => services::services(s, args).await,
+        Command::Service(args) => services::service(s, args).await,
+        Command::BindService(args) => services::bind_service(s, args).await,
+        Command::UnbindService(args) => services::unbind_service(s, args).await,
+        Command::DeleteService(args) => services::delete_service(s, args).await,
         Command::DownloadDroplet(args) => platform::download_droplet(s, args).await,
         Command::Events(args) => platform::events(s, args).await,
         Command::Stacks(args) => platform::stacks(s, args).await,
@@ -339,6 +366,22 @@ mod tests {
         assert!(Top::try_parse_from(["hearth", "set-env", "web", "K", "V"]).is_ok());
         assert!(Top::try_parse_from(["hearth", "unset-env", "web", "K"]).is_ok());
         assert!(Top::try_parse_from(["hearth", "delete-route", "example.org", "-n", "h", "-f"]).is_ok());
+    }
+
+    #[test]
+    fn parses_service_commands_and_cf_aliases() {
+        let top = Top::try_parse_from(["hearth", "cups", "db", "-p", "{}", "-t", "a,b", "-l", "syslog://h"]).unwrap();
+        let Command::CreateUserProvidedService(args) = top.command else { panic!("not cups") };
+        assert_eq!((args.name.as_str(), args.tags.as_deref()), ("db", Some("a,b")));
+        assert!(Top::try_parse_from(["hearth", "uups", "db", "-r", "https://x"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "services", "--json"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "service", "db", "--guid"]).is_ok());
+        let top = Top::try_parse_from(["hearth", "bs", "web", "db", "--binding-name", "primary"]).unwrap();
+        let Command::BindService(args) = top.command else { panic!("not bind-service") };
+        assert_eq!(args.binding_name.as_deref(), Some("primary"));
+        assert!(Top::try_parse_from(["hearth", "unbind-service", "web", "db"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "delete-service", "db", "-f"]).is_ok());
+        assert!(Top::try_parse_from(["hearth", "bind-service", "web"]).is_err());
     }
 
     #[test]

@@ -67,6 +67,10 @@ enum Fresh {
     SpaceRoleInA1,
     /// A role: the caller's own organization_auditor role in a new org.
     OwnRole,
+    /// A user-provided service instance in A1.
+    ServiceInstance,
+    /// A binding of app A to a new user-provided service instance in A1.
+    Binding,
 }
 use Fresh::*;
 
@@ -92,6 +96,10 @@ const SPACE_IN_A: &str = r#"{"name":"space-{u}","relationships":{"organization":
 const SPACE_IN_B: &str = r#"{"name":"space-{u}","relationships":{"organization":{"data":{"guid":"{org_b}"}}}}"#;
 const SCALE: &str = r#"{"instances":1}"#;
 const FOR_APP_A: &str = r#"{"relationships":{"app":{"data":{"guid":"{app_a}"}}}}"#;
+const UPSI: &str = r#"{"type":"user-provided","name":"si-{u}","credentials":{"uri":"postgres://u:p@h/d"},
+    "relationships":{"space":{"data":{"guid":"{space_a1}"}}}}"#;
+const BINDING: &str = r#"{"type":"app","relationships":{"app":{"data":{"guid":"{app_a}"}},
+    "service_instance":{"data":{"guid":"{fresh}"}}}}"#;
 
 #[rustfmt::skip]
 const ROWS: &[Row] = &[
@@ -192,6 +200,7 @@ const ROWS: &[Row] = &[
     ("OOOFNNNNNNNNNX", "GET /v3/apps/{app_b}/environment_variables", "", No, &[]),
     ("OOFFNNFNFOFONX", "PATCH /v3/apps/{app_a}/environment_variables", r#"{"var":{"AUTHZ":"1"}}"#, No, &[]),
     ("OOOFNNFNFOFONX", "GET /v3/apps/{app_a}/env", "", No, &[]),
+    ("OOOFNNFNFOFONX", "GET /v3/apps/{app_a}/manifest", "", No, &[]),
     ("OOOONNONOOOONX", "GET /v3/apps/{app_a}/processes", "", No, &[]),
     ("OOOONNONOOOONX", "GET /v3/apps/{app_a}/processes/web", "", No, &[]),
     ("OOFFNNFNFOFONX", "PATCH /v3/apps/{app_a}/processes/web", LABELS, No, &[]),
@@ -203,6 +212,26 @@ const ROWS: &[Row] = &[
     ("UUFFNNNNNNNNNX", "POST /v3/apps/{app_b}/tasks #no droplet", r#"{"command":"true"}"#, No, &[]),
     ("OOOONNONOOOONX", "GET /v3/apps/{app_a}/tasks", "", No, &[]),
     ("OOOONNNNNNNNNX", "GET /v3/apps/{app_b}/tasks", "", No, &[]),
+    // Service instances and bindings: seen by the space's readers, changed by admin and space
+    // developer; a space (or app, instance) the caller cannot see is a 422 on create;
+    // credentials only for those who read the space's secrets.
+    ("OOOOOOOOOOOOOX", "GET /v3/service_instances?per_page=5000", "", No,
+        &[("si_a", "yyyynnynyyyyn-"), ("si_b", "yyyynnnnnnnnn-")]),
+    ("CCFFUUFUFCFFUX", "POST /v3/service_instances", UPSI, No, &[]),
+    ("OOOONNONOOOONX", "GET /v3/service_instances/{si_a}", "", No, &[]),
+    ("OOOONNNNNNNNNX", "GET /v3/service_instances/{si_b}", "", No, &[]),
+    ("OOFFNNFNFOFFNX", "PATCH /v3/service_instances/{si_a}", LABELS, No, &[]),
+    ("OOFFNNNNNNNNNX", "PATCH /v3/service_instances/{si_b}", LABELS, No, &[]),
+    ("EEFFNNFNFEFFNX", "DELETE /v3/service_instances/{fresh}", "", ServiceInstance, &[]),
+    ("OOOFNNFNFOFONX", "GET /v3/service_instances/{si_a}/credentials", "", No, &[]),
+    ("OOOFNNNNNNNNNX", "GET /v3/service_instances/{si_b}/credentials", "", No, &[]),
+    ("OOOOOOOOOOOOOX", "GET /v3/service_credential_bindings?per_page=5000", "", No,
+        &[("bind_a", "yyyynnynyyyyn-"), ("bind_b", "yyyynnnnnnnnn-")]),
+    ("CCFFUUFUFCFFUX", "POST /v3/service_credential_bindings", BINDING, ServiceInstance, &[]),
+    ("OOOONNONOOOONX", "GET /v3/service_credential_bindings/{bind_a}", "", No, &[]),
+    ("OOOONNNNNNNNNX", "GET /v3/service_credential_bindings/{bind_b}", "", No, &[]),
+    ("OOOFNNFNFOFONX", "GET /v3/service_credential_bindings/{bind_a}/details", "", No, &[]),
+    ("EEFFNNFNFEFFNX", "DELETE /v3/service_credential_bindings/{fresh}", "", Binding, &[]),
     // Processes: updated and scaled by admin, space developer and space supporter.
     ("OOOOOOOOOOOOOX", "GET /v3/processes?per_page=5000", "", No,
         &[("proc_a", "yyyynnynyyyyn-"), ("proc_b", "yyyynnnnnnnnn-")]),
@@ -240,11 +269,9 @@ const ROWS: &[Row] = &[
     ("OOOOOOOOOOOOOX", "GET /v3/security_groups", "", No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/space_quotas", "", No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/deployments", "", No, &[]),
-    ("OOOOOOOOOOOOOX", "GET /v3/service_instances", "", No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/service_offerings", "", No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/service_plans", "", No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/service_brokers", "", No, &[]),
-    ("OOOOOOOOOOOOOX", "GET /v3/service_credential_bindings", "", No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/buildpacks", "", No, &[]),
     ("OOOOOOOOOOOOOX", "GET /v3/packages", "", No, &[]),
     // Copies check the destination app, then the source, each read (not by a space
@@ -312,6 +339,17 @@ impl World {
         first["guid"].as_str().or(first["id"].as_str()).unwrap_or_else(|| panic!("set-up: {path} is empty")).into()
     }
 
+    async fn upsi(&self, space: &str, name: &str) -> String {
+        let rel = json!({"space": {"data": {"guid": space}}});
+        let body = json!({"type": "user-provided", "name": format!("si-{name}"), "relationships": rel});
+        self.create("/v3/service_instances", body).await
+    }
+
+    async fn bind(&self, app: &str, si: &str) -> String {
+        let rel = json!({"app": {"data": {"guid": app}}, "service_instance": {"data": {"guid": si}}});
+        self.create("/v3/service_credential_bindings", json!({"type": "app", "relationships": rel})).await
+    }
+
     async fn role(&self, user: &str, kind: &str, target: (&str, &str)) -> String {
         self.p.give_role(&self.admin, user, kind, target).await
     }
@@ -367,6 +405,11 @@ impl World {
                 let user = self.new_user().await;
                 self.role(&user, "organization_user", ("organization", org_a)).await;
                 self.role(&user, "space_auditor", ("space", a1)).await
+            }
+            ServiceInstance => self.upsi(a1, &n).await,
+            Binding => {
+                let si = self.upsi(a1, &n).await;
+                self.bind(&self.ids["app_a"], &si).await
             }
             OwnRole => {
                 let org = self.p.create_org(&self.admin, &format!("fresh-{n}")).await;
@@ -515,10 +558,12 @@ impl World {
                 w.first(&format!("/v3/audit_events?types=audit.organization.create&target_guids={org}")).await,
                 w.first(&format!("/v3/audit_events?types=audit.app.create&target_guids={app}")).await,
             );
+            let si = w.upsi(&space, x).await;
+            let binding = w.bind(&app, &si).await;
             w.ids.extend(
                 [("domain", domain), ("app", app), ("proc", process), ("route", route), ("event_org", e_org)]
                     .into_iter()
-                    .chain([("event_app", e_app)])
+                    .chain([("event_app", e_app), ("si", si), ("bind", binding)])
                     .map(|(k, v)| (format!("{k}_{x}"), v)),
             );
         }

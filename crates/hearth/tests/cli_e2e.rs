@@ -100,3 +100,58 @@ fn a_user_manages_orgs_spaces_users_and_roles() {
     let err = run.fails();
     assert!(err.contains("Unable to authenticate") && err.contains("hearth login"), "{err}");
 }
+
+#[test]
+fn service_commands_work_as_cf_does() {
+    let server = Server::start();
+    server.sign_in_to_acme_dev();
+    let space = server.hearth(&["space", "dev", "--guid"]).ok().trim().to_string();
+    let app = format!(r#"{{"name":"web","relationships":{{"space":{{"data":{{"guid":"{space}"}}}}}}}}"#);
+    server.hearth(&["curl", "/v3/apps", "-X", "POST", "-d", &app]).ok();
+
+    let out = server.hearth(&["cups", "db", "-p", r#"{"uri":"postgres://u:p@h/d"}"#, "-t", "sql, pg"]).ok();
+    assert!(out.contains("Creating user provided service db in org acme / space dev as admin...\nOK"), "{out}");
+    // Credentials from a file; a bad -p fails before anything is sent.
+    let creds = server.root.join("creds.json");
+    std::fs::write(&creds, r#"{"host":"cache.internal"}"#).unwrap();
+    server.hearth(&["create-user-provided-service", "cache", "-p", creds.to_str().unwrap()]).ok();
+    let err = server.hearth(&["cups", "broken", "-p", "{not json"]).fails();
+    assert!(err.contains("Invalid configuration provided for -p flag"), "{err}");
+    let err = server.hearth(&["cups", "db", "-p", "{}"]).fails();
+    assert!(err.contains("The service instance name is taken: db"), "{err}");
+
+    let out = server.hearth(&["bind-service", "web", "db", "--binding-name", "primary"]).ok();
+    assert!(out.contains("Binding service instance db to app web in org acme / space dev as admin..."), "{out}");
+    assert!(out.contains("TIP: Use 'hearth restage web'"), "{out}");
+    let out = server.hearth(&["bs", "web", "db"]).ok();
+    assert!(out.contains("App web is already bound to service instance db."), "{out}");
+    let out = server.hearth(&["services"]).ok();
+    let rows = lines(&out);
+    assert!(rows.iter().any(|l| l.starts_with("name") && l.contains("bound apps")), "{out}");
+    let db = rows.iter().find(|l| l.starts_with("db ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(db.contains("user-provided") && db.contains("web") && db.contains("create succeeded"), "{out}");
+    let listed: serde_json::Value = serde_json::from_str(&server.hearth(&["services", "--json"]).ok()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let out = server.hearth(&["service", "db"]).ok();
+    assert!(out.contains("tags:") && out.contains("sql, pg") && out.contains("primary"), "{out}");
+    let env = server.hearth(&["env", "web"]).ok();
+    assert!(env.contains("postgres://u:p@h/d"), "the env shows the binding: {env}");
+
+    let out = server.hearth(&["uups", "db", "-p", r#"{"uri":"mysql://x@y/z"}"#]).ok();
+    assert!(out.contains("Updating user provided service db") && out.contains("TIP: Use 'hearth restage'"), "{out}");
+    let out = server.hearth(&["uups", "db"]).ok();
+    assert!(out.contains("No flags specified. No changes were made."), "{out}");
+    let err = server.hearth(&["delete-service", "db", "-f"]).fails();
+    assert!(err.contains("service_bindings"), "a bound instance stays: {err}");
+    let out = server.hearth(&["unbind-service", "web", "db"]).ok();
+    assert!(out.contains("Unbinding app web from service db in org acme / space dev as admin...\nOK"), "{out}");
+    let run = server.hearth(&["unbind-service", "web", "db"]);
+    assert!(run.ok().contains("OK") && run.stderr().contains("Binding between db and web did not exist"));
+    server.hearth(&["delete-service", "db", "-f"]).ok();
+    let out = server.hearth(&["ds", "db", "-f"]).ok();
+    assert!(out.contains("Service instance db did not exist."), "{out}");
+    let names: Vec<String> = json_names(&server.hearth(&["services", "--json"]).ok());
+    assert_eq!(names, ["cache"]);
+    let help = server.hearth(&["cups", "--help"]).ok();
+    assert!(help.contains("-p") && help.contains("-t") && help.contains("-l"), "{help}");
+}

@@ -2,7 +2,8 @@
 //! upstream CF buildpacks are zips of scripts), an app's bits are pushed and staged with
 //! them (detect in position order, supply then finalize, release's default process type),
 //! the droplet runs on the host stack with its `.profile.d` sourced, and answers through
-//! the router. An app no buildpack detects fails with CF's NoAppDetectedError.
+//! the router. An app no buildpack detects fails with CF's NoAppDetectedError. An app bound
+//! to a user-provided service sees VCAP_SERVICES and DATABASE_URL.
 
 mod common;
 
@@ -195,6 +196,55 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         api.ok(Method::POST, &format!("/v3/apps/{bin}/actions/stop"), None).await;
+
+        // A user-provided service bound by the manifest: the app sees VCAP_SERVICES and the
+        // DATABASE_URL CF derives from it; a binding made while it runs applies on restart.
+        let upsi = |name: &str, uri: &str| {
+            json!({"type": "user-provided", "name": name, "credentials": {"uri": uri},
+                   "relationships": {"space": {"data": {"guid": space}}}})
+        };
+        api.ok(Method::POST, "/v3/service_instances", Some(upsi("db", "postgresql://app:pw@db.internal:5432/app")))
+            .await;
+        let later = api.ok(Method::POST, "/v3/service_instances", Some(upsi("later", "mysql://u@my.internal/x"))).await;
+        let procfile = "web: echo \"$DATABASE_URL\" > index.html && echo \"$VCAP_SERVICES\" >> index.html && \
+                        exec busybox httpd -f -p $PORT -h .\n";
+        let extra = "  buildpacks: [binary_buildpack]\n  services: [db]\n";
+        let (envy, package) = app_with_bits(&api, &space, "envy", extra, &[("Procfile", 0o644, procfile)]).await;
+        let build = api.build(&package).await;
+        assert_eq!(build["state"], "STAGED", "{build}");
+        let droplet = json!({"data": {"guid": build["droplet"]["guid"]}});
+        api.ok(Method::PATCH, &format!("/v3/apps/{envy}/relationships/current_droplet"), Some(droplet)).await;
+        api.ok(Method::POST, &format!("/v3/apps/{envy}/actions/restart"), None).await;
+        let seen = |want: usize| {
+            let addr = addr.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(90);
+                loop {
+                    let (status, body, _) = through_router(&addr, "envy.apps.test.internal").await;
+                    let vcap: Value =
+                        body.lines().nth(1).and_then(|l| serde_json::from_str(l).ok()).unwrap_or_default();
+                    if status == 200 && vcap["user-provided"].as_array().is_some_and(|a| a.len() == want) {
+                        return (body.lines().next().unwrap_or("").to_string(), vcap);
+                    }
+                    assert!(Instant::now() < deadline, "envy never showed {want} services: {status} {body}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        let (database_url, vcap) = seen(1).await;
+        assert_eq!(database_url, "postgres://app:pw@db.internal:5432/app");
+        assert_eq!(vcap["user-provided"][0]["name"], "db");
+        assert_eq!(vcap["user-provided"][0]["credentials"]["uri"], "postgresql://app:pw@db.internal:5432/app");
+        let rel = json!({"app": {"data": {"guid": envy}}, "service_instance": {"data": {"guid": later["guid"]}}});
+        api.ok(Method::POST, "/v3/service_credential_bindings", Some(json!({"type": "app", "relationships": rel})))
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(seen(1).await.1["user-provided"].as_array().unwrap().len(), 1, "unchanged until a restart");
+        api.ok(Method::POST, &format!("/v3/apps/{envy}/actions/restart"), None).await;
+        let (database_url, vcap) = seen(2).await;
+        assert_eq!(database_url, "postgres://app:pw@db.internal:5432/app", "still the first relational uri");
+        assert_eq!(vcap["user-provided"][1]["name"], "later");
+        api.ok(Method::POST, &format!("/v3/apps/{envy}/actions/stop"), None).await;
 
         // The built-in staticfile buildpack detects a Staticfile and serves `root` with pushstate,
         // and a precompressed `.gz` beside a file to clients that take gzip.

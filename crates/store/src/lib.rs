@@ -87,6 +87,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "droplets", include_str!("../migrations/0004_droplets.sql")),
     (5, "tasks", include_str!("../migrations/0005_tasks.sql")),
     (6, "sidecars", include_str!("../migrations/0006_sidecars.sql")),
+    (7, "services", include_str!("../migrations/0007_services.sql")),
 ];
 
 impl Store {

@@ -485,3 +485,32 @@ record! {
         updated_at: String,
     }
 }
+
+record! {
+    /// A service instance; `kind` is `user-provided` (the only kind without a broker).
+    /// `credentials` is a JSON object, `tags` a JSON array of strings.
+    ServiceInstance in "service_instances" key guid {
+        guid: String,
+        name: String,
+        kind: String,
+        space_guid: String,
+        credentials: serde_json::Value,
+        tags: serde_json::Value,
+        syslog_drain_url: Option<String>,
+        route_service_url: Option<String>,
+        created_at: String,
+        updated_at: String,
+    }
+}
+
+record! {
+    /// An app credential binding: the app sees the instance's credentials in VCAP_SERVICES.
+    ServiceBinding in "service_bindings" key guid {
+        guid: String,
+        name: Option<String>,
+        app_guid: String,
+        service_instance_guid: String,
+        created_at: String,
+        updated_at: String,
+    }
+}

@@ -1,6 +1,6 @@
 //! `GET /v3/apps/:guid/manifest`: the app as a manifest (`cf create-app-manifest`), in the
 //! Cloud Controller's order and units: name, env, lifecycle (docker image or buildpacks and
-//! stack), routes, metadata, processes by type, sidecars. It includes the environment, so
+//! stack), bound services, routes, metadata, processes by type, sidecars. It includes the environment, so
 //! only those who may read the space's secrets get it.
 
 use axum::extract::{Path, State};
@@ -69,6 +69,20 @@ async fn manifest_of(conn: &mut Conn, app: &App) -> ApiResult<Yaml> {
         if let Some(stack) = app.lifecycle_data["stack"].as_str() {
             m.insert(key("stack"), text(stack));
         }
+    }
+    let bound = crate::services_env::bound(conn, &app.guid).await?;
+    if !bound.is_empty() {
+        let services = bound
+            .iter()
+            .map(|(binding, instance)| match &binding.name {
+                Some(name) => Yaml::Mapping(Mapping::from_iter([
+                    (key("name"), text(&instance.name)),
+                    (key("binding_name"), text(name)),
+                ])),
+                None => text(&instance.name),
+            })
+            .collect();
+        m.insert(key("services"), Yaml::Sequence(services));
     }
     let mut uris = super::destinations::app_uris(conn, &app.guid).await?;
     uris.sort_by_key(|u| u.to_lowercase());

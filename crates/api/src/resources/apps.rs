@@ -531,11 +531,13 @@ pub async fn env(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<Strin
     )
     .await?;
     let (mem, disk) = web.map(|p| (p.memory_in_mb, p.disk_in_mb)).unwrap_or((1024, 1024));
+    // What the app's next start will see (bindings apply on a restart or restage, as CF).
+    let (vcap_services, _) = crate::services_env::for_app(&mut conn, &app.guid).await?;
     Ok(ok(json!({
         "staging_env_json": {},
         "running_env_json": {},
         "environment_variables": app.environment_variables,
-        "system_env_json": {"VCAP_SERVICES": {}},
+        "system_env_json": {"VCAP_SERVICES": vcap_services},
         "application_env_json": {"VCAP_APPLICATION": {
             "application_id": app.guid,
             "application_name": app.name,

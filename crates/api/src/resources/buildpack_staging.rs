@@ -85,6 +85,8 @@ pub async fn stage(state: &ApiState, build: &Build, package: &Package) -> Result
     let mut conn = state.store.conn().await.map_err(|e| e.to_string())?;
     let app: Option<App> = store::get(&mut conn, &build.app_guid).await.map_err(|e| e.to_string())?;
     let app = app.ok_or("the app is gone")?;
+    let (vcap_services, database_url) =
+        crate::services_env::for_app(&mut conn, &app.guid).await.map_err(|e| e.to_string())?;
     drop(conn);
     let (buildpacks, detect) = choose(state, build, &app).await?;
     if buildpacks.is_empty() {
@@ -106,7 +108,10 @@ pub async fn stage(state: &ApiState, build: &Build, package: &Package) -> Result
         vars.iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string))).collect();
     env.push(format!("CF_STACK={stack}"));
     env.push(format!("MEMORY_LIMIT={}m", build.staging_memory_in_mb));
-    env.push("VCAP_SERVICES={}".into());
+    env.push(format!("VCAP_SERVICES={vcap_services}"));
+    if let Some(url) = &database_url {
+        env.push(format!("DATABASE_URL={url}"));
+    }
     env.push(format!(
         "VCAP_APPLICATION={}",
         json!({"application_id": app.guid, "application_name": app.name, "name": app.name, "space_id": app.space_guid,

@@ -26,6 +26,55 @@ pub(super) struct AppSpec {
     pub(super) processes: Vec<ProcessSpec>,
     /// `sidecars` entries, each by name (created or updated; others are left alone).
     pub(super) sidecars: Vec<super::sidecars::SidecarChange>,
+    /// Service instances (of the app's space) to bind, by name.
+    pub(super) services: Vec<ServiceSpec>,
+}
+
+/// One entry of `services`: a name, or `{name, binding_name, parameters}`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct ServiceSpec {
+    pub(super) name: String,
+    pub(super) binding_name: Option<String>,
+    /// Binding parameters were given (only a broker could take them).
+    pub(super) parameters: bool,
+}
+
+fn services(obj: &Map<String, Value>, app: &str) -> ApiResult<Vec<ServiceSpec>> {
+    let shape = || bad(app, "Services must be a list of service instance names or mappings with a 'name'");
+    let list = match obj.get("services") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(shape()),
+    };
+    let mut out = Vec::new();
+    for entry in list {
+        let spec = match entry {
+            Value::String(name) => ServiceSpec { name: name.clone(), ..ServiceSpec::default() },
+            Value::Object(o) => {
+                let name = match o.get("name") {
+                    Some(Value::String(n)) => n.clone(),
+                    _ => return Err(shape()),
+                };
+                let binding_name = match o.get("binding_name") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(n)) => Some(n.clone()),
+                    Some(_) => return Err(bad(app, "Binding name must be a string")),
+                };
+                let parameters = match o.get("parameters") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Object(p)) => !p.is_empty(),
+                    Some(_) => return Err(bad(app, "Parameters must be an object")),
+                };
+                ServiceSpec { name, binding_name, parameters }
+            }
+            _ => return Err(shape()),
+        };
+        if spec.name.is_empty() {
+            return Err(shape());
+        }
+        out.push(spec);
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Default, Clone)]
@@ -262,9 +311,7 @@ fn parse_app(v: &Value) -> ApiResult<AppSpec> {
         }
     }
     let sidecars = sidecar_specs(obj.get("sidecars"), app)?;
-    if obj.get("services").is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty())) {
-        return Err(bad(app, "services cannot be bound yet: this platform has no service brokers"));
-    }
+    let services = services(obj, app)?;
     Ok(AppSpec {
         name,
         docker_image,
@@ -277,6 +324,7 @@ fn parse_app(v: &Value) -> ApiResult<AppSpec> {
         no_route,
         processes,
         sidecars,
+        services,
     })
 }
 
@@ -368,6 +416,14 @@ mod tests {
     }
 
     #[test]
+    fn services_are_names_or_mappings() {
+        let y = b"applications:\n- name: a\n  services: [db, {name: q, binding_name: b, parameters: {k: v}}]\n";
+        let s = &parse(y).unwrap()[0].services;
+        assert_eq!(s[0], ServiceSpec { name: "db".into(), ..ServiceSpec::default() });
+        assert_eq!(s[1], ServiceSpec { name: "q".into(), binding_name: Some("b".into()), parameters: true });
+    }
+
+    #[test]
     fn a_manifest_is_checked_before_anything_is_applied() {
         let ok =
             parse(b"applications:\n- name: web\n  docker: {image: busybox}\n  instances: 2\n  memory: 64M\n").unwrap();
@@ -382,6 +438,9 @@ mod tests {
             ("applications:\n- name: a\n- name: a\n", "unique"),
             ("applications:\n- name: a\n  no-route: true\n  routes: [{route: a.b.c}]\n", "no-route"),
             ("applications:\n- name: a\n  env: {VCAP_SERVICES: x}\n", "VCAP_SERVICES"),
+            ("applications:\n- name: a\n  services: db\n", "Services must be a list"),
+            ("applications:\n- name: a\n  services: [{binding_name: x}]\n", "Services must be a list"),
+            ("applications:\n- name: a\n  services: [{name: db, parameters: 3}]\n", "Parameters"),
         ] {
             let e = parse(yaml.as_bytes()).unwrap_err();
             assert!(format!("{e:?}").contains(why), "{yaml}: {e:?}");

@@ -7,7 +7,10 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use hearth_store::{self as store, App, Cond, Conn, Domain, Process, Route, RouteMapping, Space, Value as SqlValue};
+use hearth_store::{
+    self as store, App, Cond, Conn, Domain, Process, Route, RouteMapping, ServiceBinding, ServiceInstance, Space,
+    Value as SqlValue,
+};
 use serde_json::{Value, json};
 
 use super::manifest_spec::{AppSpec, ProcessSpec, bad, parse};
@@ -74,6 +77,37 @@ pub async fn apply(
     Ok(accepted(&ctx, &job))
 }
 
+/// Binds the instances `services` names (of the app's space) unless already bound, as CC's
+/// manifest does; a missing instance fails the whole app's manifest (nothing of it applied).
+async fn apply_services(conn: &mut Conn, ctx: &Ctx, app: &App, spec: &AppSpec) -> ApiResult<()> {
+    for s in &spec.services {
+        let found: Option<ServiceInstance> = store::find_one(
+            conn,
+            &[
+                Cond::Eq("space_guid", SqlValue::Text(app.space_guid.clone())),
+                Cond::Eq("name", SqlValue::Text(s.name.clone())),
+            ],
+        )
+        .await?;
+        let si = found.ok_or_else(|| ApiError::ResourceNotFound(format!("Service instance '{}' not found", s.name)))?;
+        if s.parameters {
+            return Err(bad(&app.name, "Binding parameters are not supported for user-provided service instances"));
+        }
+        let bound = store::count::<ServiceBinding>(
+            conn,
+            &[
+                Cond::Eq("app_guid", SqlValue::Text(app.guid.clone())),
+                Cond::Eq("service_instance_guid", SqlValue::Text(si.guid.clone())),
+            ],
+        )
+        .await?;
+        if bound == 0 {
+            super::service_bindings::bind(conn, ctx, app, &si, s.binding_name.clone()).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn lifecycle_of(conn: &mut Conn, spec: &AppSpec) -> ApiResult<(String, Value)> {
     if spec.docker_image.is_some() {
         return Ok(("docker".into(), json!({})));
@@ -117,6 +151,7 @@ async fn apply_one(state: &ApiState, ctx: &Ctx, space: &Space, app: &App, spec: 
     }
     apply_sidecars(&mut tx, &app, spec).await?;
     apply_routes(&mut tx, space, &app, spec).await?;
+    apply_services(&mut tx, ctx, &app, spec).await?;
     audit(
         &mut tx,
         ctx,

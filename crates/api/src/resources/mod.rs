@@ -28,6 +28,8 @@ mod quotas;
 mod roles;
 mod root;
 mod routes;
+mod service_bindings;
+mod service_instances;
 pub(crate) mod sidecars;
 mod spaces;
 mod stacks;
@@ -141,11 +143,21 @@ pub fn routes(limits: &Limits) -> Router<ApiState> {
         .route("/v3/security_groups", get(misc::empty_list))
         .route("/v3/space_quotas", get(misc::empty_list))
         .route("/v3/deployments", get(misc::empty_list))
-        .route("/v3/service_instances", get(misc::empty_list))
+        .route("/v3/service_instances", get(service_instances::list).post(service_instances::create))
+        .route(
+            "/v3/service_instances/{guid}",
+            get(service_instances::get_one).patch(service_instances::update).delete(service_instances::delete_one),
+        )
+        .route("/v3/service_instances/{guid}/credentials", get(service_instances::credentials))
         .route("/v3/service_offerings", get(misc::empty_list))
         .route("/v3/service_plans", get(misc::empty_list))
         .route("/v3/service_brokers", get(misc::empty_list))
-        .route("/v3/service_credential_bindings", get(misc::empty_list))
+        .route("/v3/service_credential_bindings", get(service_bindings::list).post(service_bindings::create))
+        .route(
+            "/v3/service_credential_bindings/{guid}",
+            get(service_bindings::get_one).delete(service_bindings::delete_one),
+        )
+        .route("/v3/service_credential_bindings/{guid}/details", get(service_bindings::details))
         .route("/v3/service_route_bindings", get(misc::empty_list))
         .route("/v3/buildpacks", get(buildpacks::list).post(buildpacks::create))
         .route(

@@ -16,6 +16,7 @@ pub mod platform;
 pub mod push;
 pub mod roles;
 pub mod routes;
+pub mod services;
 pub mod spaces;
 pub mod target;
 pub mod tasks;
