@@ -570,7 +570,11 @@ def test_user_provided_service_instances_and_bindings(hearth, admin, admin_token
     renamed = admin.v3.service_instances.update(si["guid"], name=name + "-2")
     assert renamed["name"] == name + "-2"
 
-    app = admin.v3.apps.create(hearth.name("app"), space["guid"])
+    # (the library's app manager has no create: the plain request a user would send)
+    body = {"name": hearth.name("app"), "relationships": {"space": {"data": {"guid": space["guid"]}}}}
+    r = hearth.request("POST", "/v3/apps", admin_token, json=body)
+    assert r.status_code == HTTPStatus.CREATED, r.text
+    app = r.json()
     binding = admin.v3.service_credential_bindings.create(
         "primary", "app", si["guid"], app["guid"], None, None, None, asynchronous=False)
     assert binding["name"] == "primary" and binding["type"] == "app"
