@@ -425,12 +425,12 @@ fn python_and_nodejs_apps_stage_offline_with_vendored_dependencies() {
         assert!(lines.iter().any(|l| l.contains("Installing requirements.txt from vendor/")), "{lines:#?}");
         api.ok(Method::POST, &format!("/v3/apps/{py}/actions/stop"), None).await;
 
-        // Without vendored wheels (and no index), the build fails and says what to do.
+        // Without vendored wheels (and no index it can reach), the build fails and says what to do.
         let (nowheels, package) = app_with_bits(
             &api,
             &space,
             "nowheels",
-            "",
+            "  env:\n    PIP_INDEX_URL: http://127.0.0.1:9/simple\n",
             &[("requirements.txt", 0o644, "tinyanswer==1.0\n"), ("app.py", 0o644, "print('hi')\n")],
         )
         .await;
@@ -481,12 +481,13 @@ fn python_and_nodejs_apps_stage_offline_with_vendored_dependencies() {
         assert!(lines.iter().any(|l| l == "STG:Using the vendored node_modules"), "{lines:#?}");
         api.ok(Method::POST, &format!("/v3/apps/{js}/actions/stop"), None).await;
 
-        // A dependency not vendored cannot come from a registry the staging container cannot reach.
+        // A dependency not vendored cannot come from a registry the staging container cannot
+        // reach (staging is networked: here the app names a registry that refuses).
         let (novendor, package) = app_with_bits(
             &api,
             &space,
             "novendor",
-            "",
+            "  env:\n    npm_config_registry: http://127.0.0.1:9/\n",
             &[("package.json", 0o644, r#"{"name": "novendor", "dependencies": {"left-pad": "1.3.0"}}"#)],
         )
         .await;
