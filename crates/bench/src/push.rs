@@ -147,6 +147,8 @@ impl Platform {
             .args(["--listen", &addr, "--app-domain", DOMAIN])
             .env("HEARTH_ADMIN_PASSWORD", PASSWORD)
             .env("HEARTH_CGROUP_PARENT", "hearth-bench-push")
+            // No sample app pushed in the background while pushes are timed.
+            .env("HEARTH_NO_SAMPLE_APP", "true")
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -226,8 +228,37 @@ impl Platform {
     }
 }
 
+impl Platform {
+    /// Deletes every app and waits (a minute at most) until no container is left: a
+    /// stopped server keeps its instances running, as a restart must.
+    fn delete_apps(&self) {
+        let json = |args: &[&str]| -> Option<serde_json::Value> {
+            let out = self.client(args).output().ok()?;
+            serde_json::from_slice(&out.stdout).ok()
+        };
+        let names: Vec<String> = json(&["apps", "--json"])
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a["app"]["name"].as_str().map(str::to_string))
+            .collect();
+        for name in &names {
+            let _ = self.client(&["delete", name, "-f"]).output();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline
+            && json(&["containers", "list", "--json"])
+                .and_then(|v| v.as_array().map(|a| !a.is_empty()))
+                .unwrap_or(false)
+        {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
 impl Drop for Platform {
     fn drop(&mut self) {
+        self.delete_apps();
         let _ = Command::new("kill").args(["-TERM", &self.server.id().to_string()]).status();
         let _ = self.server.wait();
     }
