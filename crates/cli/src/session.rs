@@ -234,15 +234,12 @@ impl Session {
         self.send(&request).await?.into_result()
     }
 
-    /// `POST`s a JSON document and hands each line of the answer to `on_line` as it
-    /// arrives (for endpoints that stream progress as JSON lines). Fails on a non-2xx answer.
-    pub async fn post_streaming(&mut self, path: &str, body: &Value, mut on_line: impl FnMut(&str)) -> Result<()> {
+    /// Sends `request` authorised and answers the response with its body still unread
+    /// (to be streamed); a non-2xx answer is the API's error.
+    async fn send_streaming(&mut self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let auth = self.authorization().await?;
-        let mut response = self
-            .client
-            .post(self.url(path)?)
+        let response = request
             .header(AUTHORIZATION, auth)
-            .json(body)
             .send()
             .await
             .map_err(|e| anyhow!("{}", describe_transport_error(&e)))?;
@@ -251,6 +248,14 @@ impl Session {
             let body = response.text().await.unwrap_or_default();
             return Err(ApiError::from_body(status, &body).into());
         }
+        Ok(response)
+    }
+
+    /// `POST`s a JSON document and hands each line of the answer to `on_line` as it
+    /// arrives (for endpoints that stream progress as JSON lines). Fails on a non-2xx answer.
+    pub async fn post_streaming(&mut self, path: &str, body: &Value, mut on_line: impl FnMut(&str)) -> Result<()> {
+        let request = self.client.post(self.url(path)?).json(body);
+        let mut response = self.send_streaming(request).await?;
         let mut pending = Vec::new();
         while let Some(chunk) = response.chunk().await.context("the server closed the connection")? {
             pending.extend_from_slice(&chunk);
@@ -276,19 +281,8 @@ impl Session {
         mut on_progress: impl FnMut(u64, Option<u64>),
     ) -> Result<u64> {
         use tokio::io::AsyncWriteExt;
-        let auth = self.authorization().await?;
-        let mut response = self
-            .client
-            .get(self.url(path)?)
-            .header(AUTHORIZATION, auth)
-            .send()
-            .await
-            .map_err(|e| anyhow!("{}", describe_transport_error(&e)))?;
-        let status = response.status().as_u16();
-        if !(200..300).contains(&status) {
-            let body = response.text().await.unwrap_or_default();
-            return Err(ApiError::from_body(status, &body).into());
-        }
+        let request = self.client.get(self.url(path)?);
+        let mut response = self.send_streaming(request).await?;
         let total = response.content_length();
         let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let part = dest.with_file_name(format!(".{name}.part"));

@@ -82,19 +82,9 @@ impl World {
     }
 
     async fn apply_manifest(&self, yaml: &str) -> Value {
-        let resp = self
-            .p
-            .http
-            .post(format!("{}/v3/spaces/{}/actions/apply_manifest", self.p.url, self.space))
-            .bearer_auth(&self.dev)
-            .header("content-type", "application/x-yaml")
-            .body(yaml.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::ACCEPTED, "{}", resp.text().await.unwrap());
-        let job = resp.headers()["location"].to_str().unwrap().split_once("/v3/").unwrap().1.to_string();
-        self.p.wait_job(&self.dev, &format!("/v3/{job}")).await
+        let (status, job) = self.p.apply_manifest(&self.dev, &self.space, yaml).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        job
     }
 }
 

@@ -24,28 +24,6 @@ const MANIFEST: &str = "applications:
     memory: 64M
 ";
 
-async fn apply_manifest(p: &TestPlatform, token: &str, space: &str, yaml: &str) -> (StatusCode, Value) {
-    let resp = p
-        .http
-        .post(format!("{}/v3/spaces/{space}/actions/apply_manifest", p.url))
-        .bearer_auth(token)
-        .header("content-type", "application/x-yaml")
-        .body(yaml.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_string());
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    match location {
-        Some(job) if status == StatusCode::ACCEPTED => {
-            let path = job.trim_start_matches(&p.url).to_string();
-            (status, p.wait_job(token, &path).await)
-        }
-        _ => (status, body),
-    }
-}
-
 fn detail(body: &Value) -> &str {
     body["errors"][0]["detail"].as_str().unwrap_or_default()
 }
@@ -56,7 +34,7 @@ async fn sidecars_are_checked_listed_and_given_back_by_the_manifest_as_cc_does()
     let admin = p.admin_token().await;
     let org = p.create_org(&admin, "acme").await;
     let space = p.create_space(&admin, &org, "dev").await;
-    let (status, job) = apply_manifest(&p, &admin, &space, MANIFEST).await;
+    let (status, job) = p.apply_manifest(&admin, &space, MANIFEST).await;
     assert_eq!((status, job["state"].as_str()), (StatusCode::ACCEPTED, Some("COMPLETE")), "{job}");
     let (_, apps) = p.get(&format!("/v3/apps?names=sided&space_guids={space}"), &admin).await;
     let app = apps["resources"][0]["guid"].as_str().unwrap().to_string();
@@ -174,7 +152,7 @@ async fn sidecars_are_checked_listed_and_given_back_by_the_manifest_as_cc_does()
         described["processes"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["web", "worker"], "{yaml}");
     assert_eq!(described["processes"][1]["memory"], "128M", "{yaml}");
-    let (status, job) = apply_manifest(&p, &admin, &space, &yaml).await;
+    let (status, job) = p.apply_manifest(&admin, &space, &yaml).await;
     assert_eq!((status, job["state"].as_str()), (StatusCode::ACCEPTED, Some("COMPLETE")), "{job}");
     assert_eq!(names(&p.get(&sidecars_of_app, &admin).await.1), ["ticker", "logger"]);
 

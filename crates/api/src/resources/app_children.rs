@@ -1,7 +1,9 @@
 //! What packages, droplets, builds, processes, sidecars and tasks share as children of an app: a child is
 //! visible exactly when its app is, and app-scoped lists filter by the app's space and org.
 
-use hearth_store::{self as store, App, Build, CcTask, Cond, Conn, Droplet, Package, Process, Record, Sidecar};
+use hearth_store::{
+    self as store, App, Build, CcTask, Cond, Conn, Droplet, Package, Process, Record, Sidecar, Value as SqlValue,
+};
 
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
@@ -51,6 +53,19 @@ pub async fn find_visible<T: AppChild>(conn: &mut Conn, ctx: &Ctx, guid: &str) -
         Some(a) if ctx.viewer.can_read_space(&a.space_guid) => Ok((child, a)),
         _ => Err(ApiError::NotFound(T::NAME)),
     }
+}
+
+/// `GET /v3/apps/:guid/<children>`: the list's path and its condition on the app, once the
+/// caller may read the app (else the app's 404).
+pub async fn app_list(
+    state: &crate::ApiState,
+    ctx: &Ctx,
+    app_guid: &str,
+    children: &str,
+) -> ApiResult<(String, Vec<Cond>)> {
+    let mut conn = state.store.conn().await?;
+    let app = super::apps::find_visible(&mut conn, ctx, app_guid).await?;
+    Ok((format!("/v3/apps/{}/{children}", app.guid), vec![Cond::Eq("app_guid", SqlValue::Text(app.guid))]))
 }
 
 /// Only children of apps the caller may read.

@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use hearth_store::{self as store, App, Build, Cond, Droplet, Metadata, Package, Value as SqlValue};
+use hearth_store::{self as store, App, Build, Cond, Droplet, Metadata, Package};
 use serde_json::{Value, json};
 
 use super::audit_events::Target;
@@ -291,11 +291,8 @@ pub async fn list_for_app(
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let mut conn = state.store.conn().await?;
-    let app = super::apps::find_visible(&mut conn, &ctx, &guid).await?;
-    drop(conn);
-    let path = format!("/v3/apps/{}/builds", app.guid);
-    list_with(&state, &ctx, q.as_deref(), &path, vec![Cond::Eq("app_guid", SqlValue::Text(app.guid))]).await
+    let (path, conds) = super::app_children::app_list(&state, &ctx, &guid, "builds").await?;
+    list_with(&state, &ctx, q.as_deref(), &path, conds).await
 }
 
 #[cfg(test)]

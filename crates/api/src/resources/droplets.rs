@@ -116,11 +116,8 @@ pub async fn list_for_app(
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let mut conn = state.store.conn().await?;
-    let app = super::apps::find_visible(&mut conn, &ctx, &guid).await?;
-    drop(conn);
-    let path = format!("/v3/apps/{}/droplets", app.guid);
-    list_with(&state, &ctx, q.as_deref(), &path, vec![Cond::Eq("app_guid", SqlValue::Text(app.guid))]).await
+    let (path, conds) = super::app_children::app_list(&state, &ctx, &guid, "droplets").await?;
+    list_with(&state, &ctx, q.as_deref(), &path, conds).await
 }
 
 pub async fn list_for_package(

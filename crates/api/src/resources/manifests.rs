@@ -168,21 +168,14 @@ async fn apply_one(state: &ApiState, ctx: &Ctx, space: &Space, app: &App, spec: 
 
 /// Each sidecar the manifest names is created or updated; others stay.
 async fn apply_sidecars(conn: &mut Conn, app: &App, spec: &AppSpec) -> ApiResult<()> {
-    use super::sidecars::{SidecarChange, save};
     for change in &spec.sidecars {
         let name = change.name.clone().unwrap_or_default();
         let existing: Option<hearth_store::Sidecar> = store::find_one(
             conn,
-            &[Cond::Eq("app_guid", SqlValue::Text(app.guid.clone())), Cond::Eq("name", SqlValue::Text(name.clone()))],
+            &[Cond::Eq("app_guid", SqlValue::Text(app.guid.clone())), Cond::Eq("name", SqlValue::Text(name))],
         )
         .await?;
-        let change = SidecarChange {
-            name: Some(name.clone()),
-            command: change.command.clone(),
-            process_types: change.process_types.clone(),
-            memory_in_mb: change.memory_in_mb,
-        };
-        save(conn, app, existing, change).await.map_err(|e| match e {
+        super::sidecars::save(conn, app, existing, change.clone()).await.map_err(|e| match e {
             ApiError::Unprocessable(why) => super::manifest_spec::bad(&app.name, why),
             other => other,
         })?;

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use hearth_blobstore::Namespace;
-use hearth_store::{self as store, App, Cond, Conn, Metadata, Package, Value as SqlValue};
+use hearth_store::{self as store, App, Cond, Conn, Metadata, Package};
 use serde_json::{Value, json};
 
 use super::audit_events::Target;
@@ -285,11 +285,8 @@ pub async fn list_for_app(
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let mut conn = state.store.conn().await?;
-    let app = super::apps::find_visible(&mut conn, &ctx, &guid).await?;
-    drop(conn);
-    let path = format!("/v3/apps/{}/packages", app.guid);
-    list_with(&state, &ctx, q.as_deref(), &path, vec![Cond::Eq("app_guid", SqlValue::Text(app.guid))]).await
+    let (path, conds) = super::app_children::app_list(&state, &ctx, &guid, "packages").await?;
+    list_with(&state, &ctx, q.as_deref(), &path, conds).await
 }
 
 pub async fn delete_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {

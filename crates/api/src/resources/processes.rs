@@ -115,17 +115,8 @@ pub async fn list_for_app(
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let mut conn = state.store.conn().await?;
-    let app = super::apps::find_visible(&mut conn, &ctx, &guid).await?;
-    drop(conn);
-    list_with(
-        &state,
-        &ctx,
-        q.as_deref(),
-        &format!("/v3/apps/{}/processes", app.guid),
-        vec![Cond::Eq("app_guid", SqlValue::Text(app.guid.clone()))],
-    )
-    .await
+    let (path, conds) = super::app_children::app_list(&state, &ctx, &guid, "processes").await?;
+    list_with(&state, &ctx, q.as_deref(), &path, conds).await
 }
 
 /// The process and its app, if the caller may see them.

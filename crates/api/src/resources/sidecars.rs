@@ -39,7 +39,7 @@ pub fn render(ctx: &Ctx, s: &Sidecar) -> Value {
 }
 
 /// What a create or update asks for, checked as CC checks it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SidecarChange {
     pub name: Option<String>,
     pub command: Option<String>,
@@ -256,11 +256,8 @@ pub async fn list_for_app(
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let mut conn = state.store.conn().await?;
-    let app = super::apps::find_visible(&mut conn, &ctx, &guid).await?;
-    drop(conn);
-    let conds = vec![Cond::Eq("app_guid", SqlValue::Text(app.guid))];
-    list_with(&state, &ctx, q.as_deref(), &format!("/v3/apps/{guid}/sidecars"), conds).await
+    let (path, conds) = super::app_children::app_list(&state, &ctx, &guid, "sidecars").await?;
+    list_with(&state, &ctx, q.as_deref(), &path, conds).await
 }
 
 pub async fn list_for_process(

@@ -290,11 +290,8 @@ pub async fn list_for_app(
     Path(guid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let mut conn = state.store.conn().await?;
-    let app = super::apps::find_visible(&mut conn, &ctx, &guid).await?;
-    drop(conn);
-    let path = format!("/v3/apps/{}/tasks", app.guid);
-    list_with(&state, &ctx, q.as_deref(), &path, vec![Cond::Eq("app_guid", SqlValue::Text(app.guid))]).await
+    let (path, conds) = super::app_children::app_list(&state, &ctx, &guid, "tasks").await?;
+    list_with(&state, &ctx, q.as_deref(), &path, conds).await
 }
 
 /// `POST /v3/tasks/:guid/actions/cancel`: CANCELING now, FAILED ("task was cancelled") once

@@ -164,6 +164,29 @@ impl TestPlatform {
         v["guid"].as_str().unwrap().to_string()
     }
 
+    /// `apply_manifest` of a YAML manifest: on a 202 the job's final state, else the answer.
+    pub async fn apply_manifest(&self, token: &str, space: &str, yaml: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/v3/spaces/{space}/actions/apply_manifest", self.url))
+            .bearer_auth(token)
+            .header("content-type", "application/x-yaml")
+            .body(yaml.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        match location {
+            Some(job) if status == StatusCode::ACCEPTED => {
+                let path = format!("/v3/{}", job.split_once("/v3/").unwrap().1);
+                (status, self.wait_job(token, &path).await)
+            }
+            _ => (status, body),
+        }
+    }
+
     /// Waits for the job a 202 pointed at to finish; answers its final state.
     pub async fn wait_job(&self, token: &str, job_path: &str) -> Value {
         for _ in 0..200 {
