@@ -15,7 +15,7 @@ use hearth_scheduler::{ActualLrpKey, ActualState, Clock, Config, Event, Snapshot
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::rep::Rep;
+use crate::link::{CellHandle, Command};
 
 /// What one round did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub struct RoundReport {
 pub struct Converger {
     sched: SchedulerStore,
     config: Config,
-    cells: Arc<Mutex<HashMap<String, Rep>>>,
+    cells: Arc<Mutex<HashMap<String, Arc<dyn CellHandle>>>>,
     /// One round at a time.
     round_lock: Arc<tokio::sync::Mutex<()>>,
     /// Instances handed to a cell and not yet claimed, with their version then: not
@@ -53,12 +53,26 @@ impl Converger {
         Converger { sched, config, cells: Arc::default(), round_lock: Arc::default(), handed: Arc::default() }
     }
 
-    /// Makes a cell reachable for placements and stops.
-    pub fn add_cell(&self, rep: Rep) {
-        self.cells.lock().expect("not poisoned").insert(rep.id().to_string(), rep);
+    /// Makes a cell reachable for placements and stops (replacing one of the same id).
+    pub fn add_cell(&self, cell: impl CellHandle) {
+        self.add_handle(Arc::new(cell));
     }
 
-    fn cell(&self, id: &str) -> Option<Rep> {
+    /// `add_cell` for a handle already shared.
+    pub fn add_handle(&self, cell: Arc<dyn CellHandle>) {
+        self.cells.lock().expect("not poisoned").insert(cell.id().to_string(), cell);
+    }
+
+    /// Forgets how to reach a cell (it disconnected), unless `only` is given and the
+    /// handle now registered is another one (it reconnected since).
+    pub fn remove_cell(&self, id: &str, only: Option<&Arc<dyn CellHandle>>) {
+        let mut cells = self.cells.lock().expect("not poisoned");
+        if only.is_none_or(|h| cells.get(id).is_some_and(|now| Arc::ptr_eq(now, h))) {
+            cells.remove(id);
+        }
+    }
+
+    fn cell(&self, id: &str) -> Option<Arc<dyn CellHandle>> {
         self.cells.lock().expect("not poisoned").get(id).cloned()
     }
 
@@ -114,13 +128,7 @@ impl Converger {
                 FollowUp::StopOnCell { cell_id, key } => {
                     report.stopped += 1;
                     match self.cell(&cell_id) {
-                        Some(rep) => {
-                            tokio::spawn(async move {
-                                if let Err(e) = rep.stop(&key).await {
-                                    tracing::warn!(%key, error = %e, "stopping an instance failed");
-                                }
-                            });
-                        }
+                        Some(cell) => cell.send(Command::Stop { key }),
                         None => match self.sched.remove_actual(&key).await {
                             Ok(()) | Err(hearth_scheduler::Error::NotFound { .. }) => {}
                             Err(e) => return Err(e.into()),
@@ -159,7 +167,7 @@ impl Converger {
                 Work::Lrp { process_guid, index } => (process_guid, index),
                 Work::Task { guid } => {
                     report.placed += 1;
-                    rep.run_task(guid);
+                    rep.send(Command::RunTask { guid });
                     continue;
                 }
             };
@@ -167,7 +175,7 @@ impl Converger {
             let version = self.sched.actual_lrp(&key).await?.map(|a| a.version).unwrap_or_default();
             self.handed.lock().expect("not poisoned").insert(key.clone(), (version, Instant::now(), cell_id.clone()));
             report.placed += 1;
-            rep.perform(key);
+            rep.send(Command::Perform { key });
         }
         Ok(report)
     }
@@ -226,7 +234,7 @@ impl Converger {
             && after.state != TaskState::Running
             && let Some(rep) = before.cell_id.as_deref().and_then(|c| self.cell(c))
         {
-            rep.cancel_task(&before.guid);
+            rep.send(Command::CancelTask { guid: before.guid.clone() });
         }
         let gone = match event {
             Event::ActualRemoved(before) => before.instance.clone(),
@@ -241,7 +249,7 @@ impl Converger {
         if let Some(instance) = gone
             && let Some(rep) = self.cell(&instance.cell_id)
         {
-            tokio::spawn(async move { rep.forget(&instance.instance_guid).await });
+            rep.send(Command::Forget { instance_guid: instance.instance_guid });
         }
     }
 }

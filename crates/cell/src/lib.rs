@@ -16,6 +16,8 @@
 //!   droplet layer through a [`rep::DropletSource`] before it starts an instance.
 //! - [`task`]: one-off tasks: a placed task's command in a `task-` container, its output
 //!   as `APP/TASK/<name>` lines, its exit recorded; cancel; reattach after a restart.
+//! - [`link`]: the cell ↔ scheduler traits ([`SchedulerLink`], [`CellHandle`]), so a cell
+//!   runs the same in the server's process and on another machine.
 //! - [`converger`]: the loop that converges desired and actual state through the
 //!   scheduler's store, auctions and hands placements and stops to cells.
 //!
@@ -28,6 +30,7 @@ pub mod converger;
 pub mod droplet;
 pub mod health;
 pub mod instance;
+pub mod link;
 pub mod metrics;
 pub mod node;
 pub mod output;
@@ -36,5 +39,6 @@ pub mod staging;
 pub mod task;
 
 pub use converger::{Converger, RoundReport};
+pub use link::{CellHandle, Command, SchedulerLink};
 pub use node::{ContainerRequest, Node, NodeConfig};
 pub use rep::{CellConfig, Rep};

@@ -13,12 +13,14 @@ use std::time::Duration;
 use hearth_containers::{ContainerId, ContainerInfo, ExitStatus, Status};
 use hearth_logs::{LineSource, LogStream};
 use hearth_scheduler::actual::{Instance, PortMapping};
-use hearth_scheduler::persist::SchedulerStore;
-use hearth_scheduler::{ActualLrpKey, ActualState, Cell, CellEvent, CellState, DesiredLrp, Resources, RootFs};
+use hearth_scheduler::{
+    ActualLrpKey, ActualState, Cell, CellEvent, CellState, DesiredLrp, PreferredAddress, Resources, RootFs,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Probe;
 use crate::instance::{self, CONTAINER_PREFIX};
+use crate::link::SchedulerLink;
 use crate::node::Node;
 
 /// A cell's settings.
@@ -44,6 +46,10 @@ pub struct CellConfig {
     /// Between container metrics samples (Diego: 15 s); one is taken as soon as an
     /// instance is watched.
     pub metrics_interval: Duration,
+    /// This machine's address as others reach it, for a cell on another machine than the
+    /// router: instances are then reported at this address and their mapped host ports
+    /// (`None`: at their containers' addresses, which only this machine reaches).
+    pub advertise_address: Option<IpAddr>,
 }
 
 impl CellConfig {
@@ -60,6 +66,7 @@ impl CellConfig {
             deregistration_delay: Duration::from_millis(500),
             disk_limits: true,
             metrics_interval: Duration::from_secs(15),
+            advertise_address: None,
         }
     }
 }
@@ -73,9 +80,9 @@ pub struct Rep {
 pub(crate) struct Inner {
     pub(crate) config: CellConfig,
     pub(crate) node: Arc<Node>,
-    pub(crate) sched: SchedulerStore,
+    pub(crate) sched: Arc<dyn SchedulerLink>,
     /// Instances this cell runs, by key: how to stop each one's watcher.
-    running: Mutex<HashMap<ActualLrpKey, Watch>>,
+    pub(crate) running: Mutex<HashMap<ActualLrpKey, Watch>>,
     /// Tasks this cell runs, by guid: how to cancel each one's watcher.
     pub(crate) tasks: Mutex<HashMap<String, CancellationToken>>,
     /// Where instances' output goes, once set.
@@ -96,8 +103,8 @@ pub trait DropletSource: Send + Sync + 'static {
     fn fetch<'a>(&'a self, layer: &'a str, dest: &'a std::path::Path) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
-struct Watch {
-    instance_guid: String,
+pub(crate) struct Watch {
+    pub(crate) instance_guid: String,
     stop: CancellationToken,
     /// Held by the watch while its container comes into being (created and started), and
     /// by a stopper before it removes the container: a stop that arrives mid-creation
@@ -113,7 +120,8 @@ enum Ending {
 
 impl Rep {
     /// Registers the cell and takes up what it ran before a restart.
-    pub async fn start(config: CellConfig, node: Arc<Node>, sched: SchedulerStore) -> anyhow::Result<Rep> {
+    pub async fn start(config: CellConfig, node: Arc<Node>, sched: impl SchedulerLink) -> anyhow::Result<Rep> {
+        let sched: Arc<dyn SchedulerLink> = Arc::new(sched);
         let now = hearth_scheduler::Time::now_utc();
         let cell = Cell {
             id: config.id.clone(),
@@ -127,6 +135,7 @@ impl Rep {
             version: 0,
         };
         sched.register_cell(cell).await?;
+        let host_ip = config.advertise_address.unwrap_or_else(instance::host_ip);
         let rep = Rep {
             inner: Arc::new(Inner {
                 config,
@@ -136,7 +145,7 @@ impl Rep {
                 tasks: Mutex::new(HashMap::new()),
                 logs: std::sync::OnceLock::new(),
                 droplets: std::sync::OnceLock::new(),
-                host_ip: instance::host_ip(),
+                host_ip,
             }),
         };
         rep.reattach().await?;
@@ -272,6 +281,18 @@ impl Rep {
         self.inner.running.lock().expect("not poisoned").keys().cloned().collect()
     }
 
+    /// Whether no instance runs here any more: none watched, and no instance container
+    /// left (a stopped instance's container goes a little after its watch).
+    pub async fn is_empty(&self) -> bool {
+        if !self.running().is_empty() {
+            return false;
+        }
+        match self.inner.node.runtime().list().await {
+            Ok(ids) => !ids.iter().any(|id| id.as_str().starts_with(CONTAINER_PREFIX)),
+            Err(_) => false,
+        }
+    }
+
     async fn claim_and_run(&self, key: ActualLrpKey) -> anyhow::Result<()> {
         let desired = self
             .inner
@@ -405,8 +426,11 @@ impl Rep {
                         .collect()
                 })
                 .unwrap_or_default();
-            let address = address.map(|a| a.to_string()).unwrap_or_default();
-            if let Err(e) = self.inner.sched.start_actual(key, instance.clone(), &address, ports).await {
+            let (address, preferred) = match self.inner.config.advertise_address {
+                Some(host) => (host.to_string(), PreferredAddress::Host),
+                None => (address.map(|a| a.to_string()).unwrap_or_default(), PreferredAddress::Instance),
+            };
+            if let Err(e) = self.inner.sched.start_actual(key, instance.clone(), &address, ports, preferred).await {
                 tracing::warn!(%key, error = %e, "could not report the instance running; stopping it");
                 // Not ours any more: whoever took the watch is removing the container.
                 if self.take_watch(key, &instance.instance_guid) {

@@ -115,7 +115,7 @@ impl Rep {
         if task.state != TaskState::Pending {
             return Ok(());
         }
-        let Some(task) = self.inner.sched.change_task(guid, &TaskEvent::Start { cell_id }).await? else {
+        let Some(task) = self.inner.sched.change_task(guid, TaskEvent::Start { cell_id }).await? else {
             anyhow::bail!("task {guid} is gone")
         };
         self.watch_task(task, None);
@@ -155,7 +155,7 @@ impl Rep {
                     failure_reason,
                     result: None,
                 };
-                match rep.inner.sched.change_task(&task.guid, &done).await {
+                match rep.inner.sched.change_task(&task.guid, done).await {
                     Ok(_)
                     | Err(hearth_scheduler::Error::NotFound { .. } | hearth_scheduler::Error::TaskTransition { .. }) => {
                     }
@@ -249,7 +249,7 @@ impl Rep {
     /// remove `task-` containers no running task owns.
     pub(crate) async fn reattach_tasks(&self) -> anyhow::Result<()> {
         let me = self.inner.config.id.clone();
-        let tasks = self.inner.sched.tasks().await?;
+        let tasks = self.inner.sched.tasks_on_cell(&me).await?;
         let mut owned = BTreeSet::new();
         for task in tasks.into_iter().filter(|t| t.state == TaskState::Running && t.cell_id.as_ref() == Some(&me)) {
             let id = container_id(&task.guid).map_err(anyhow::Error::msg)?;
@@ -267,7 +267,7 @@ impl Rep {
                         failure_reason: Some(reason),
                         result: None,
                     };
-                    if let Err(e) = self.inner.sched.change_task(&task.guid, &lost).await {
+                    if let Err(e) = self.inner.sched.change_task(&task.guid, lost).await {
                         tracing::warn!(task = %task.guid, error = %e, "could not record a lost task");
                     }
                 }

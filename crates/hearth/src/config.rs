@@ -59,6 +59,27 @@ pub struct ServerArgs {
     pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// What this process runs: `all` (the platform and a cell, the default), `platform`
+    /// (API, scheduler, router and staging, no instances) or `cell` (a cell joining a
+    /// server: needs --join and --token)
+    #[arg(long, env = "HEARTH_ROLES", default_value = "all", value_parser = ["all", "platform", "cell"])]
+    pub roles: String,
+    /// Accept cells from other machines on this address (mutual TLS); the join token is
+    /// printed at start
+    #[arg(long, env = "HEARTH_CELL_LISTEN")]
+    pub cell_listen: Option<String>,
+    /// With --roles cell: the server's cell endpoint (https://HOST:PORT, printed at its start)
+    #[arg(long, env = "HEARTH_JOIN", required_if_eq("roles", "cell"))]
+    pub join: Option<String>,
+    /// With --roles cell: the join token the server printed (DATA_DIR/cells/join-token there)
+    #[arg(long, env = "HEARTH_JOIN_TOKEN", required_if_eq("roles", "cell"))]
+    pub token: Option<String>,
+    /// With --roles cell: this cell's id (default: cell-HOSTNAME)
+    #[arg(long, env = "HEARTH_CELL_ID")]
+    pub cell_id: Option<String>,
+    /// With --roles cell: the address the server reaches this machine's instances at
+    #[arg(long, env = "HEARTH_ADVERTISE_ADDRESS", required_if_eq("roles", "cell"))]
+    pub advertise_address: Option<std::net::IpAddr>,
 }
 
 /// Size limits (`[limits]` in the file): bytes, or with a unit as in CF manifests (512M, 1G).
@@ -193,6 +214,10 @@ pub struct ServerConfig {
     pub staging_timeout: Duration,
     /// Upload, unpacked-archive and request-body sizes.
     pub limits: hearth_api::Limits,
+    /// Run a cell on this machine beside the platform (`--roles all`).
+    pub local_cell: bool,
+    /// Where cells on other machines connect (`--cell-listen`).
+    pub cell_listen: Option<String>,
 }
 
 /// CF's staging time limit.
@@ -348,6 +373,8 @@ impl ServerConfig {
                 None => DEFAULT_STAGING_TIMEOUT,
             },
             limits,
+            local_cell: args.roles == "all",
+            cell_listen: args.cell_listen.clone(),
         })
     }
 
@@ -368,6 +395,8 @@ impl ServerConfig {
             blobstore: hearth_blobstore::BlobStoreConfig::Local { root: data_dir.join("blobs") },
             staging_timeout: DEFAULT_STAGING_TIMEOUT,
             limits: hearth_api::Limits::DEFAULT,
+            local_cell: true,
+            cell_listen: None,
         }
     }
 }
@@ -446,6 +475,12 @@ mod tests {
             tls_key: None,
             staging_timeout: None,
             limits: LimitArgs::default(),
+            roles: "all".into(),
+            cell_listen: None,
+            join: None,
+            token: None,
+            cell_id: None,
+            advertise_address: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! long-running part follows, and the composition of the platform in one process.
 //! `main.rs` only parses the command line and calls in here (or the CLI crate).
 
+pub mod cells;
 pub mod config;
 mod droplets;
 mod ops;

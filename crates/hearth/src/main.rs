@@ -67,6 +67,9 @@ fn serve(args: ServerArgs) -> ExitCode {
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let config = ServerConfig::resolve(&args)?;
+    if args.roles == "cell" {
+        return run_cell(&args, config).await;
+    }
     let data_dir = config.data_dir.clone();
     let app_domain = config.app_domain.clone();
     let server = Server::start(config).await?;
@@ -87,6 +90,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         println!("  Admin credentials: {}/admin-credentials.toml", data_dir.display());
     }
     println!("Log in with:  hearth login -a {} -u admin   (or: cf login -a {} -u admin)", server.url, server.url);
+    if let Some((addr, token)) = &server.cell_endpoint {
+        println!("Cells on other machines join with:");
+        println!("  hearth server --roles cell --join https://{addr} --token {token} --advertise-address THEIR_IP");
+    }
     if server.first_start && server.node.is_ok() && !args.no_sample_app {
         let front = server.addr.to_string();
         println!("Your first app is being pushed: {}", hearth::sample_app::url(&app_domain, &front));
@@ -109,4 +116,38 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         token.cancel();
     });
     server.wait().await
+}
+
+/// `--roles cell`: this machine's containers as a cell of the server at `--join`, until
+/// SIGTERM or SIGINT, which drains it (its instances start elsewhere first).
+async fn run_cell(args: &ServerArgs, config: ServerConfig) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let node_config = config.node.clone().context("a cell runs containers: drop --no-containers")?;
+    let node =
+        std::sync::Arc::new(hearth_cell::Node::open(&node_config).await.context("cannot open this machine's node")?);
+    let mut cell = hearth::server::cell_config(&node);
+    if let Some(id) = &args.cell_id {
+        cell.id = id.clone();
+    }
+    cell.advertise_address = args.advertise_address;
+    let id = cell.id.clone();
+    let remote = hearth::cells::remote::RemoteCell::start(hearth::cells::remote::RemoteCellConfig {
+        join_url: args.join.clone().context("--join is needed")?,
+        token: args.token.clone().context("--token is needed")?,
+        cell,
+        node,
+        state_dir: config.data_dir.join("cell"),
+    })
+    .await?;
+    println!("Cell {id} joined {} and takes work.", args.join.as_deref().unwrap_or_default());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    println!("Draining cell {id}: its instances start elsewhere first.");
+    remote.drain(std::time::Duration::from_secs(600)).await?;
+    remote.stop().await;
+    println!("Cell {id} drained.");
+    Ok(())
 }

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hearth_router::{EndpointSpec, RouteKey, TableHandle};
-use hearth_scheduler::ActualState;
 use hearth_scheduler::persist::SchedulerStore;
+use hearth_scheduler::{ActualState, PreferredAddress};
 use hearth_store::{self as store, Domain, Process, Route, RouteMapping, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -47,10 +47,15 @@ pub async fn table(store: &Store, sched: &SchedulerStore) -> anyhow::Result<Vec<
                     actual.iter().filter(|a| a.key.process_guid == lrp.process_guid && a.state == ActualState::Running)
                 {
                     let (Some(instance), Some(address)) = (&a.instance, a.address.as_deref()) else { continue };
+                    // A cell on another machine is dialled at its address and the mapped host port.
+                    let dial = |p: &hearth_scheduler::actual::PortMapping| match a.preferred_address {
+                        PreferredAddress::Instance => p.container_port,
+                        PreferredAddress::Host => p.host_port,
+                    };
                     let port = if m.app_port < 0 {
-                        a.ports.first().map(|p| p.container_port)
+                        a.ports.first().map(dial)
                     } else {
-                        a.ports.iter().map(|p| p.container_port).find(|p| i64::from(*p) == m.app_port)
+                        a.ports.iter().find(|p| i64::from(p.container_port) == m.app_port).map(dial)
                     };
                     let (Some(port), Ok(ip)) = (port, address.parse()) else { continue };
                     entry.1.push(EndpointSpec {

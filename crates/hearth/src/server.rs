@@ -64,6 +64,8 @@ pub struct Server {
     pub node: Result<Arc<Node>, Arc<str>>,
     /// Desired and actual LRPs, tasks and cells.
     pub scheduler: SchedulerStore,
+    /// Where cells on other machines connect, and the token they join with.
+    pub cell_endpoint: Option<(SocketAddr, String)>,
     shutdown: CancellationToken,
     group: Group,
 }
@@ -202,7 +204,28 @@ impl Server {
             crate::routing::run(table_store, table_scheduler, table, routes_changed, shutdown)
         }));
         let converger = Converger::new(scheduler.clone(), SchedulerConfig::default());
-        if let Ok(node) = &node {
+        let cell_endpoint = match &config.cell_listen {
+            Some(listen) => {
+                let authority = Arc::new(crate::cells::pki::Authority::open(&config.data_dir.join("cells"))?);
+                let token = authority.join_token();
+                let state = crate::cells::endpoint::EndpointState {
+                    authority,
+                    scheduler: scheduler.clone(),
+                    converger: converger.clone(),
+                    logs: logs.clone(),
+                    droplets: Arc::new(crate::droplets::BlobDroplets {
+                        store: store.clone(),
+                        blobs: droplet_blobs.clone(),
+                    }),
+                    work_dir: config.data_dir.join("tmp"),
+                };
+                Some((crate::cells::endpoint::start(state, listen, shutdown.clone()).await?, token))
+            }
+            None => None,
+        };
+        if let Ok(node) = &node
+            && config.local_cell
+        {
             let cell = Rep::start(cell_config(node), node.clone(), scheduler.clone())
                 .await
                 .context("cannot start this machine's cell")?;
@@ -241,6 +264,7 @@ impl Server {
             auth,
             node,
             scheduler,
+            cell_endpoint,
             shutdown,
             group,
         })
@@ -353,7 +377,7 @@ fn registry_config(config: &ServerConfig) -> hearth_images::RegistryConfig {
 
 /// This machine as a cell: its memory, the free disk under the node directory, and room
 /// for 256 containers; named after the host.
-fn cell_config(node: &Node) -> CellConfig {
+pub fn cell_config(node: &Node) -> CellConfig {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory_kb: u64 = meminfo
         .lines()

@@ -19,7 +19,7 @@ pub enum Presence {
 }
 
 /// Which instance: the process, its index, and whether it is the evacuating copy.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ActualLrpKey {
     pub process_guid: String,
     pub index: u32,
@@ -72,7 +72,7 @@ impl ActualState {
 }
 
 /// The container behind an instance: which cell, which instance guid.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Instance {
     pub cell_id: String,
     pub instance_guid: String,
@@ -85,8 +85,36 @@ pub struct PortMapping {
     pub host_port: u16,
 }
 
+/// Which of an instance's addresses others dial (Diego's `preferred_address`): the
+/// container's own address and port (`Instance`: a cell beside the router, whose bridge it
+/// reaches), or the cell machine's address and the mapped host port (`Host`: a cell on
+/// another machine).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PreferredAddress {
+    #[default]
+    Instance,
+    Host,
+}
+
+impl PreferredAddress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreferredAddress::Instance => "INSTANCE",
+            PreferredAddress::Host => "HOST",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PreferredAddress> {
+        match s {
+            "INSTANCE" => Some(PreferredAddress::Instance),
+            "HOST" => Some(PreferredAddress::Host),
+            _ => None,
+        }
+    }
+}
+
 /// One instance of a desired LRP.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActualLrp {
     pub key: ActualLrpKey,
     pub state: ActualState,
@@ -94,7 +122,11 @@ pub struct ActualLrp {
     pub instance: Option<Instance>,
     pub address: Option<String>,
     pub ports: Vec<PortMapping>,
+    /// Whether `address` is the container's (dial container ports) or its cell's (dial host ports).
+    #[serde(default)]
+    pub preferred_address: PreferredAddress,
     /// When it entered its current state.
+    #[serde(with = "time::serde::rfc3339")]
     pub since: Time,
     pub crash_count: u32,
     pub crash_reason: Option<String>,
@@ -110,7 +142,7 @@ pub enum ActualLrpEvent {
     /// A cell reserves the instance and is about to create its container.
     Claim(Instance),
     /// The container is healthy.
-    Start { instance: Instance, address: String, ports: Vec<PortMapping> },
+    Start { instance: Instance, address: String, ports: Vec<PortMapping>, preferred_address: PreferredAddress },
     /// The container exited or failed its health check.
     Crash { instance: Instance, reason: String },
     /// The auction found no cell for it.
@@ -155,6 +187,7 @@ impl ActualLrp {
             instance: None,
             address: None,
             ports: Vec::new(),
+            preferred_address: PreferredAddress::Instance,
             since: now,
             crash_count: 0,
             crash_reason: None,
@@ -221,16 +254,22 @@ impl ActualLrp {
                 self.held_by(by)?;
                 self.clone()
             }
-            (S::Unclaimed | S::Crashed, E::Start { instance, address, ports }) => ActualLrp {
+            (S::Unclaimed | S::Crashed, E::Start { instance, address, ports, preferred_address }) => ActualLrp {
                 instance: Some(instance.clone()),
                 address: Some(address.clone()),
                 ports: ports.clone(),
+                preferred_address: *preferred_address,
                 placement_error: None,
                 ..self.moved(S::Running, now)
             },
-            (S::Claimed | S::Running, E::Start { instance, address, ports }) => {
+            (S::Claimed | S::Running, E::Start { instance, address, ports, preferred_address }) => {
                 self.held_by(instance)?;
-                ActualLrp { address: Some(address.clone()), ports: ports.clone(), ..self.moved(S::Running, now) }
+                ActualLrp {
+                    address: Some(address.clone()),
+                    ports: ports.clone(),
+                    preferred_address: *preferred_address,
+                    ..self.moved(S::Running, now)
+                }
             }
             (S::Claimed | S::Running, E::Crash { instance, reason }) => {
                 self.held_by(instance)?;

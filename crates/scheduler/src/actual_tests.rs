@@ -20,7 +20,12 @@ fn becomes(lrp: &ActualLrp, ev: ActualLrpEvent, now: Time) -> ActualLrp {
 }
 
 fn start(cell: &str, guid: &str) -> ActualLrpEvent {
-    ActualLrpEvent::Start { instance: on(cell, guid), address: "10.0.0.1".into(), ports: vec![] }
+    ActualLrpEvent::Start {
+        instance: on(cell, guid),
+        address: "10.0.0.1".into(),
+        ports: vec![],
+        preferred_address: Default::default(),
+    }
 }
 
 fn crash(cell: &str, guid: &str) -> ActualLrpEvent {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use crate::{Error, Result, Time};
 
 /// Memory, disk and container slots: a cell's capacity, or what something needs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resources {
     pub memory_mb: u64,
     pub disk_mb: u64,
@@ -38,7 +38,7 @@ impl Resources {
 }
 
 /// Whether a cell takes new work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CellState {
     /// Heartbeating; takes new work.
     Present,
@@ -68,7 +68,7 @@ impl CellState {
 }
 
 /// A cell as it registered.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cell {
     pub id: String,
     pub capacity: Resources,
@@ -80,12 +80,13 @@ pub struct Cell {
     /// It runs only workloads with exactly these placement tags.
     pub placement_tags: BTreeSet<String>,
     pub state: CellState,
+    #[serde(with = "time::serde::rfc3339")]
     pub last_heartbeat: Time,
     pub version: i64,
 }
 
 /// Something that happens to a cell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CellEvent {
     Heartbeat,
     Drain,

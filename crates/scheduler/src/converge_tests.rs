@@ -21,6 +21,7 @@ fn running(guid: &str, index: u32, cell_id: &str, at: Time) -> ActualLrp {
         instance: Instance { cell_id: cell_id.into(), instance_guid: format!("{guid}-{index}") },
         address: "10.0.0.1".into(),
         ports: vec![],
+        preferred_address: Default::default(),
     };
     match ActualLrp::unclaimed(guid, index, at).apply(&ev, at).unwrap() {
         Next::Becomes(a) => a,

@@ -28,7 +28,7 @@ pub mod rebalance;
 pub mod sim;
 pub mod task;
 
-pub use actual::{ActualLrp, ActualLrpEvent, ActualLrpKey, ActualState, Presence};
+pub use actual::{ActualLrp, ActualLrpEvent, ActualLrpKey, ActualState, PreferredAddress, Presence};
 pub use cell::{Cell, CellEvent, CellState, Resources};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;

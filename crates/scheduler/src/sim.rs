@@ -198,7 +198,12 @@ impl World {
         self.next_guid += 1;
         let instance = Instance { cell_id: cell_id.into(), instance_guid: format!("instance-{}", self.next_guid) };
         self.event(key, &ActualLrpEvent::Claim(instance.clone()), now);
-        let start = ActualLrpEvent::Start { instance, address: format!("{cell_id}.internal"), ports: vec![] };
+        let start = ActualLrpEvent::Start {
+            instance,
+            address: format!("{cell_id}.internal"),
+            ports: vec![],
+            preferred_address: Default::default(),
+        };
         self.event(key, &start, now);
     }
 

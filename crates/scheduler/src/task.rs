@@ -7,7 +7,7 @@ use crate::model::RootFs;
 use crate::{Error, Result, Time};
 
 /// Diego's task states.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TaskState {
     Pending,
     Running,
@@ -60,7 +60,7 @@ pub struct TaskDefinition {
 }
 
 /// A task and where it is in its life.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     pub guid: String,
     pub definition: TaskDefinition,
@@ -69,14 +69,16 @@ pub struct Task {
     pub failed: bool,
     pub failure_reason: Option<String>,
     pub result: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: Time,
     /// When it entered its current state.
+    #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Time,
     pub version: i64,
 }
 
 /// Something that happens to a task.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TaskEvent {
     /// A cell starts it.
     Start { cell_id: String },

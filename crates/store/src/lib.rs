@@ -88,6 +88,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "tasks", include_str!("../migrations/0005_tasks.sql")),
     (6, "sidecars", include_str!("../migrations/0006_sidecars.sql")),
     (7, "services", include_str!("../migrations/0007_services.sql")),
+    (8, "preferred address", include_str!("../migrations/0008_preferred_address.sql")),
 ];
 
 impl Store {

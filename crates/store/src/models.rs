@@ -348,6 +348,7 @@ record! {
         instance_guid: Option<String>,
         address: Option<String>,
         ports: serde_json::Value,
+        preferred_address: String,
         since: String,
         crash_count: i64,
         crash_reason: Option<String>,

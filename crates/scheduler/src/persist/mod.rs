@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use hearth_store::{self as store, ActualLrpRow, CellRow, Cond, DesiredLrpRow, Store, TaskRow, Tx, Value};
 
-use crate::actual::{ActualLrp, ActualLrpEvent, ActualLrpKey, ActualState, Instance, Next, PortMapping, Presence};
+use crate::actual::{
+    ActualLrp, ActualLrpEvent, ActualLrpKey, ActualState, Instance, Next, PortMapping, PreferredAddress, Presence,
+};
 use crate::cell::{Cell, CellEvent, CellState};
 use crate::clock::Clock;
 use crate::events::{Event, Events};
@@ -265,7 +267,20 @@ impl SchedulerStore {
         address: &str,
         ports: Vec<PortMapping>,
     ) -> Result<Option<ActualLrp>> {
-        self.change_actual(key, &ActualLrpEvent::Start { instance, address: address.into(), ports }).await
+        self.start_actual_at(key, instance, address, ports, PreferredAddress::Instance).await
+    }
+
+    /// `start_actual`, saying whether `address` is the container's or its cell machine's.
+    pub async fn start_actual_at(
+        &self,
+        key: &ActualLrpKey,
+        instance: Instance,
+        address: &str,
+        ports: Vec<PortMapping>,
+        preferred_address: PreferredAddress,
+    ) -> Result<Option<ActualLrp>> {
+        let event = ActualLrpEvent::Start { instance, address: address.into(), ports, preferred_address };
+        self.change_actual(key, &event).await
     }
 
     pub async fn crash_actual(

@@ -3,7 +3,7 @@
 
 use hearth_store::{ActualLrpRow, CellRow, DesiredLrpRow, TaskRow, format_time, time_of};
 
-use crate::actual::{ActualLrp, ActualLrpKey, ActualState, Instance, Presence};
+use crate::actual::{ActualLrp, ActualLrpKey, ActualState, Instance, PreferredAddress, Presence};
 use crate::cell::{Cell, CellState, Resources};
 use crate::model::DesiredLrp;
 use crate::task::{Task, TaskState};
@@ -97,6 +97,7 @@ pub fn actual_row(a: &ActualLrp) -> ActualLrpRow {
         instance_guid: a.instance.as_ref().map(|i| i.instance_guid.clone()),
         address: a.address.clone(),
         ports: to_json(&a.ports),
+        preferred_address: a.preferred_address.as_str().into(),
         since: format_time(a.since),
         crash_count: i64::from(a.crash_count),
         crash_reason: a.crash_reason.clone(),
@@ -124,6 +125,8 @@ pub fn actual(r: &ActualLrpRow) -> Result<ActualLrp> {
         instance,
         address: r.address.clone(),
         ports: json(&what, &r.ports)?,
+        preferred_address: PreferredAddress::parse(&r.preferred_address)
+            .ok_or_else(|| corrupt(&what, format!("preferred address '{}'", r.preferred_address)))?,
         since: time(&what, &r.since)?,
         crash_count: int(&what, r.crash_count)?,
         crash_reason: r.crash_reason.clone(),
