@@ -253,8 +253,17 @@ impl Rep {
     }
 
     /// Stops the container of an instance the store no longer gives this cell (removed,
-    /// or moved elsewhere), without touching the store. Unknown instances are ignored.
+    /// or moved elsewhere), without touching the store. Unknown instances are ignored, and
+    /// so is one the store still gives this cell under another key: the evacuating copy of
+    /// an instance whose ordinary key was just offered to other cells runs on until its
+    /// replacement does (then the scheduler stops it).
     pub async fn forget(&self, instance_guid: &str) {
+        let me = &self.inner.config.id;
+        if let Ok(held) = self.inner.sched.actual_lrps_on_cell(me).await
+            && held.iter().any(|a| a.instance.as_ref().is_some_and(|i| i.instance_guid == instance_guid))
+        {
+            return;
+        }
         let watch = {
             let mut running = self.inner.running.lock().expect("not poisoned");
             let key = running.iter().find(|(_, w)| w.instance_guid == instance_guid).map(|(k, _)| k.clone());

@@ -255,6 +255,14 @@ fn on(a: &[ActualLrp], cell: &str) -> usize {
     a.iter().filter(|i| i.instance.as_ref().is_some_and(|x| x.cell_id == cell)).count()
 }
 
+/// What an instance answers at the address the store gives, if it answers.
+async fn reaches(a: &ActualLrp) -> Option<String> {
+    let port = a.ports.first()?.host_port;
+    let url = format!("http://{}:{port}/", a.address.as_deref()?);
+    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().ok()?;
+    client.get(&url).send().await.ok()?.text().await.ok()
+}
+
 /// What an instance answers at the address the store gives (the router's view).
 async fn answer(a: &ActualLrp) -> String {
     assert_eq!(a.preferred_address, PreferredAddress::Host, "{a:?}");
@@ -347,7 +355,8 @@ fn cells_in_other_network_namespaces_join_run_drain_and_are_replaced() {
         let bare = anonymous.get(format!("{join}/v1/commands")).send().await.unwrap();
         assert_eq!(bare.status(), 401);
 
-        // cell-a drains (SIGTERM): every index keeps a running copy, then it exits.
+        // cell-a drains (SIGTERM): every index keeps a running copy that answers (the one
+        // leaving or its replacement), then it exits.
         let watching = CancellationToken::new();
         let gaps = tokio::spawn({
             let (sched, watching) = (sched.clone(), watching.clone());
@@ -356,7 +365,11 @@ fn cells_in_other_network_namespaces_join_run_drain_and_are_replaced() {
                 while !watching.is_cancelled() {
                     let all = sched.actual_lrps(Some("web")).await.unwrap();
                     for index in 0..3 {
-                        if !all.iter().any(|a| a.key.index == index && a.state == ActualState::Running) {
+                        let mut answered = false;
+                        for a in all.iter().filter(|a| a.key.index == index && a.state == ActualState::Running) {
+                            answered |= reaches(a).await.is_some_and(|t| t.trim() == format!("hello from {index}"));
+                        }
+                        if !answered {
                             gaps.push(index);
                         }
                     }
