@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use hearth_scheduler::persist::{FollowUp, SchedulerStore};
 use hearth_scheduler::placement::Work;
-use hearth_scheduler::{ActualLrpKey, ActualState, Clock, Config, Event, Snapshot, SystemClock, TaskState, converge};
+use hearth_scheduler::{
+    Action, ActualLrpKey, ActualState, Clock, Config, Event, PlacementError, Snapshot, SystemClock, TaskState, converge,
+};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +29,8 @@ pub struct RoundReport {
     /// Actions skipped because what they acted on changed since the round's snapshot (the
     /// loop runs another round soon).
     pub skipped: usize,
+    /// Instances moved to make room for one too big for any cell's free memory.
+    pub moved: usize,
 }
 
 /// The loop, with the cells it can reach.
@@ -40,17 +44,33 @@ pub struct Converger {
     /// Instances handed to a cell and not yet claimed, with their version then: not
     /// auctioned again until they change (or the cell had long enough to claim them).
     handed: Arc<Mutex<HashMap<ActualLrpKey, Handed>>>,
+    /// Instances too big for any cell's free memory that others are moving to make room
+    /// for: since when, and the instances moved. Offered again once those moves are done.
+    boulders: Arc<Mutex<HashMap<ActualLrpKey, Moving>>>,
 }
 
 /// An instance handed to a cell: its version then, when, and the cell's id.
 type Handed = (i64, Instant, String);
 
+/// A boulder's moves: since when, and the instances moved.
+type Moving = (Instant, Vec<ActualLrpKey>);
+
 /// How long a cell has to claim what it was handed before it is auctioned again.
 const CLAIM_WITHIN: Duration = Duration::from_secs(10);
 
+/// How long moves for a boulder may take before another plan is tried.
+const MOVES_WITHIN: Duration = Duration::from_secs(180);
+
 impl Converger {
     pub fn new(sched: SchedulerStore, config: Config) -> Converger {
-        Converger { sched, config, cells: Arc::default(), round_lock: Arc::default(), handed: Arc::default() }
+        Converger {
+            sched,
+            config,
+            cells: Arc::default(),
+            round_lock: Arc::default(),
+            handed: Arc::default(),
+            boulders: Arc::default(),
+        }
     }
 
     /// Makes a cell reachable for placements and stops (replacing one of the same id).
@@ -99,6 +119,29 @@ impl Converger {
         // An event may be older than this snapshot: only what is still UNCLAIMED is placed
         // (a cell may have claimed it since, and would be handed it a second time).
         let mut fresh = fresh;
+        {
+            // A boulder is offered again once the instances moved for it have left (their
+            // evacuating copies are gone); moves that take too long give way to a new plan.
+            let mut boulders = self.boulders.lock().expect("not poisoned");
+            let leaving = |moved: &ActualLrpKey| {
+                state.actual.iter().any(|a| {
+                    a.key.process_guid == moved.process_guid
+                        && a.key.index == moved.index
+                        && a.key.presence == hearth_scheduler::Presence::Evacuating
+                })
+            };
+            boulders.retain(|key, (since, moved)| {
+                let waiting = state.actual.iter().any(|a| a.key == *key && a.state == ActualState::Unclaimed);
+                if !waiting || since.elapsed() >= MOVES_WITHIN {
+                    return false;
+                }
+                if moved.iter().any(leaving) {
+                    return true;
+                }
+                fresh.push(key.clone());
+                false
+            });
+        }
         fresh.retain(|key| state.actual.iter().any(|a| a.key == *key && a.state == ActualState::Unclaimed));
         let snapshot =
             Snapshot { desired: &state.desired, actual: &state.actual, tasks: &state.tasks, cells: &state.cells };
@@ -161,6 +204,12 @@ impl Converger {
             .collect();
         let result = self.sched.auction_with(&to_place, &tasks, &in_flight).await?;
         report.refused = result.failed.len();
+        let boulder = result.failed.iter().find_map(|(start, error)| match (&start.work, error) {
+            (Work::Lrp { process_guid, index }, PlacementError::InsufficientResources { .. }) => {
+                Some(ActualLrpKey::ordinary(process_guid, *index))
+            }
+            _ => None,
+        });
         for (start, cell_id) in result.placed {
             let Some(rep) = self.cell(&cell_id) else { continue };
             let (process_guid, index) = match start.work {
@@ -177,7 +226,39 @@ impl Converger {
             report.placed += 1;
             rep.send(Command::Perform { key });
         }
+        // One boulder at a time: while its moves run, nothing else is moved.
+        if let Some(boulder) = boulder
+            && self.boulders.lock().expect("not poisoned").is_empty()
+        {
+            report.moved = self.make_room(&boulder, &in_flight).await?;
+        }
         Ok(report)
+    }
+
+    /// Moves smaller instances so that `boulder` fits on one cell; each move starts the
+    /// instance on its new cell first (the running copy stays as the evacuating one and is
+    /// stopped once the new one runs), so nothing is ever down. Answers how many moved.
+    async fn make_room(&self, boulder: &ActualLrpKey, in_flight: &[(String, ActualLrpKey)]) -> anyhow::Result<usize> {
+        let Some(plan) = self.sched.plan_room(boulder, in_flight).await? else { return Ok(0) };
+        if plan.moves.iter().any(|m| self.cell(&m.to).is_none()) {
+            return Ok(0);
+        }
+        tracing::info!(%boulder, target = %plan.target, moves = plan.moves.len(), "moving instances to make room");
+        let mut moved = Vec::new();
+        for m in plan.moves {
+            let evacuate = Action::Evacuate { key: m.key.clone(), cell_id: m.from.clone() };
+            let FollowUp::PlaceInstance(key) = self.sched.apply(&evacuate).await? else { continue };
+            let Some(cell) = self.cell(&m.to) else { continue };
+            let version = self.sched.actual_lrp(&key).await?.map(|a| a.version).unwrap_or_default();
+            self.handed.lock().expect("not poisoned").insert(key.clone(), (version, Instant::now(), m.to.clone()));
+            cell.send(Command::Perform { key: key.clone() });
+            moved.push(key);
+        }
+        let count = moved.len();
+        if count > 0 {
+            self.boulders.lock().expect("not poisoned").insert(boulder.clone(), (Instant::now(), moved));
+        }
+        Ok(count)
     }
 
     /// Rounds on every change and at least every `convergence_interval`, until `shutdown`.

@@ -67,8 +67,13 @@ async fn start(sched: &SchedulerStore, node_config: &NodeConfig) -> Platform {
 
 /// A cell heartbeating until its `shutdown` fires (no scheduler loop).
 async fn start_cell(sched: &SchedulerStore, node_config: &NodeConfig, id: &str) -> Platform {
+    start_cell_with(sched, node_config, id, 4096).await
+}
+
+/// `start_cell` with `memory_mb` of memory.
+async fn start_cell_with(sched: &SchedulerStore, node_config: &NodeConfig, id: &str, memory_mb: u64) -> Platform {
     let node = Arc::new(Node::open(node_config).await.expect("node opens"));
-    let mut config = CellConfig::new(id, Resources { memory_mb: 4096, disk_mb: 16384, containers: 32 });
+    let mut config = CellConfig::new(id, Resources { memory_mb, disk_mb: 16384, containers: 32 });
     config.heartbeat_interval = Duration::from_millis(300);
     config.startup_check_interval = Duration::from_millis(100);
     config.liveness_interval = Duration::from_secs(1);
@@ -417,6 +422,91 @@ fn process_stats_show_the_instances_the_cell_runs() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         platform.stop().await;
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The 'boulder': an instance bigger than any cell's free memory although the cells have
+/// enough together. A smaller instance moves (started on the other cell before its old
+/// copy stops, so it keeps answering) and the big one runs where it left.
+#[test]
+fn a_big_instance_gets_room_by_moving_a_small_one_without_downtime() {
+    let dir = std::env::temp_dir().join(format!("hearth-cells-boulder-{}", std::process::id()));
+    let configs: Vec<NodeConfig> = ["p", "q"].iter().zip(5..).map(|(n, i)| node_config(&dir, n, i)).collect();
+    block_on(async {
+        let sched = scheduler(&dir).await;
+        let config = Config { convergence_interval: Duration::from_millis(500), ..Config::default() };
+        let converger = Converger::new(sched.clone(), config);
+        let mut cells = Vec::new();
+        for (config, id) in configs.iter().zip(["cell-p", "cell-q"]) {
+            let p = start_cell_with(&sched, config, id, 300).await;
+            converger.add_cell(p.rep.clone());
+            cells.push(p);
+        }
+        let stop_loop = CancellationToken::new();
+        tokio::spawn({
+            let (converger, stop) = (converger.clone(), stop_loop.clone());
+            async move { converger.run(stop).await }
+        });
+        let on = |a: &[ActualLrp], cell: &str| {
+            a.iter().filter(|i| i.instance.as_ref().is_some_and(|x| x.cell_id == cell)).count()
+        };
+
+        // Two small instances, one per cell: 200 MB free on each, 400 MB in all.
+        let small = DesiredLrp { memory_mb: 100, ..desired("small", 2, WEB, HealthCheckType::Port) };
+        sched.desire_lrp(small).await.unwrap();
+        let actual = cells[0].until("small", "2 running", running(2)).await;
+        assert_eq!((on(&actual, "cell-p"), on(&actual, "cell-q")), (1, 1), "spread");
+
+        // Each small index answers throughout.
+        let watching = CancellationToken::new();
+        let gaps = tokio::spawn({
+            let (sched, watching) = (sched.clone(), watching.clone());
+            async move {
+                let mut gaps = Vec::new();
+                while !watching.is_cancelled() {
+                    let all = sched.actual_lrps(Some("small")).await.unwrap();
+                    for index in 0..2 {
+                        let mut answered = false;
+                        for a in all.iter().filter(|a| a.key.index == index && a.state == ActualState::Running) {
+                            let url = format!("http://{}:8080/", a.address.as_deref().unwrap_or_default());
+                            let body = async { reqwest::get(&url).await.ok()?.text().await.ok() }.await;
+                            answered |= body.is_some_and(|b| b.trim() == format!("hello from {index}"));
+                        }
+                        if !answered {
+                            gaps.push(index);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                gaps
+            }
+        });
+        let big = DesiredLrp { memory_mb: 250, ..desired("big", 1, WEB, HealthCheckType::Port) };
+        sched.desire_lrp(big).await.unwrap();
+        let big = cells[0].until("big", "the big instance running", running(1)).await;
+        let target = big[0].instance.as_ref().unwrap().cell_id.clone();
+        let small =
+            cells[0].until("small", "both small ones beside it", |a| running(2)(a) && on(a, &target) == 0).await;
+        assert_eq!(small.len(), 2);
+        watching.cancel();
+        assert_eq!(gaps.await.unwrap(), Vec::<u32>::new(), "a small instance stopped answering while it moved");
+
+        for guid in ["small", "big"] {
+            sched.remove_desired_lrp(guid).await.unwrap();
+            cells[0].until(guid, "all gone", |a| a.is_empty()).await;
+        }
+        for p in &cells {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while p.cell_containers().await != 0 {
+                assert!(Instant::now() < deadline, "containers left on {}", p.rep.id());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        stop_loop.cancel();
+        for p in &cells {
+            p.shutdown.cancel();
+        }
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -117,23 +117,7 @@ impl SchedulerStore {
         let state = self.state().await?;
         let desired: std::collections::HashMap<&str, &crate::DesiredLrp> =
             state.desired.iter().map(|d| (d.process_guid.as_str(), d)).collect();
-        let mut auction = Auction::new(&state.cells);
-        for a in &state.actual {
-            if let (Some(cell), Some(d)) = (a.cell_id(), desired.get(a.key.process_guid.as_str())) {
-                auction.allocate(cell, Some(&d.process_guid), &Start::lrp(d, a.key.index).need);
-            }
-        }
-        for (cell, key) in in_flight {
-            let waiting = state.actual.iter().any(|a| &a.key == key && a.state == ActualState::Unclaimed);
-            if let (true, Some(d)) = (waiting, desired.get(key.process_guid.as_str())) {
-                auction.allocate(cell, Some(&d.process_guid), &Start::lrp(d, key.index).need);
-            }
-        }
-        for t in state.tasks.iter().filter(|t| t.state == TaskState::Running) {
-            if let Some(cell) = &t.cell_id {
-                auction.allocate(cell, None, &Start::task(t).need);
-            }
-        }
+        let mut auction = auction_over(&state, &desired, in_flight);
         let unclaimed =
             |k: &ActualLrpKey| state.actual.iter().any(|a| &a.key == k && a.state == ActualState::Unclaimed);
         let mut batch: Vec<Start> = instances
@@ -151,6 +135,32 @@ impl SchedulerStore {
         Ok(result)
     }
 
+    /// Plans moves of smaller running instances that make room for `boulder` (refused
+    /// for memory although the cells have enough free memory together): see
+    /// [`rebalance::plan`](crate::rebalance::plan). `None` when no plan helps.
+    pub async fn plan_room(
+        &self,
+        boulder: &ActualLrpKey,
+        in_flight: &[(String, ActualLrpKey)],
+    ) -> Result<Option<crate::rebalance::Plan>> {
+        let state = self.state().await?;
+        let desired: std::collections::HashMap<&str, &crate::DesiredLrp> =
+            state.desired.iter().map(|d| (d.process_guid.as_str(), d)).collect();
+        let Some(d) = desired.get(boulder.process_guid.as_str()) else { return Ok(None) };
+        let auction = auction_over(&state, &desired, in_flight);
+        let placed: Vec<crate::rebalance::Placed> = state
+            .actual
+            .iter()
+            .filter(|a| a.state == ActualState::Running && a.key.presence == Presence::Ordinary)
+            .filter_map(|a| {
+                let start = Start::lrp(desired.get(a.key.process_guid.as_str())?, a.key.index);
+                let cell_id = a.cell_id()?.to_string();
+                Some(crate::rebalance::Placed { key: a.key.clone(), cell_id, need: start.need, start })
+            })
+            .collect();
+        Ok(crate::rebalance::plan(&auction, &placed, &Start::lrp(d, boulder.index)))
+    }
+
     async fn record_refusal(&self, start: &Start, error: &PlacementError) -> Result<()> {
         let outcome = match &start.work {
             Work::Lrp { process_guid, index } => {
@@ -166,4 +176,31 @@ impl SchedulerStore {
             other => other,
         }
     }
+}
+
+/// The cells with what they hold: every instance placed on one, instances handed to a
+/// cell that has not claimed them yet (`in_flight`), and running tasks.
+fn auction_over(
+    state: &super::State,
+    desired: &std::collections::HashMap<&str, &crate::DesiredLrp>,
+    in_flight: &[(String, ActualLrpKey)],
+) -> Auction {
+    let mut auction = Auction::new(&state.cells);
+    for a in &state.actual {
+        if let (Some(cell), Some(d)) = (a.cell_id(), desired.get(a.key.process_guid.as_str())) {
+            auction.allocate(cell, Some(&d.process_guid), &Start::lrp(d, a.key.index).need);
+        }
+    }
+    for (cell, key) in in_flight {
+        let waiting = state.actual.iter().any(|a| &a.key == key && a.state == ActualState::Unclaimed);
+        if let (true, Some(d)) = (waiting, desired.get(key.process_guid.as_str())) {
+            auction.allocate(cell, Some(&d.process_guid), &Start::lrp(d, key.index).need);
+        }
+    }
+    for t in state.tasks.iter().filter(|t| t.state == TaskState::Running) {
+        if let Some(cell) = &t.cell_id {
+            auction.allocate(cell, None, &Start::task(t).need);
+        }
+    }
+    auction
 }
