@@ -18,6 +18,7 @@
 
 mod containers;
 mod cpu;
+mod instances;
 mod load;
 mod logs;
 mod minimal;
@@ -75,6 +76,8 @@ enum Command {
     Logs(logs::Args),
     /// Placement and convergence at scale over simulated cells, compared with Diego's published scale
     Scheduler(scheduler::Args),
+    /// Desired → RUNNING for real instances through the scheduler and a cell, and instances/s, beside the runtime by hand (root)
+    Instances(instances::Args),
     /// Requests/s and p50/p99 through Hearth's router beside nginx, driven by wrk (apt: `nginx-light wrk`)
     Router(router::Args),
     /// Runs a command N times and prints each run's nanoseconds (used inside `unshare -m` for crun)
@@ -113,6 +116,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Logs(args)) => logs::main(args),
         Some(Command::Scheduler(args)) => scheduler::main(args),
         Some(Command::Router(args)) => router::main(args),
+        Some(Command::Instances(args)) => instances::main(args),
         Some(Command::TimeLoop(args)) => containers::time_loop(args),
     }
 }

@@ -93,6 +93,10 @@ pub(crate) struct Inner {
     pub(crate) host_ip: IpAddr,
 }
 
+/// The first pause between start-up health checks; each next one doubles, up to the
+/// cell's `startup_check_interval`.
+const STARTUP_FIRST_PAUSE: Duration = Duration::from_millis(5);
+
 /// A boxed future (droplet sources are trait objects).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -410,6 +414,9 @@ impl Rep {
         if healthy_since != Some(ActualState::Running) {
             let deadline =
                 tokio::time::Instant::now() + Duration::from_secs(u64::from(desired.health_check.start_timeout_secs));
+            // Checks come quickly at first (most apps listen within milliseconds) and back
+            // off to the configured interval.
+            let mut pause = STARTUP_FIRST_PAUSE.min(self.inner.config.startup_check_interval);
             loop {
                 let why = match probe.check(check_timeout).await {
                     Ok(()) => break,
@@ -422,8 +429,9 @@ impl Rep {
                 tokio::select! {
                     _ = stop.cancelled() => return Ending::Stopped,
                     exit = &mut exited => return Ending::Crashed(exit_reason(exit)),
-                    _ = tokio::time::sleep(self.inner.config.startup_check_interval) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
+                pause = (pause * 2).min(self.inner.config.startup_check_interval);
             }
             let ports: Vec<PortMapping> = info
                 .network
