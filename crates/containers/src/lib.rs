@@ -7,7 +7,7 @@
 //!   (`hearth container-helper`, [`helper::main`]), never inside the async [`Runtime`].
 //!   The async side writes bundles, spawns helpers, reads state files and cgroup files.
 //! - Every container gets a user namespace (its root is host uid 100000 by default, never
-//!   host root), its own pid, mount, ipc, uts, cgroup and network namespaces (loopback
+//!   host root; a rootless runtime's is the ordinary user running it, [`rootless`]), its own pid, mount, ipc, uts, cgroup and network namespaces (loopback
 //!   only), Garden's 14 capabilities as the bounding set (none effective unless the
 //!   process is root in the container), `no_new_privileges`, an allow-list seccomp
 //!   profile whose default is `EPERM`, masked and read-only `/proc` and `/sys` paths and
