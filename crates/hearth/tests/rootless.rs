@@ -32,7 +32,7 @@ const TEST_NAME: &str = "an_ordinary_user_runs_the_container_lifecycle";
 #[test]
 fn an_ordinary_user_runs_the_container_lifecycle() {
     if rootless::is_rootless() {
-        let base = std::env::var_os(BASE_ENV).map(PathBuf::from).unwrap_or_else(|| own_base_dir());
+        let base = std::env::var_os(BASE_ENV).map(PathBuf::from).unwrap_or_else(own_base_dir);
         let cgroup_parent = std::env::var(CGROUP_ENV).unwrap_or_else(|_| "hearth-rootless".into());
         let helper =
             std::env::var_os(HELPER_ENV).map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_hearth")), PathBuf::from);
@@ -139,7 +139,7 @@ fn ensure_tun_is_open_to_users() {
     let mode = std::fs::metadata(tun).expect("/dev/net/tun").permissions().mode();
     if mode & 0o666 != 0o666 {
         eprintln!("making /dev/net/tun mode 0666, as udev does");
-        std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o20666)).unwrap();
+        std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666)).unwrap();
     }
 }
 
@@ -235,7 +235,7 @@ async fn lifecycle(base: &Path, cgroup_parent: &str, helper: &Path) {
     let stdout = wait_for_output(&runtime, &id, &SUB_COUNT.to_string()).await;
     let me = std::fs::metadata("/proc/self").unwrap().uid();
     let words: Vec<&str> = stdout.split_whitespace().collect();
-    assert_eq!(words, ["2000", "0", &me.to_string(), "1", "1", &SUB_START.to_string(), &SUB_COUNT.to_string()]);
+    assert_eq!(words.join(" "), format!("2000 0 {me} 1 1 {SUB_START} {SUB_COUNT}"), "id -u, then the uid map");
     let pid = runtime.info(&id).await.unwrap().pid.expect("a running init");
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
     let httpd: i32 = children.split_whitespace().next().expect("the main process under the init").parse().unwrap();
