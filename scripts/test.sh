@@ -17,8 +17,9 @@ step() { printf '\n==> %s\n' "$*"; }
 # (the container runtime's seccomp filter), e2fsprogs (mkfs.ext4 for root filesystems' disk limits),
 # nftables and iproute2 (container networking: the runtime runs `nft`; the tests use `ip` and
 # util-linux's `nsenter`), nodejs and python3-pip (the built-in nodejs and python buildpacks
-# run on the host stack's node, python3 and pip).
-PACKAGES="postgresql docker-registry busybox-static apache2-utils openssl libseccomp-dev pkg-config e2fsprogs nftables iproute2 nodejs python3-pip"
+# run on the host stack's node, python3 and pip), uidmap and passt (rootless containers:
+# newuidmap/newgidmap write a user's subordinate ids, pasta is their user-mode network).
+PACKAGES="postgresql docker-registry busybox-static apache2-utils openssl libseccomp-dev pkg-config e2fsprogs nftables iproute2 nodejs python3-pip uidmap passt"
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)

@@ -43,6 +43,18 @@ pub fn dirs(path: &Path) -> Vec<PathBuf> {
     }
 }
 
+/// The first of a cgroup path's directories on this host that this process may not create
+/// cgroups in (missing, or not writable), if any: for a rootless runtime, a cgroup parent
+/// must be delegated to its user (v1: in every hierarchy; v2: the one directory).
+pub fn undelegated(path: &Path) -> Option<PathBuf> {
+    use nix::unistd::{AccessFlags, access};
+    let all = dirs(path);
+    if all.is_empty() {
+        return Some(Path::new(ROOT).to_path_buf());
+    }
+    all.into_iter().find(|dir| access(dir.as_path(), AccessFlags::W_OK | AccessFlags::X_OK).is_err())
+}
+
 /// Resource use read from a container's cgroup.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {

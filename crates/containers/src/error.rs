@@ -23,6 +23,8 @@ pub enum Error {
     IllegalTransition { id: ContainerId, status: Status, action: Action },
     #[error("container {id}: {op} failed: {message}")]
     Helper { id: ContainerId, op: &'static str, message: String },
+    #[error("rootless: {0}")]
+    Rootless(String),
     #[error("network: {0}")]
     Network(String),
     #[error("{}: {source}", path.display())]

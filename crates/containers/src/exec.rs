@@ -38,7 +38,7 @@ impl Runtime {
         let info = self.info(id).await?;
         info.status.apply(id, Action::Exec)?;
         let process_id = spec.id.clone().unwrap_or_else(ProcessId::generate);
-        let oci = oci_process(&info.spec, &spec, self.placement.id_map.size)?;
+        let oci = oci_process(&info.spec, &spec, self.placement.id_map.container_ids())?;
 
         let processes = self.layout.processes(id);
         tokio::fs::create_dir_all(&processes).await.map_err(Error::io(&processes))?;

@@ -123,15 +123,31 @@ fn start(layout: &Layout, id: &ContainerId, dir: &Path) -> Result<(Pid, Option<O
     let host_user = host_user.ok_or_else(|| format!("user {}:{} is not mapped in the container", user.0, user.1))?;
     let tenant_file = dir.join("tenant.json");
     let tenant =
-        serde_json::to_vec(&host_root_stage(process).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        serde_json::to_vec(&host_root_stage(process, !nix::unistd::geteuid().is_root()).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     std::fs::write(&tenant_file, tenant).map_err(|e| format!("{}: {e}", tenant_file.display()))?;
     let init = load(layout, id)?.pid().ok_or_else(|| format!("container {id} has no init process"))?;
-    let userns = File::open(format!("/proc/{init}/ns/user")).map_err(|e| format!("user namespace of {init}: {e}"))?;
+    let rootless = !nix::unistd::geteuid().is_root();
+    let mut state_root = layout.state_root();
+    let userns = if rootless {
+        // An ordinary user cannot join the container's other namespaces from outside its
+        // user namespace: the keeper joins it first (libcontainer then runs as its root,
+        // whose ids are the container's own).
+        let target = crate::rootless::inspectable_pid(init.as_raw())?;
+        crate::helper_stream::join_user_namespace(target)?;
+        if target != init.as_raw() {
+            state_root = state_naming(layout, id, dir, target)?;
+        }
+        None
+    } else {
+        Some(File::open(format!("/proc/{init}/ns/user")).map_err(|e| format!("user namespace of {init}: {e}"))?)
+    };
+    let host_user = if rootless { user } else { host_user };
     let stdout = open_out(&dir.join("stdout"))?;
     let stderr = open_out(&dir.join("stderr"))?;
 
     let executor = ExecExecutor {
-        userns: userns.as_raw_fd(),
+        userns: userns.as_ref().map(|f| f.as_raw_fd()),
         user,
         capabilities,
         home_set: process_sets_home(&bytes),
@@ -141,7 +157,7 @@ fn start(layout: &Layout, id: &ContainerId, dir: &Path) -> Result<(Pid, Option<O
     };
     let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_executor(executor)
-        .with_root_path(layout.state_root())
+        .with_root_path(&state_root)
         .map_err(|e| error_chain(&e))?;
     let listener = if tty {
         // Bound by a relative name: the absolute path may exceed a socket address.
@@ -176,6 +192,24 @@ fn start(layout: &Layout, id: &ContainerId, dir: &Path) -> Result<(Pid, Option<O
         None => None,
     };
     Ok((pid, master))
+}
+
+/// libcontainer's tenant builder takes the namespaces to join from the init's
+/// `/proc/PID/ns`, which only root may open when the init is Hearth's minimal one (see
+/// `rootless::inspectable_pid`): a rootless exec gives it a copy of the container's
+/// state naming `target`, a process of the container in the same namespaces. Returns the
+/// copy's root (under the process's directory, removed with it).
+fn state_naming(layout: &Layout, id: &ContainerId, dir: &Path, target: i32) -> Result<std::path::PathBuf, String> {
+    let original = layout.state_dir(id).join("state.json");
+    let bytes = std::fs::read(&original).map_err(|e| format!("{}: {e}", original.display()))?;
+    let mut state: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| format!("state.json: {e}"))?;
+    state["pid"] = serde_json::Value::from(target);
+    let root = dir.join("state");
+    let copy = root.join(id.as_str());
+    std::fs::create_dir_all(&copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+    let json = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
+    std::fs::write(copy.join("state.json"), json).map_err(|e| format!("{}: {e}", copy.display()))?;
+    Ok(root)
 }
 
 fn stdin_is_pipe() -> bool {
@@ -355,8 +389,15 @@ fn set_nonblocking(fd: RawFd) {
 /// The process libcontainer starts: host root with `CAP_SYS_ADMIN` (to join the
 /// container's user namespace, see the module doc) and `CAP_CHOWN` (to give a terminal to
 /// the user) alone.
-fn host_root_stage(mut process: Process) -> Result<Process, oci_spec::OciSpecError> {
-    let admin: oci_spec::runtime::Capabilities = [Capability::SysAdmin, Capability::Chown].into_iter().collect();
+///
+/// Rootless, the process starts inside the container's user namespace already (as its
+/// root, the user running the runtime): it also keeps what becoming the user takes there
+/// (`CAP_SETUID`, `CAP_SETGID`, `CAP_SETPCAP`), which joining the namespace would give.
+fn host_root_stage(mut process: Process, rootless: bool) -> Result<Process, oci_spec::OciSpecError> {
+    let mut admin: oci_spec::runtime::Capabilities = [Capability::SysAdmin, Capability::Chown].into_iter().collect();
+    if rootless {
+        admin.extend([Capability::Setuid, Capability::Setgid, Capability::Setpcap]);
+    }
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(admin.clone())
         .effective(admin.clone())
@@ -380,10 +421,12 @@ fn process_sets_home(process_json: &[u8]) -> bool {
 /// `execve`), the container's seccomp profile, then the default executor.
 #[derive(Clone)]
 struct ExecExecutor {
-    /// The container's user namespace, opened by the keeper (close-on-exec).
-    userns: RawFd,
+    /// The container's user namespace, opened by the keeper (close-on-exec); `None` when
+    /// the keeper already joined it (rootless).
+    userns: Option<RawFd>,
     user: (u32, u32),
-    /// The user's host ids: the owner of its terminal.
+    /// The user's ids as this process sees them (host ids, or the container's when it runs
+    /// inside the container's user namespace): the owner of its terminal.
     host_user: (u32, u32),
     capabilities: LinuxCapabilities,
     home_set: bool,
@@ -405,12 +448,21 @@ impl Executor for ExecExecutor {
             }
         }
         // SAFETY: setns on an fd inherited from the keeper, in a single-threaded process.
-        if unsafe { libc::setns(self.userns, libc::CLONE_NEWUSER) } != 0 {
+        if let Some(userns) = self.userns
+            && unsafe { libc::setns(userns, libc::CLONE_NEWUSER) } != 0
+        {
             return Err(fail("joining the user namespace", std::io::Error::last_os_error().to_string()));
         }
         let (uid, gid) = self.user;
         let syscall = create_syscall();
-        syscall.set_groups(&[]).map_err(|e| fail("setgroups", e.to_string()))?;
+        // A rootless container's user namespace has setgroups denied (libcontainer writes
+        // "deny" for an unprivileged creator, CVE-2014-8989): the groups stay as the main
+        // process's do.
+        let setgroups_denied =
+            self.userns.is_none() && std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+        if !setgroups_denied {
+            syscall.set_groups(&[]).map_err(|e| fail("setgroups", e.to_string()))?;
+        }
         syscall.set_id(Uid::from_raw(uid), Gid::from_raw(gid)).map_err(|e| fail("set user", e.to_string()))?;
         drop_privileges(&self.capabilities, syscall.as_ref()).map_err(|e| fail("capabilities", e.to_string()))?;
         if !self.home_set {

@@ -35,6 +35,17 @@ pub(crate) struct IdMaps {
 }
 
 impl IdMaps {
+    /// Ids as they are: inside the container's user namespace.
+    fn identity() -> Self {
+        let all = oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(0u32)
+            .size(u32::MAX)
+            .build()
+            .expect("a complete mapping");
+        Self { uids: vec![all], gids: vec![all] }
+    }
+
     pub(crate) fn to_host(maps: &[LinuxIdMapping], id: u32) -> Option<u32> {
         maps.iter()
             .find(|m| id >= m.container_id() && id - m.container_id() < m.size())
@@ -53,11 +64,13 @@ fn enter(layout: &Layout, id: &ContainerId) -> Result<IdMaps, String> {
     let config = layout.bundle(id).join("config.json");
     let spec = Spec::load(&config).map_err(|e| format!("{}: {e}", config.display()))?;
     let linux = spec.linux().as_ref().ok_or("the container spec has no linux section")?;
-    let maps = IdMaps {
+    let mut maps = IdMaps {
         uids: linux.uid_mappings().clone().unwrap_or_default(),
         gids: linux.gid_mappings().clone().unwrap_or_default(),
     };
-    let pid = load(layout, id)?.pid().ok_or_else(|| format!("container {id} has no init process"))?;
+    let init = load(layout, id)?.pid().ok_or_else(|| format!("container {id} has no init process"))?;
+    let rootless = !nix::unistd::geteuid().is_root();
+    let pid = if rootless { crate::rootless::inspectable_pid(init.as_raw())? } else { init.as_raw() };
     let open = |path: String, flags: i32| -> Result<OwnedFd, String> {
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -69,6 +82,12 @@ fn enter(layout: &Layout, id: &ContainerId) -> Result<IdMaps, String> {
     use std::os::unix::fs::OpenOptionsExt;
     let root = open(format!("/proc/{pid}/root"), libc::O_DIRECTORY | libc::O_CLOEXEC)?;
     let mnt = open(format!("/proc/{pid}/ns/mnt"), libc::O_CLOEXEC)?;
+    if rootless {
+        // An ordinary user may join the mount namespace only from inside the container's
+        // user namespace (which it owns); there, ids are the container's own.
+        join_user_namespace(pid)?;
+        maps = IdMaps::identity();
+    }
     // SAFETY: setns with an fd this function opened; this helper is single-threaded,
     // which joining a mount namespace requires.
     if unsafe { libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
@@ -81,6 +100,18 @@ fn enter(layout: &Layout, id: &ContainerId) -> Result<IdMaps, String> {
     std::os::unix::fs::chroot(".").map_err(|e| format!("chroot: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
     Ok(maps)
+}
+
+/// Joins the user namespace of process `pid` (this process must be single-threaded and own
+/// that namespace, as a rootless runtime's helper does). Afterwards it is root there.
+pub(crate) fn join_user_namespace(pid: i32) -> Result<(), String> {
+    let path = format!("/proc/{pid}/ns/user");
+    let userns = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: setns with an fd just opened, in a single-threaded helper.
+    if unsafe { libc::setns(userns.as_raw_fd(), libc::CLONE_NEWUSER) } != 0 {
+        return Err(format!("joining the user namespace: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// An absolute path without `..`, as the caller gave it.

@@ -12,6 +12,7 @@
 //! ROOT/containers/ID/processes/PROC/       one exec'd process: process.json (its OCI
 //!     process), stdout, stderr, exit.json, keeper.pid, helper.log, control (a FIFO)
 //! ROOT/containers/ID/network.json         what networking gave it (address, ports)
+//! ROOT/containers/ID/pasta.pid            a rootless container's user-mode network process
 //! /run/hearth/network/BRIDGE/allocations.json   addresses and host ports in use on the
 //!     bridge by every runtime (+ its lock; see network::alloc)
 //! ```
@@ -93,5 +94,9 @@ impl Layout {
 
     pub fn network_file(&self, id: &ContainerId) -> PathBuf {
         self.container_dir(id).join("network.json")
+    }
+
+    pub fn pasta_pid(&self, id: &ContainerId) -> PathBuf {
+        self.container_dir(id).join("pasta.pid")
     }
 }

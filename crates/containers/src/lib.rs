@@ -7,7 +7,7 @@
 //!   (`hearth container-helper`, [`helper::main`]), never inside the async [`Runtime`].
 //!   The async side writes bundles, spawns helpers, reads state files and cgroup files.
 //! - Every container gets a user namespace (its root is host uid 100000 by default, never
-//!   host root), its own pid, mount, ipc, uts, cgroup and network namespaces (loopback
+//!   host root; a rootless runtime's is the ordinary user running it, [`rootless`]), its own pid, mount, ipc, uts, cgroup and network namespaces (loopback
 //!   only), Garden's 14 capabilities as the bounding set (none effective unless the
 //!   process is root in the container), `no_new_privileges`, an allow-list seccomp
 //!   profile whose default is `EPERM`, masked and read-only `/proc` and `/sys` paths and
@@ -44,6 +44,7 @@ pub mod layout;
 pub mod network;
 pub mod oci;
 mod process;
+pub mod rootless;
 mod runtime;
 pub mod seccomp;
 mod spec;
@@ -53,9 +54,9 @@ mod stream;
 pub use error::Error;
 pub use id::ContainerId;
 pub use network::{NetworkConfig, NetworkInfo, NetworkSpec};
-pub use oci::{IdMap, Placement};
+pub use oci::{IdMap, Owner, Placement};
 pub use process::{OutputStream, Process, ProcessId, ProcessSpec, ProcessStdin, WindowSize};
 pub use runtime::{ContainerInfo, ProcessResult, Runtime, RuntimeConfig};
-pub use spec::{BindMount, ContainerSpec, Limits, User};
+pub use spec::{BindMount, ContainerSpec, Limits, Overlay, User};
 pub use state::{Action, ExitStatus, Status};
 pub use stream::TarStream;

@@ -6,8 +6,9 @@ use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 
 use crate::error::Error;
@@ -53,18 +54,53 @@ pub const MASKED_PATHS: &[&str] = &[
 /// Paths mounted read-only: writing them would change the host kernel.
 pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
-/// Where container ids land on the host: container uid/gid `n` is host `host_* + n`.
+/// Where container ids land on the host: container uid/gid `n` is host `host_* + n`, or, for
+/// a rootless runtime (`owner` set), container id 0 is the owner itself and id `n >= 1` is
+/// host `host_* + n - 1` (the owner's subordinate range from `/etc/subuid` and
+/// `/etc/subgid`, written by `newuidmap`/`newgidmap`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdMap {
     pub host_uid: u32,
     pub host_gid: u32,
+    /// How many host ids the range holds.
     pub size: u32,
+    /// The ordinary user a rootless runtime runs as: container root maps to it, so files
+    /// it owns (root filesystems, bundles) are root's inside the container.
+    pub owner: Option<Owner>,
+}
+
+/// A host user and group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl Default for IdMap {
     /// Host ids 100000-165535, the first range `useradd` hands out in `/etc/subuid`.
     fn default() -> Self {
-        Self { host_uid: 100_000, host_gid: 100_000, size: 65_536 }
+        Self { host_uid: 100_000, host_gid: 100_000, size: 65_536, owner: None }
+    }
+}
+
+impl IdMap {
+    /// How many container ids are mapped (they are `0..container_ids()`).
+    pub fn container_ids(&self) -> u32 {
+        self.size.saturating_add(u32::from(self.owner.is_some()))
+    }
+
+    /// The user namespace's uid and gid mappings, in the OCI spec's terms.
+    pub fn mappings(&self) -> Result<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>), oci_spec::OciSpecError> {
+        let map = |container: u32, host: u32, size: u32| {
+            LinuxIdMappingBuilder::default().container_id(container).host_id(host).size(size).build()
+        };
+        match self.owner {
+            None => Ok((vec![map(0, self.host_uid, self.size)?], vec![map(0, self.host_gid, self.size)?])),
+            Some(owner) => Ok((
+                vec![map(0, owner.uid, 1)?, map(1, self.host_uid, self.size)?],
+                vec![map(0, owner.gid, 1)?, map(1, self.host_gid, self.size)?],
+            )),
+        }
     }
 }
 
@@ -112,11 +148,7 @@ pub fn runtime_spec(id: &ContainerId, spec: &ContainerSpec, placement: &Placemen
         .build()
         .map_err(invalid)?;
 
-    let id_map = placement.id_map;
-    let uid_map =
-        LinuxIdMappingBuilder::default().container_id(0u32).host_id(id_map.host_uid).size(id_map.size).build();
-    let gid_map =
-        LinuxIdMappingBuilder::default().container_id(0u32).host_id(id_map.host_gid).size(id_map.size).build();
+    let (uid_mappings, gid_mappings) = placement.id_map.mappings().map_err(invalid)?;
     let namespaces = [
         LinuxNamespaceType::User,
         LinuxNamespaceType::Pid,
@@ -132,11 +164,11 @@ pub fn runtime_spec(id: &ContainerId, spec: &ContainerSpec, placement: &Placemen
     .map_err(invalid)?;
 
     let linux = LinuxBuilder::default()
-        .uid_mappings(vec![uid_map.map_err(invalid)?])
-        .gid_mappings(vec![gid_map.map_err(invalid)?])
+        .uid_mappings(uid_mappings)
+        .gid_mappings(gid_mappings)
         .namespaces(namespaces)
         .cgroups_path(placement.cgroup_path(id))
-        .resources(resources(spec).map_err(invalid)?)
+        .resources(resources(spec, placement.id_map.owner.is_none()).map_err(invalid)?)
         .seccomp(seccomp::default_profile().map_err(invalid)?)
         .masked_paths(MASKED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
         .readonly_paths(READONLY_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
@@ -149,15 +181,24 @@ pub fn runtime_spec(id: &ContainerId, spec: &ContainerSpec, placement: &Placemen
         .root(RootBuilder::default().path(&spec.rootfs).readonly(spec.rootfs_readonly).build().map_err(invalid)?)
         .process(process)
         .hostname(spec.hostname.clone())
-        .mounts(mounts(spec).map_err(invalid)?)
+        .mounts(mounts(spec, placement.id_map.owner.is_some()).map_err(invalid)?)
         .linux(linux)
         .build()
         .map_err(invalid)
 }
 
-fn resources(spec: &ContainerSpec) -> Result<oci_spec::runtime::LinuxResources, oci_spec::OciSpecError> {
-    let deny_all_devices = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?;
-    let mut resources = LinuxResourcesBuilder::default().devices(vec![deny_all_devices]);
+/// The cgroup limits. A rootless container gets no device rules: the kernel lets only
+/// `CAP_SYS_ADMIN` write them, and a user namespace can neither make nor open device nodes
+/// its mounts do not already show.
+fn resources(
+    spec: &ContainerSpec,
+    device_rules: bool,
+) -> Result<oci_spec::runtime::LinuxResources, oci_spec::OciSpecError> {
+    let mut resources = LinuxResourcesBuilder::default();
+    if device_rules {
+        let deny_all_devices = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?;
+        resources = resources.devices(vec![deny_all_devices]);
+    }
     if let Some(bytes) = spec.limits.memory_bytes {
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         // swap = memory + swap in the OCI spec: equal to the limit means no swap at all.
@@ -172,7 +213,7 @@ fn resources(spec: &ContainerSpec) -> Result<oci_spec::runtime::LinuxResources, 
     resources.build()
 }
 
-fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
+fn mounts(spec: &ContainerSpec, rootless: bool) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
     let m = |dst: &str, typ: &str, src: &str, opts: &[&str]| {
         MountBuilder::default()
             .destination(dst)
@@ -181,7 +222,23 @@ fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
             .options(opts.iter().map(|o| o.to_string()).collect::<Vec<_>>())
             .build()
     };
-    let mut mounts = vec![
+    let mut mounts = Vec::new();
+    if let Some(overlay) = &spec.overlay {
+        // First, on the root itself: every later mount lands inside the overlay.
+        let mut options = vec![format!("lowerdir={}", join_paths(&overlay.lower))];
+        if let Some((upper, work)) = &overlay.writable {
+            options.push(format!("upperdir={}", upper.display()));
+            options.push(format!("workdir={}", work.display()));
+        }
+        options.extend(["nodev", "nosuid"].map(String::from));
+        // In a user namespace overlayfs keeps its metadata in user.* xattrs.
+        if rootless {
+            options.push("userxattr".into());
+        }
+        mounts
+            .push(MountBuilder::default().destination("/").typ("overlay").source("overlay").options(options).build()?);
+    }
+    mounts.extend([
         m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         m("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
         m("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"])?,
@@ -189,7 +246,7 @@ fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
         m("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         m("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
         m("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?,
-    ];
+    ]);
     for bind in &spec.bind_mounts {
         let access = if bind.read_only { "ro" } else { "rw" };
         mounts.push(
@@ -202,6 +259,10 @@ fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
         );
     }
     Ok(mounts)
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":")
 }
 
 fn validate(spec: &ContainerSpec, id_map: &IdMap) -> Result<(), Error> {
@@ -218,8 +279,9 @@ fn validate(spec: &ContainerSpec, id_map: &IdMap) -> Result<(), Error> {
     if let Some(bad) = spec.env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
         return refuse(format!("env entry {bad:?} must be NAME=value"));
     }
-    if spec.user.uid >= id_map.size || spec.user.gid >= id_map.size {
-        return refuse(format!("user {}:{} is outside the {} mapped ids", spec.user.uid, spec.user.gid, id_map.size));
+    let mapped = id_map.container_ids();
+    if spec.user.uid >= mapped || spec.user.gid >= mapped {
+        return refuse(format!("user {}:{} is outside the {mapped} mapped ids", spec.user.uid, spec.user.gid));
     }
     if spec.hostname.is_empty() || spec.hostname.len() > 63 {
         return refuse(format!("hostname {:?} must be 1 to 63 characters", spec.hostname));
@@ -231,6 +293,21 @@ fn validate(spec: &ContainerSpec, id_map: &IdMap) -> Result<(), Error> {
                 bind.source.display(),
                 bind.destination
             ));
+        }
+    }
+    if let Some(overlay) = &spec.overlay {
+        let mut paths: Vec<&PathBuf> = overlay.lower.iter().collect();
+        if let Some((upper, work)) = &overlay.writable {
+            paths.extend([upper, work]);
+        }
+        // ':' and ',' separate overlayfs options and layers; '=' would confuse the key.
+        let bad = |p: &&PathBuf| {
+            !p.is_absolute() || p.to_str().is_none_or(|s| s.contains([':', ',', '='])) || !is_clean_absolute(p)
+        };
+        if overlay.lower.is_empty() || paths.iter().any(bad) {
+            return refuse(
+                "overlay needs at least one lower layer and absolute, clean paths without ':' ',' '='".into(),
+            );
         }
     }
     let limits = &spec.limits;

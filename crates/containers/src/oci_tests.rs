@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccompAction, Spec};
 
 use super::*;
-use crate::spec::{BindMount, Limits, User};
+use crate::spec::{BindMount, Limits, Overlay, User};
 
 fn placement() -> Placement {
     Placement { id_map: IdMap::default(), cgroup_parent: "hearth".into() }
@@ -159,4 +159,54 @@ fn the_spec_serialises_as_oci_config_json() {
     assert_eq!(json["process"]["noNewPrivileges"], true);
     assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
     assert_eq!(json["linux"]["uidMappings"][0]["hostID"], 100_000);
+}
+
+fn rootless_placement() -> Placement {
+    let id_map =
+        IdMap { host_uid: 1_000_000, host_gid: 1_000_000, size: 65_536, owner: Some(Owner { uid: 999, gid: 995 }) };
+    Placement { id_map, cgroup_parent: "hearth".into() }
+}
+
+#[test]
+fn a_rootless_spec_maps_root_to_the_owner_and_has_no_device_rules() {
+    let id = ContainerId::new("web-0").unwrap();
+    let oci = runtime_spec(&id, &spec(), &rootless_placement()).unwrap();
+    let linux = oci.linux().as_ref().unwrap();
+    let triples = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.as_ref().unwrap().iter().map(|m| (m.container_id(), m.host_id(), m.size())).collect::<Vec<_>>()
+    };
+    assert_eq!(triples(linux.uid_mappings()), [(0, 999, 1), (1, 1_000_000, 65_536)]);
+    assert_eq!(triples(linux.gid_mappings()), [(0, 995, 1), (1, 1_000_000, 65_536)]);
+    let resources = linux.resources().as_ref().unwrap();
+    assert!(resources.devices().is_none(), "only CAP_SYS_ADMIN may write device rules");
+    assert_eq!(resources.memory().as_ref().unwrap().limit(), Some(64 << 20), "limits stay for a delegated cgroup");
+    // 65536 container ids come from the range, plus root.
+    let top = ContainerSpec { user: User { uid: 65_536, gid: 65_536 }, ..spec() };
+    assert!(runtime_spec(&id, &top, &rootless_placement()).is_ok());
+    assert!(runtime_spec(&id, &top, &placement()).is_err());
+}
+
+#[test]
+fn an_overlay_is_the_first_mount_on_the_root_with_userxattr_when_rootless() {
+    let id = ContainerId::new("web-0").unwrap();
+    let overlay = Overlay {
+        lower: vec!["/layers/b".into(), "/layers/a".into()],
+        writable: Some(("/rootfs/upper".into(), "/rootfs/work".into())),
+    };
+    let spec = ContainerSpec { overlay: Some(overlay), ..spec() };
+    for (placement, userxattr) in [(rootless_placement(), true), (placement(), false)] {
+        let oci = runtime_spec(&id, &spec, &placement).unwrap();
+        let first = &oci.mounts().as_ref().unwrap()[0];
+        assert_eq!((first.destination().as_path(), first.typ().as_deref()), (Path::new("/"), Some("overlay")));
+        let options = first.options().as_ref().unwrap();
+        assert_eq!(&options[..3], ["lowerdir=/layers/b:/layers/a", "upperdir=/rootfs/upper", "workdir=/rootfs/work"]);
+        assert_eq!(options.iter().any(|o| o == "userxattr"), userxattr);
+    }
+    for bad in ["relative/layer", "/layers/a:b", "/layers/x,upperdir=/etc", "/layers/../etc"] {
+        let overlay = Overlay { lower: vec![bad.into()], writable: None };
+        let err = runtime_spec(&id, &ContainerSpec { overlay: Some(overlay), ..spec.clone() }, &placement());
+        assert!(matches!(err, Err(Error::InvalidSpec(_))), "{bad}");
+    }
+    let empty = Overlay { lower: Vec::new(), writable: None };
+    assert!(runtime_spec(&id, &ContainerSpec { overlay: Some(empty), ..spec.clone() }, &placement()).is_err());
 }

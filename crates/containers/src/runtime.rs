@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::helper::{HelperCall, HelperOp, SUBCOMMAND};
 use crate::id::ContainerId;
 use crate::layout::Layout;
+use crate::network::usermode::UserMode;
 use crate::network::{Network, NetworkConfig, NetworkInfo, NetworkSpec};
 use crate::oci::{self, Placement};
 use crate::spec::ContainerSpec;
@@ -75,26 +76,57 @@ pub struct Runtime {
     pub(crate) helper: PathBuf,
     pub(crate) placement: Placement,
     keepers: Mutex<HashMap<ContainerId, Keeper>>,
-    network: Arc<Network>,
+    networking: Networking,
+    warned_cgroups: std::sync::Once,
+}
+
+/// How networked containers get their network: a bridge with veths and nftables (root), or
+/// a user-mode `pasta` per container (rootless).
+enum Networking {
+    Bridge(Arc<Network>),
+    UserMode(Arc<UserMode>),
 }
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Self {
+        let networking = if config.placement.id_map.owner.is_some() {
+            Networking::UserMode(Arc::new(UserMode::new(config.network.host_ports.clone())))
+        } else {
+            Networking::Bridge(Arc::new(Network::new(config.network, &config.root)))
+        };
         Self {
-            network: Arc::new(Network::new(config.network, &config.root)),
+            networking,
             layout: Layout::new(config.root),
             helper: config.helper,
             placement: config.placement,
             keepers: Mutex::new(HashMap::new()),
+            warned_cgroups: std::sync::Once::new(),
         }
     }
 
     /// Creates a container whose main process waits to be started. On any failure,
     /// everything made so far is removed again.
     pub async fn create(&self, id: &ContainerId, spec: &ContainerSpec) -> Result<ContainerInfo, Error> {
-        let config = oci::runtime_spec(id, spec, &self.placement)?;
+        let mut config = oci::runtime_spec(id, spec, &self.placement)?;
+        if self.is_rootless() && cgroup::mode() == cgroup::Mode::V1 {
+            // libcontainer applies limits only together with v1 device rules, which only
+            // CAP_SYS_ADMIN may write: a rootless container on v1 gets its cgroups, no limits.
+            if let Some(linux) = config.linux_mut() {
+                linux.set_resources(None);
+            }
+            self.warned_cgroups.call_once(|| {
+                tracing::warn!(
+                    "rootless on cgroup v1: containers get cgroups (usage is measured) but their memory, CPU and \
+                     pids limits are not enforced"
+                );
+            });
+        }
         spec.network.as_ref().map(NetworkSpec::validate).transpose()?;
-        check_rootfs(&spec.rootfs).await?;
+        if self.is_rootless() {
+            self.check_rootless_cgroups()?;
+        } else {
+            check_rootfs(&spec.rootfs).await?;
+        }
         self.prepare_root().await?;
         let dir = self.layout.container_dir(id);
         match tokio::fs::create_dir(&dir).await {
@@ -109,6 +141,40 @@ impl Runtime {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Whether this runtime runs as an ordinary user (its id map has an owner).
+    pub fn is_rootless(&self) -> bool {
+        self.placement.id_map.owner.is_some()
+    }
+
+    /// A rootless runtime needs its cgroup parent delegated to its user to enforce limits.
+    /// On cgroup v2 libcontainer goes on without (the runtime warns once); on v1 it cannot
+    /// create a container at all, so the create is refused with what an admin must do.
+    fn check_rootless_cgroups(&self) -> Result<(), Error> {
+        let parent = PathBuf::from(format!("/{}", self.placement.cgroup_parent));
+        let Some(dir) = cgroup::undelegated(&parent) else { return Ok(()) };
+        match cgroup::mode() {
+            cgroup::Mode::V2 => {
+                self.warned_cgroups.call_once(|| {
+                    tracing::warn!(
+                        cgroup = %dir.display(),
+                        "rootless: the cgroup parent is not delegated to this user: memory, CPU and pids limits \
+                         are not enforced"
+                    );
+                });
+                Ok(())
+            }
+            cgroup::Mode::V1 => Err(Error::Rootless(format!(
+                "cgroup v1: {} is not writable by uid {}. libcontainer puts every container in a cgroup of \
+                 every v1 hierarchy, so an ordinary user needs {} delegated: as root, create it in each \
+                 /sys/fs/cgroup/<hierarchy>, copy cpuset.cpus and cpuset.mems into the cpuset one, and chown \
+                 it to the user",
+                dir.display(),
+                nix::unistd::geteuid(),
+                parent.display()
+            ))),
         }
     }
 
@@ -180,9 +246,18 @@ impl Runtime {
 
     /// Networks a created container (its init is `pid`) before it starts.
     async fn attach_network(&self, id: &ContainerId, pid: i32, spec: &NetworkSpec) -> Result<(), Error> {
-        let (network, id, spec, record) =
-            (self.network.clone(), id.clone(), spec.clone(), self.layout.network_file(id));
-        let attach = move || network.attach(&id, pid, &spec, &record).map(drop);
+        let (id, spec, record) = (id.clone(), spec.clone(), self.layout.network_file(id));
+        let attach: Box<dyn FnOnce() -> Result<(), Error> + Send> = match &self.networking {
+            Networking::Bridge(network) => {
+                let network = network.clone();
+                Box::new(move || network.attach(&id, pid, &spec, &record).map(drop))
+            }
+            Networking::UserMode(usermode) => {
+                let usermode = usermode.clone();
+                // Ports now, pasta once the container has started (`connect_user_mode`).
+                Box::new(move || usermode.plan(&id, &spec, &record).map(drop))
+            }
+        };
         tokio::task::spawn_blocking(attach).await.map_err(|e| Error::Network(e.to_string()))?
     }
 
@@ -209,17 +284,43 @@ impl Runtime {
         let control = self.keepers.lock().expect("keepers lock").get_mut(id).and_then(|k| k.control.take());
         let Some((mut stdin, mut lines)) = control else {
             // A keeper from before a restart: start through a one-off helper.
-            return self.run_helper(id, HelperOp::Start, "start").await;
+            self.run_helper(id, HelperOp::Start, "start").await?;
+            return self.connect_user_mode(id, &info).await;
         };
         let failure = |message: String| Error::Helper { id: id.clone(), op: "start", message };
         stdin.write_all(b"start\n").await.map_err(|e| failure(e.to_string()))?;
         match lines.next_line().await {
-            Ok(Some(line)) if line == "started" => Ok(()),
+            Ok(Some(line)) if line == "started" => self.connect_user_mode(id, &info).await,
             Ok(Some(line)) => Err(failure(line.strip_prefix("error ").unwrap_or(&line).to_string())),
             Ok(None) => Err(failure("the keeper ended".into())),
             Err(e) => Err(failure(e.to_string())),
         }
         // Dropping stdin here tells the keeper nothing more is coming: it waits.
+    }
+
+    /// A rootless networked container's pasta, once it has started (see `usermode`).
+    async fn connect_user_mode(&self, id: &ContainerId, info: &ContainerInfo) -> Result<(), Error> {
+        let (Networking::UserMode(usermode), Some(_), Some(pid)) = (&self.networking, &info.spec.network, info.pid)
+        else {
+            return Ok(());
+        };
+        let record = self.layout.network_file(id);
+        let planned = Network::read_record(&record)
+            .ok_or_else(|| Error::Network(format!("container {id}: no network record")))?;
+        let (usermode, id, pid_file) = (usermode.clone(), id.clone(), self.layout.pasta_pid(id));
+        let connect = move || {
+            // Hearth's init forks the main process right after the start: wait for one.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let target = loop {
+                match crate::rootless::inspectable_pid(pid) {
+                    Ok(target) => break target,
+                    Err(e) if std::time::Instant::now() > deadline => return Err(Error::Network(e)),
+                    Err(_) => std::thread::sleep(POLL),
+                }
+            };
+            usermode.connect(&id, target, &planned, &pid_file)
+        };
+        tokio::task::spawn_blocking(connect).await.map_err(|e| Error::Network(e.to_string()))?
     }
 
     /// Waits until the main process has ended and returns how.
@@ -356,8 +457,18 @@ impl Runtime {
         for (dir, e) in failed {
             problems.push(format!("cgroup {}: {e}", dir.display()));
         }
-        let (network, network_id) = (self.network.clone(), id.clone());
-        match tokio::task::spawn_blocking(move || network.detach(&network_id)).await {
+        let (network_id, pid_file) = (id.clone(), self.layout.pasta_pid(id));
+        let detach: Box<dyn FnOnce() -> Result<(), Error> + Send> = match &self.networking {
+            Networking::Bridge(network) => {
+                let network = network.clone();
+                Box::new(move || network.detach(&network_id))
+            }
+            Networking::UserMode(usermode) => {
+                let usermode = usermode.clone();
+                Box::new(move || usermode.detach(&network_id, &pid_file))
+            }
+        };
+        match tokio::task::spawn_blocking(detach).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => problems.push(e.to_string()),
             Err(e) => problems.push(format!("network: {e}")),

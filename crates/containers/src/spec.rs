@@ -38,6 +38,21 @@ pub struct ContainerSpec {
     /// included, so a stop waits out its grace period.
     #[serde(default)]
     pub init: bool,
+    /// Make the root filesystem an overlay mounted inside the container's mount (and user)
+    /// namespace, on `rootfs` (then an empty directory): how a rootless runtime gets one,
+    /// since an ordinary user may mount an overlay only in a user namespace it owns.
+    #[serde(default)]
+    pub overlay: Option<Overlay>,
+}
+
+/// Overlayfs layers for a root filesystem mounted by the container itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlay {
+    /// Read-only layers, top first (overlayfs' `lowerdir` order). At least one.
+    pub lower: Vec<PathBuf>,
+    /// The writable layer and overlayfs' work directory (same file system, both empty at
+    /// first), or `None` for a read-only overlay.
+    pub writable: Option<(PathBuf, PathBuf)>,
 }
 
 impl ContainerSpec {
@@ -57,6 +72,7 @@ impl ContainerSpec {
             limits: Limits::default(),
             network: None,
             init: false,
+            overlay: None,
         }
     }
 }

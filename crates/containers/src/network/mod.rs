@@ -23,6 +23,7 @@ mod config;
 mod netlink;
 mod nft;
 mod spec;
+pub mod usermode;
 
 use std::fs::File;
 use std::net::Ipv4Addr;
