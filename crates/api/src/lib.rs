@@ -75,39 +75,31 @@ pub struct ApiState {
     pub stager: Option<std::sync::Arc<dyn Stager>>,
 }
 
-/// One buildpack staging, with the app's files and the buildpacks extracted on disk.
+/// One buildpack staging: blob keys, not files, so any cell can stage it.
 pub struct StagingJob {
     pub build_guid: String,
     pub app_guid: String,
-    pub app_dir: std::path::PathBuf,
-    /// (name, extracted directory), in the order to try (detect) or run.
-    pub buildpacks: Vec<(String, std::path::PathBuf)>,
+    /// The package zip's key in the blobstore.
+    pub package_key: String,
+    /// (name, zip's blob key), in the order to try (detect) or run.
+    pub buildpacks: Vec<(String, String)>,
     pub detect: bool,
     /// `NAME=value` for the builder.
     pub env: Vec<String>,
     pub memory_mb: u64,
-    /// The app's build cache from its last staging (a local tgz), if it has one.
-    pub cache_tgz: Option<std::path::PathBuf>,
+    pub disk_mb: u64,
+    /// The stack to stage on (cells must offer it).
+    pub stack: String,
 }
 
-/// What buildpack staging made.
-pub struct StagingResult {
-    /// The droplet as a stored layer (`sha256:…`), laid over the stack for instances.
-    pub layer: String,
-    /// The droplet tgz in CF's layout (a temp file; the API stores it in the blobstore).
-    pub droplet_tgz: std::path::PathBuf,
-    pub buildpack: String,
-    pub detect_output: String,
-    pub release_yaml: String,
-    pub procfile: Option<String>,
-    /// The build cache to keep for the app's next staging (a temp tgz the API stores).
-    pub cache_tgz: Option<std::path::PathBuf>,
-}
+/// What buildpack staging made: the droplet stored in the blobstore and imported as a layer.
+pub use hearth_scheduler::StagingResult;
 
-/// Runs buildpack staging somewhere containers run; the builder's output goes to the
-/// app's logs as `STG` lines. Errors are CF's staging error texts
+/// Runs buildpack staging somewhere containers run (a staging task on a cell); the
+/// builder's output goes to the app's logs as `STG` lines, the droplet tgz and the app's
+/// build cache to the blobstore. Errors are CF's staging error texts
 /// (`NoAppDetectedError - …`, `BuildpackCompileFailed - …`, `StagingTimeExpired - …`,
-/// `StagingError - …`).
+/// `InsufficientResources - …`, `StagingError - …`).
 pub trait Stager: Send + Sync + 'static {
     fn stage(&self, job: StagingJob) -> BoxFuture<'static, Result<StagingResult, String>>;
 

@@ -58,7 +58,7 @@ impl Limits {
 
     /// The extraction limits for an archive already accepted into the blobstore (a package
     /// also holds the matched files it was assembled with, so only what it unpacks to counts).
-    pub(crate) fn stored_archive(&self) -> hearth_blobstore::archive::Limits {
+    pub fn stored_archive(&self) -> hearth_blobstore::archive::Limits {
         hearth_blobstore::archive::Limits {
             max_archive_bytes: u64::MAX,
             max_unpacked_bytes: self.unpacked_bytes,

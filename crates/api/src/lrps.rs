@@ -306,6 +306,7 @@ pub async fn task_definition(
         metric_tags: running.tags(),
         placement_tags: Default::default(),
         completion_callback_url: None,
+        kind: hearth_scheduler::TaskKind::Command,
     })
 }
 

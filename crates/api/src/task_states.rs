@@ -149,6 +149,7 @@ mod tests {
             metric_tags: BTreeMap::new(),
             placement_tags: BTreeSet::new(),
             completion_callback_url: None,
+            kind: hearth_scheduler::TaskKind::Command,
         };
         let mut t = Task::pending("t", definition, hearth_scheduler::Time::UNIX_EPOCH).unwrap();
         t.state = state;

@@ -11,6 +11,9 @@
 //! - [`metrics`]: an instance's cpu, memory and disk sampled into its app's logs as gauges.
 //! - [`staging`]: buildpack staging in a container on this machine; the droplet becomes
 //!   a layer in the image store.
+//! - [`staging_task`]: staging as a scheduler task: the cell the auction chose fetches the
+//!   package, buildpacks and cache through its [`staging_task::StagingBits`], stages, stores
+//!   the droplet and completes the task with the result (or CF's staging error).
 //! - [`droplet`]: a CF droplet tgz → its layer (the same digest for the same tgz, so an
 //!   uploaded, copied or re-imported droplet is the staged one); the rep imports a missing
 //!   droplet layer through a [`rep::DropletSource`] before it starts an instance.
@@ -24,7 +27,7 @@
 //! Invariants: the scheduler's store is the only shared state; a cell learns what to run
 //! from the converger and reports only through the store (claim, start, crash, remove),
 //! so what it reports is what the API and router see. A cell owns the containers whose id
-//! starts with `lrp-` (instances) or `task-` (tasks) and no others. It knows nothing of HTTP or the CF wire format.
+//! starts with `lrp-` (instances), `task-` (tasks) or `staging-` (staging tasks) and no others. It knows nothing of HTTP or the CF wire format.
 
 pub mod converger;
 pub mod droplet;
@@ -36,6 +39,7 @@ pub mod node;
 pub mod output;
 pub mod rep;
 pub mod staging;
+pub mod staging_task;
 pub mod task;
 
 pub use converger::{Converger, RoundReport};

@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     pub(crate) logs: std::sync::OnceLock<hearth_logs::Store>,
     /// Where a droplet layer missing from the image store comes from, once set.
     droplets: std::sync::OnceLock<Arc<dyn DropletSource>>,
+    /// Where staging tasks' bits come from and go to, once set.
+    pub(crate) staging_bits: std::sync::OnceLock<Arc<dyn crate::staging_task::StagingBits>>,
     /// This machine's address, as instances see it in `CF_INSTANCE_IP`.
     pub(crate) host_ip: IpAddr,
 }
@@ -149,6 +151,7 @@ impl Rep {
                 tasks: Mutex::new(HashMap::new()),
                 logs: std::sync::OnceLock::new(),
                 droplets: std::sync::OnceLock::new(),
+                staging_bits: std::sync::OnceLock::new(),
                 host_ip,
             }),
         };

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use hearth_containers::{ContainerId, ContainerInfo, ExitStatus, Status};
 use hearth_images::Digest;
 use hearth_logs::{LineSource, LogStream};
-use hearth_scheduler::{RootFs, Task, TaskEvent, TaskState};
+use hearth_scheduler::{RootFs, StagingSpec, Task, TaskEvent, TaskKind, TaskState};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::ContainerRequest;
@@ -118,7 +118,13 @@ impl Rep {
         let Some(task) = self.inner.sched.change_task(guid, TaskEvent::Start { cell_id }).await? else {
             anyhow::bail!("task {guid} is gone")
         };
-        self.watch_task(task, None);
+        match &task.definition.kind {
+            TaskKind::Command => self.watch_task(task, None),
+            TaskKind::Staging(spec) => {
+                let spec = StagingSpec::clone(spec);
+                self.watch_staging(task, spec);
+            }
+        }
         Ok(())
     }
 
@@ -274,7 +280,9 @@ impl Rep {
             }
         }
         for id in self.inner.node.runtime().list().await? {
-            if id.as_str().starts_with(TASK_PREFIX) && !owned.contains(&id) {
+            // No staging outlives its cell's restart (its task was failed above).
+            let staging = id.as_str().starts_with(crate::staging_task::STAGING_PREFIX);
+            if (staging || id.as_str().starts_with(TASK_PREFIX)) && !owned.contains(&id) {
                 tracing::info!(%id, "destroying a task container no running task owns");
                 self.inner.node.destroy(&id).await?;
             }
@@ -313,6 +321,7 @@ mod tests {
             metric_tags: BTreeMap::new(),
             placement_tags: BTreeSet::new(),
             completion_callback_url: None,
+            kind: hearth_scheduler::TaskKind::Command,
         };
         Task::pending("t-1", definition, hearth_scheduler::Time::UNIX_EPOCH).unwrap()
     }

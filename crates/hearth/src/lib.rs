@@ -10,3 +10,4 @@ mod routing;
 pub mod runner;
 pub mod sample_app;
 pub mod server;
+pub mod staging;

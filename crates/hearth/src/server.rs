@@ -176,9 +176,9 @@ impl Server {
             blobs,
             work_dir: config.data_dir.join("tmp"),
             stager: node.as_ref().ok().map(|node| {
-                Arc::new(crate::routing::NodeStager {
+                Arc::new(crate::staging::CellStager {
+                    scheduler: scheduler.clone(),
                     node: node.clone(),
-                    logs: logs.clone(),
                     work_dir: config.data_dir.join("tmp"),
                     timeout: config.staging_timeout,
                 }) as Arc<dyn hearth_api::Stager>
@@ -233,6 +233,10 @@ impl Server {
             cell.fetch_droplets_from(Arc::new(crate::droplets::BlobDroplets {
                 store: store.clone(),
                 blobs: droplet_blobs.clone(),
+            }));
+            cell.stage_with(Arc::new(crate::staging::BlobStagingBits {
+                blobs: droplet_blobs.clone(),
+                limits: config.limits.stored_archive(),
             }));
             converger.add_cell(cell.clone());
             // Heartbeats while the server runs; its instances keep running when the server

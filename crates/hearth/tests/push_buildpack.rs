@@ -580,6 +580,20 @@ fn the_build_cache_outlives_a_staging_and_staging_limits_fail_the_build_not_the_
         let error = hungry["error"].as_str().unwrap();
         assert!(error.contains("ran out of memory (64 MB): push with a larger -m or staging memory"), "{error}");
 
+        // Staging is a scheduler task the auction places: one no cell has room for fails at
+        // once with CF's InsufficientResources. Staging tasks are not the app's CF tasks.
+        let package = api.package_of(&app, &files("4\n", "")).await;
+        let started = Instant::now();
+        let huge = build_with(&api, &package, json!({"staging_memory_in_mb": 1_u64 << 40})).await;
+        assert_eq!(huge["state"], "FAILED", "{huge}");
+        let error = huge["error"].as_str().unwrap();
+        assert_eq!(error, "InsufficientResources - insufficient resources: memory", "{huge}");
+        assert!(started.elapsed() < Duration::from_secs(10), "failed at once: {:?}", started.elapsed());
+        for path in ["/v3/tasks".to_string(), format!("/v3/apps/{app}/tasks")] {
+            let tasks = api.ok(Method::GET, &path, None).await;
+            assert_eq!(tasks["pagination"]["total_results"], 0, "{path}: {tasks}");
+        }
+
         let containers = api.ok(Method::GET, "/hearth/v1/containers", None).await;
         let staging: Vec<&Value> = containers["resources"]
             .as_array()

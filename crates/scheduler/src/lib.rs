@@ -7,6 +7,8 @@
 //!   actual → a list of typed actions.
 //! - [`persist`]: the thin I/O edge, a [`persist::SchedulerStore`] over hearth-store with
 //!   compare-and-swap updates, publishing every change as an [`events::Event`].
+//! - [`staging`]: a task's kind (a command or a staging) and what a staging task carries
+//!   and records as its result.
 //!
 //! Invariants: everything but `persist` is plain functions over data (time comes in as an
 //! argument or through [`clock::Clock`]), so it is tested without root or a database. The
@@ -26,6 +28,7 @@ pub mod persist;
 pub mod placement;
 pub mod rebalance;
 pub mod sim;
+pub mod staging;
 pub mod task;
 
 pub use actual::{ActualLrp, ActualLrpEvent, ActualLrpKey, ActualState, PreferredAddress, Presence};
@@ -37,6 +40,7 @@ pub use error::{Error, Result};
 pub use events::Event;
 pub use model::{DesiredLrp, DesiredLrpUpdate, HealthCheck, HealthCheckType, ImageCredentials, RootFs};
 pub use placement::{Auction, AuctionResult, PlacementError, Start};
+pub use staging::{StagingBuildpack, StagingResult, StagingSpec, TaskKind};
 pub use task::{Task, TaskDefinition, TaskEvent, TaskState};
 
 /// Times are UTC instants; the store keeps them as RFC 3339 text with microseconds.

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::RootFs;
+use crate::staging::TaskKind;
 use crate::{Error, Result, Time};
 
 /// Diego's task states.
@@ -57,6 +58,9 @@ pub struct TaskDefinition {
     pub placement_tags: BTreeSet<String>,
     /// Called (POST) with the result once the task completes.
     pub completion_callback_url: Option<String>,
+    /// A command (`cf run-task`) or a staging; tasks stored before kinds existed are commands.
+    #[serde(default)]
+    pub kind: TaskKind,
 }
 
 /// A task and where it is in its life.
@@ -126,8 +130,14 @@ impl Task {
         if guid.is_empty() {
             return bad("guid must not be empty");
         }
-        if definition.command.is_empty() {
-            return bad("command must not be empty");
+        match &definition.kind {
+            TaskKind::Command if definition.command.is_empty() => return bad("command must not be empty"),
+            TaskKind::Command => {}
+            TaskKind::Staging(spec) => {
+                if let Some(problem) = spec.problem() {
+                    return bad(problem);
+                }
+            }
         }
         if definition.memory_mb == 0 || definition.disk_mb == 0 {
             return bad("memory_mb and disk_mb must be positive");
@@ -219,6 +229,7 @@ pub(crate) fn sample_definition(memory_mb: u64) -> TaskDefinition {
         metric_tags: BTreeMap::new(),
         placement_tags: BTreeSet::new(),
         completion_callback_url: None,
+        kind: TaskKind::Command,
     }
 }
 

@@ -229,6 +229,7 @@ async fn tasks_run_complete_resolve_and_cancel() {
             metric_tags: BTreeMap::new(),
             placement_tags: BTreeSet::new(),
             completion_callback_url: Some("http://127.0.0.1:9/done".into()),
+            kind: hearth_scheduler::TaskKind::Command,
         };
         sched.create_task("t1", def.clone()).await.unwrap();
         assert!(matches!(sched.create_task("t1", def.clone()).await, Err(Error::AlreadyExists { .. })), "{backend}");

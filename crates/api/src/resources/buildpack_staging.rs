@@ -1,51 +1,15 @@
-//! Staging a bits package with buildpacks: the package and the buildpacks come out of
-//! the blobstore onto local disk, the `Stager` runs the builder in a container, and the
-//! result becomes a droplet: the tgz in the blobstore, the layer the cells lay over the
-//! stack, the process types from `bin/release` with the app's `Procfile` on top. The
-//! buildpacks' cache directories are kept per app (the `BuildpackCache` namespace, keyed by
-//! the app's guid) from one successful staging to the next.
+//! Staging a bits package with buildpacks: the API chooses the buildpacks and sets the
+//! staging environment, the `Stager` runs the builder on a cell (a staging task: the cell
+//! fetches the package and the buildpacks from the blobstore by key, stores the droplet tgz
+//! and keeps the buildpacks' cache directories per app — the `BuildpackCache` namespace,
+//! keyed by the app's guid — from one successful staging to the next), and the result
+//! becomes a droplet: the stored tgz, the layer the cells lay over the stack, the process
+//! types from `bin/release` with the app's `Procfile` on top.
 
-use std::path::Path;
-
-use hearth_blobstore::Namespace;
-use hearth_blobstore::archive::extract_zip;
 use hearth_store::{self as store, App, Build, Buildpack, Droplet, Package};
 use serde_json::{Map, Value, json};
 
 use crate::{ApiState, StagingJob};
-
-async fn fetch_and_extract(
-    state: &ApiState,
-    ns: Namespace,
-    key: &str,
-    work: &Path,
-    name: &str,
-) -> Result<std::path::PathBuf, String> {
-    let zip = work.join(format!("{name}.zip"));
-    state.blobs.get_to_file(ns, key, &zip).await.map_err(|e| format!("cannot fetch {name}: {e}"))?;
-    let dir = work.join(name);
-    let (z, d, limits) = (zip.clone(), dir.clone(), state.config.limits.stored_archive());
-    tokio::task::spawn_blocking(move || extract_zip(&z, &d, &limits))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot unpack {name}: {e}"))?;
-    let _ = std::fs::remove_file(&zip);
-    Ok(dir)
-}
-
-/// The app's build cache from its last staging, fetched into `work`; `None` if it has none
-/// (or it cannot be read: staging then starts with an empty cache).
-async fn restore_cache(state: &ApiState, app_guid: &str, work: &Path) -> Option<std::path::PathBuf> {
-    let dest = work.join("cache.tgz");
-    match state.blobs.get_to_file(Namespace::BuildpackCache, app_guid, &dest).await {
-        Ok(_) => Some(dest),
-        Err(e) if e.kind() == hearth_blobstore::ErrorKind::NotFound => None,
-        Err(e) => {
-            tracing::warn!(app = %app_guid, error = %e, "fetching the build cache failed; staging without it");
-            None
-        }
-    }
-}
 
 /// The buildpacks to use: the ones the build or app names (in that order), or every
 /// enabled, uploaded buildpack in position order to detect among.
@@ -92,14 +56,10 @@ pub async fn stage(state: &ApiState, build: &Build, package: &Package) -> Result
     if buildpacks.is_empty() {
         return Err("no buildpacks are installed (hearth create-buildpack adds one)".into());
     }
-    std::fs::create_dir_all(&state.work_dir).map_err(|e| e.to_string())?;
-    let work = tempfile::TempDir::new_in(&state.work_dir).map_err(|e| e.to_string())?;
-    let app_dir = fetch_and_extract(state, Namespace::Packages, key, work.path(), "app").await?;
-    let mut dirs = Vec::new();
+    let mut chosen = Vec::new();
     for b in &buildpacks {
         let key = b.blob_key.as_deref().ok_or_else(|| format!("buildpack {} has no bits", b.name))?;
-        let dir = fetch_and_extract(state, Namespace::Buildpacks, key, work.path(), &format!("bp-{}", b.guid)).await?;
-        dirs.push((b.name.clone(), dir));
+        chosen.push((b.name.clone(), key.to_string()));
     }
     let stack =
         build.lifecycle["data"]["stack"].as_str().or(app.lifecycle_data["stack"].as_str()).unwrap_or("cflinuxfs4");
@@ -117,28 +77,18 @@ pub async fn stage(state: &ApiState, build: &Build, package: &Package) -> Result
         json!({"application_id": app.guid, "application_name": app.name, "name": app.name, "space_id": app.space_guid,
                "limits": {"mem": build.staging_memory_in_mb, "disk": build.staging_disk_in_mb}})
     ));
-    let cache_tgz = restore_cache(state, &app.guid, work.path()).await;
     let job = StagingJob {
         build_guid: build.guid.clone(),
         app_guid: app.guid.clone(),
-        app_dir,
-        buildpacks: dirs,
+        package_key: key.to_string(),
+        buildpacks: chosen,
         detect,
         env,
         memory_mb: u64::try_from(build.staging_memory_in_mb).unwrap_or(1024),
-        cache_tgz,
+        disk_mb: u64::try_from(build.staging_disk_in_mb).unwrap_or(1024),
+        stack: stack.to_string(),
     };
     let staged = stager.stage(job).await?;
-    if let Some(cache) = &staged.cache_tgz {
-        // A cache that cannot be kept costs the next staging time, not this one its droplet.
-        if let Err(e) = state.blobs.put_file_as(Namespace::BuildpackCache, &app.guid, cache).await {
-            tracing::warn!(app = %app.guid, error = %e, "storing the build cache failed");
-        }
-        let _ = std::fs::remove_file(cache);
-    }
-    let stored = state.blobs.put_file(Namespace::Droplets, &staged.droplet_tgz).await;
-    let _ = std::fs::remove_file(&staged.droplet_tgz);
-    let blob = stored.map_err(|e| format!("cannot store the droplet: {e}"))?;
     let process_types = process_types(&staged.release_yaml, staged.procfile.as_deref());
     let now = store::now();
     Ok(Droplet {
@@ -154,8 +104,8 @@ pub async fn stage(state: &ApiState, build: &Build, package: &Package) -> Result
                             "detect_output": staged.detect_output.trim(), "version": null}]),
         stack: Some(stack.to_string()),
         image: None,
-        blob_key: Some(blob.key),
-        sha256: Some(blob.sha256),
+        blob_key: Some(staged.droplet_key),
+        sha256: Some(staged.droplet_sha256),
         created_at: now.clone(),
         updated_at: now,
     })

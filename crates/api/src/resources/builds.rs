@@ -237,6 +237,8 @@ async fn finish(state: &ApiState, build: &Build, outcome: Result<Droplet, String
                 "BuildpackReleaseFailed",
                 "StagingError",
                 "StagingTimeExpired",
+                "InsufficientResources",
+                "NoCompatibleCell",
             ]
             .iter()
             .any(|name| reason.starts_with(name));
