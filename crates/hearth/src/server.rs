@@ -217,6 +217,7 @@ impl Server {
                         store: store.clone(),
                         blobs: droplet_blobs.clone(),
                     }),
+                    blobs: droplet_blobs.clone(),
                     work_dir: config.data_dir.join("tmp"),
                 };
                 Some((crate::cells::endpoint::start(state, listen, shutdown.clone()).await?, token))

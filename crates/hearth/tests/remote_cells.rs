@@ -301,6 +301,10 @@ fn cells_in_other_network_namespaces_join_run_drain_and_are_replaced() {
             converger: converger.clone(),
             logs: hearth_logs::Store::new(hearth_logs::StoreConfig::default()).unwrap(),
             droplets: Arc::new(NoDroplets),
+            blobs: hearth_blobstore::BlobStore::open(&hearth_blobstore::BlobStoreConfig::Local {
+                root: dir.join("blobs"),
+            })
+            .unwrap(),
             work_dir: dir.join("tmp"),
         };
         let addr = endpoint::start(state, &format!("{HOST}:0"), shutdown.clone()).await.unwrap();
@@ -445,7 +449,24 @@ fn the_server_serves_the_cell_endpoint_and_keeps_its_token() {
         let server = start().await;
         let (addr, token) = server.cell_endpoint.clone().expect("the cell endpoint runs");
         let join = format!("https://{addr}");
-        hearth::cells::remote::join(&join, &token, "cell-x", &dir.join("cell-x")).await.expect("a cell joins");
+        let client =
+            hearth::cells::remote::join(&join, &token, "cell-x", &dir.join("cell-x")).await.expect("a cell joins");
+        // A staging on that cell stores its droplet and the app's build cache through the endpoint.
+        let bits = hearth::cells::remote::staging_bits(client, &join);
+        let tgz = dir.join("droplet.tgz");
+        std::fs::write(&tgz, b"not really a tgz, but bytes to keep").unwrap();
+        let stored = bits.store_droplet(&tgz).await.unwrap();
+        assert_eq!(stored.sha256, hearth::cells::pki::sha256_hex(b"not really a tgz, but bytes to keep"));
+        let back = dir.join("back");
+        let app = "5f0c2a4e-8a34-4a8e-9d0e-2f6c1b7d9a10";
+        assert!(!bits.fetch_cache(app, &back).await.unwrap(), "no cache yet");
+        bits.store_cache(app, &tgz).await.unwrap();
+        assert!(bits.fetch_cache(app, &back).await.unwrap());
+        let bad = bits.store_cache("not-a-guid", &tgz).await.unwrap_err();
+        assert!(format!("{bad:#}").contains("400"), "a bad key is refused: {bad:#}");
+        assert_eq!(std::fs::read(&back).unwrap(), b"not really a tgz, but bytes to keep");
+        let missing = bits.unpack(hearth_cell::staging_task::Bits::Package, "no-such-key", &dir.join("app")).await;
+        assert!(format!("{:#}", missing.unwrap_err()).contains("404"), "an unknown package is not found");
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(dir.join("cells/ca-key.pem")).unwrap().permissions(),
         );

@@ -35,6 +35,8 @@ pub struct EndpointState {
     pub converger: Converger,
     pub logs: hearth_logs::Store,
     pub droplets: Arc<dyn DropletSource>,
+    /// Packages, buildpacks, build caches and staged droplets (staging on a cell).
+    pub blobs: hearth_blobstore::BlobStore,
     pub work_dir: std::path::PathBuf,
 }
 
@@ -65,6 +67,9 @@ pub fn router(state: EndpointState) -> Router {
         .route("/v1/commands", get(commands))
         .route("/v1/logs", post(logs))
         .route("/v1/droplets/{layer}", get(droplet))
+        .route("/v1/staged-droplets", post(store_droplet))
+        .route("/v1/bits/{kind}/{key}", get(bits))
+        .route("/v1/caches/{app}", get(cache).put(store_cache))
         .with_state(state)
 }
 
@@ -265,6 +270,128 @@ async fn droplet(
             drop(tmp);
             Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response()
         }
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A temp file in the endpoint's scratch space, or why not.
+fn scratch(state: &EndpointState) -> Result<tempfile::TempPath, Box<Response>> {
+    let fail =
+        |e: std::io::Error| Box::new(refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("no scratch space: {e}")));
+    std::fs::create_dir_all(&state.work_dir).map_err(fail)?;
+    tempfile::NamedTempFile::new_in(&state.work_dir).map(|t| t.into_temp_path()).map_err(fail)
+}
+
+/// Streams a file (already fetched to a temp path) as the response.
+async fn send_file(tmp: tempfile::TempPath) -> Response {
+    match tokio::fs::File::open(&tmp).await {
+        Ok(file) => {
+            drop(tmp);
+            Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response()
+        }
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Writes a request body to a temp file.
+async fn receive_file(state: &EndpointState, body: Body) -> Result<tempfile::TempPath, Box<Response>> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let tmp = scratch(state)?;
+    let fail = |e: String| Box::new(refuse(StatusCode::BAD_REQUEST, e));
+    let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| fail(e.to_string()))?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        file.write_all(&chunk.map_err(|e| fail(e.to_string()))?).await.map_err(|e| fail(e.to_string()))?;
+    }
+    file.flush().await.map_err(|e| fail(e.to_string()))?;
+    Ok(tmp)
+}
+
+/// A blobstore error as the cell sees it: its input refused (400), or the store failed.
+fn blob_error(e: &hearth_blobstore::Error) -> Response {
+    match e.kind() {
+        hearth_blobstore::ErrorKind::Unprocessable | hearth_blobstore::ErrorKind::TooLarge => {
+            refuse(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        hearth_blobstore::ErrorKind::NotFound => refuse(StatusCode::NOT_FOUND, e.to_string()),
+        hearth_blobstore::ErrorKind::Internal => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A package's or buildpack's zip, for a staging on the cell.
+async fn bits(
+    State(state): State<EndpointState>,
+    Extension(peer): Extension<Peer>,
+    Path((kind, key)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = member(&peer) {
+        return *r;
+    }
+    let ns = match kind.as_str() {
+        "package" => hearth_blobstore::Namespace::Packages,
+        "buildpack" => hearth_blobstore::Namespace::Buildpacks,
+        _ => return refuse(StatusCode::NOT_FOUND, "bits are a package or a buildpack"),
+    };
+    let tmp = match scratch(&state) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    match state.blobs.get_to_file(ns, &key, &tmp).await {
+        Ok(_) => send_file(tmp).await,
+        Err(e) => refuse(StatusCode::NOT_FOUND, format!("{kind} {key}: {e}")),
+    }
+}
+
+async fn cache(
+    State(state): State<EndpointState>,
+    Extension(peer): Extension<Peer>,
+    Path(app): Path<String>,
+) -> Response {
+    if let Err(r) = member(&peer) {
+        return *r;
+    }
+    let tmp = match scratch(&state) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    match state.blobs.get_to_file(hearth_blobstore::Namespace::BuildpackCache, &app, &tmp).await {
+        Ok(_) => send_file(tmp).await,
+        Err(e) if e.kind() == hearth_blobstore::ErrorKind::NotFound => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => blob_error(&e),
+    }
+}
+
+async fn store_cache(
+    State(state): State<EndpointState>,
+    Extension(peer): Extension<Peer>,
+    Path(app): Path<String>,
+    body: Body,
+) -> Response {
+    if let Err(r) = member(&peer) {
+        return *r;
+    }
+    let tmp = match receive_file(&state, body).await {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    match state.blobs.put_file_as(hearth_blobstore::Namespace::BuildpackCache, &app, &tmp).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => blob_error(&e),
+    }
+}
+
+/// A staged droplet's tgz, stored; answers its key and SHA-256.
+async fn store_droplet(State(state): State<EndpointState>, Extension(peer): Extension<Peer>, body: Body) -> Response {
+    if let Err(r) = member(&peer) {
+        return *r;
+    }
+    let tmp = match receive_file(&state, body).await {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    match state.blobs.put_file(hearth_blobstore::Namespace::Droplets, &tmp).await {
+        Ok(blob) => Json(serde_json::json!({ "key": blob.key, "sha256": blob.sha256 })).into_response(),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

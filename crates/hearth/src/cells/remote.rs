@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hearth_cell::rep::{BoxFuture, DropletSource};
+use hearth_cell::staging_task::{Bits, StagingBits, StoredDroplet};
 use hearth_cell::{CellHandle, Command, Rep, SchedulerLink};
 use hearth_scheduler::{ActualLrp, ActualLrpEvent, ActualLrpKey, Cell, CellEvent, DesiredLrp, Result, Task, TaskEvent};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -290,6 +291,91 @@ impl DropletSource for RemoteDroplets {
     }
 }
 
+/// Staging's bits from and to the server's blobstore.
+struct RemoteStagingBits(RemoteScheduler);
+
+/// The staging bits a cell on another machine uses, over `http` (a joined client) at `url`.
+pub fn staging_bits(http: reqwest::Client, url: &str) -> Arc<dyn StagingBits> {
+    Arc::new(RemoteStagingBits(RemoteScheduler { http, url: url.trim_end_matches('/').to_string() }))
+}
+
+impl RemoteStagingBits {
+    async fn download(&self, path: &str, dest: &Path) -> anyhow::Result<bool> {
+        use tokio::io::AsyncWriteExt;
+        let mut response = self.0.http.get(format!("{}{path}", self.0.url)).send().await?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND && path.starts_with("/v1/caches/") {
+            return Ok(false);
+        }
+        if !status.is_success() {
+            anyhow::bail!("{path}: {status}: {}", response.text().await.unwrap_or_default());
+        }
+        let mut file = tokio::fs::File::create(dest).await?;
+        while let Some(chunk) = response.chunk().await? {
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok(true)
+    }
+
+    async fn upload(&self, method: reqwest::Method, path: &str, file: &Path) -> anyhow::Result<reqwest::Response> {
+        let file = tokio::fs::File::open(file).await?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let response = self.0.http.request(method, format!("{}{path}", self.0.url)).body(body).send().await?;
+        let status = response.status();
+        anyhow::ensure!(status.is_success(), "{path}: {status}: {}", response.text().await.unwrap_or_default());
+        Ok(response)
+    }
+}
+
+impl StagingBits for RemoteStagingBits {
+    fn unpack<'a>(&'a self, bits: Bits, key: &'a str, dir: &'a Path) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let kind = match bits {
+                Bits::Package => "package",
+                Bits::Buildpack => "buildpack",
+            };
+            let zip = dir.with_extension("zip");
+            let fetched = self.download(&format!("/v1/bits/{kind}/{key}"), &zip).await;
+            let extracted = match fetched {
+                Ok(_) => {
+                    let (z, d) = (zip.clone(), dir.to_path_buf());
+                    let limits = hearth_blobstore::archive::Limits::DEFAULT;
+                    tokio::task::spawn_blocking(move || hearth_blobstore::archive::extract_zip(&z, &d, &limits))
+                        .await
+                        .map_err(anyhow::Error::from)
+                        .and_then(|r| r.map(|_| ()).map_err(anyhow::Error::from))
+                }
+                Err(e) => Err(e),
+            };
+            let _ = std::fs::remove_file(&zip);
+            extracted
+        })
+    }
+
+    fn fetch_cache<'a>(&'a self, app_guid: &'a str, dest: &'a Path) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(async move { self.download(&format!("/v1/caches/{app_guid}"), dest).await })
+    }
+
+    fn store_cache<'a>(&'a self, app_guid: &'a str, tgz: &'a Path) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.upload(reqwest::Method::PUT, &format!("/v1/caches/{app_guid}"), tgz).await?;
+            Ok(())
+        })
+    }
+
+    fn store_droplet<'a>(&'a self, tgz: &'a Path) -> BoxFuture<'a, anyhow::Result<StoredDroplet>> {
+        Box::pin(async move {
+            let response = self.upload(reqwest::Method::POST, "/v1/staged-droplets", tgz).await?;
+            let stored: serde_json::Value = response.json().await?;
+            Ok(StoredDroplet {
+                key: stored["key"].as_str().context("the server answered no droplet key")?.to_string(),
+                sha256: stored["sha256"].as_str().context("the server answered no droplet sha256")?.to_string(),
+            })
+        })
+    }
+}
+
 /// Ships what the cell's instances write to the server's logs, in batches.
 async fn ship_logs(logs: hearth_logs::Store, remote: RemoteScheduler, shutdown: CancellationToken) {
     let Ok(mut subscription) = logs.subscribe(hearth_logs::Sources::All, hearth_logs::Filter::default()) else {
@@ -382,6 +468,7 @@ impl RemoteCell {
         let logs = hearth_logs::Store::new(hearth_logs::StoreConfig { max_per_source: 1000, ..Default::default() })?;
         rep.send_output_to(logs.clone());
         rep.fetch_droplets_from(Arc::new(RemoteDroplets(remote.clone())));
+        rep.stage_with(Arc::new(RemoteStagingBits(remote.clone())));
         let shutdown = CancellationToken::new();
         let tasks = vec![
             tokio::spawn(ship_logs(logs, remote.clone(), shutdown.clone())),
