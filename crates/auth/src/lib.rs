@@ -6,7 +6,8 @@
 //! - Secrets (passwords, client secrets, private keys) never reach logs or responses;
 //!   only argon2 hashes are stored for passwords and client secrets.
 //! - Token verification needs no database round trip: public keys are cached in memory
-//!   and reloaded when an unknown `kid` appears.
+//!   and reloaded when an unknown `kid` appears; an access token that verified is
+//!   remembered (`verified`, bounded) until it expires or its key is removed.
 
 pub mod bootstrap;
 mod error;
@@ -16,6 +17,7 @@ pub mod lockout;
 pub mod password;
 pub mod scim_filter;
 pub mod tokens;
+pub mod verified;
 
 use std::sync::Arc;
 
@@ -52,12 +54,18 @@ pub struct Auth {
     pub(crate) store: Store,
     pub(crate) keys: Arc<RwLock<keys::KeyRing>>,
     pub(crate) config: Arc<AuthConfig>,
+    pub(crate) verified: Arc<verified::Verified>,
 }
 
 impl Auth {
     /// Loads the signing keys (creating the first one if there is none).
     pub async fn new(store: Store, config: AuthConfig) -> Result<Auth, AuthError> {
         let ring = keys::KeyRing::load_or_create(&store).await?;
-        Ok(Auth { store, keys: Arc::new(RwLock::new(ring)), config: Arc::new(config) })
+        Ok(Auth {
+            store,
+            keys: Arc::new(RwLock::new(ring)),
+            config: Arc::new(config),
+            verified: Arc::new(verified::Verified::new(verified::CAPACITY)),
+        })
     }
 }

@@ -8,6 +8,7 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::lockout::LockoutPolicy;
+use crate::verified::Lookup;
 use crate::{Auth, AuthError, OAuthError, password};
 
 /// The OAuth grant a token came from.
@@ -370,7 +371,7 @@ impl Auth {
         scope: &str,
     ) -> Result<TokenResponse, OAuthError> {
         Self::check_grant(client, GrantType::RefreshToken)?;
-        let claims = self.decode(token).await.map_err(|_| OAuthError::invalid_token("Invalid refresh token."))?;
+        let (claims, _) = self.decode(token).await.map_err(|_| OAuthError::invalid_token("Invalid refresh token."))?;
         if !claims.jti.ends_with("-r") {
             return Err(OAuthError::invalid_token("Invalid refresh token."));
         }
@@ -411,8 +412,8 @@ impl Auth {
         Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
     }
 
-    /// Checks a token's signature (by `kid`) and expiry and answers its claims.
-    async fn decode(&self, token: &str) -> Result<Claims, AuthError> {
+    /// Checks a token's signature (by `kid`) and expiry and answers its claims and the `kid`.
+    async fn decode(&self, token: &str) -> Result<(Claims, String), AuthError> {
         let header = jsonwebtoken::decode_header(token)?;
         let kid = header.kid.unwrap_or_default();
         let mut validation = Validation::new(Algorithm::RS256);
@@ -422,27 +423,38 @@ impl Auth {
         {
             let keys = self.keys.read().await;
             if let Some(key) = keys.keys.get(&kid) {
-                return Ok(jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)?.claims);
+                return Ok((jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)?.claims, kid));
             }
         }
         self.reload_keys().await?;
         let keys = self.keys.read().await;
         let key = keys.keys.get(&kid).ok_or_else(|| AuthError::Key(format!("unknown signing key '{kid}'")))?;
-        Ok(jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)?.claims)
+        Ok((jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)?.claims, kid))
     }
 
     /// Verifies any token Hearth issued (access or refresh) and answers its claims.
     pub async fn verify_any_token(&self, token: &str) -> Result<Claims, TokenRejection> {
-        let claims = self.decode(token).await.map_err(|_| TokenRejection::Invalid)?;
+        let (claims, _) = self.decode(token).await.map_err(|_| TokenRejection::Invalid)?;
         if claims.iss != self.config.issuer {
             return Err(TokenRejection::Invalid);
         }
         Ok(claims)
     }
 
-    /// Verifies an access token (signature, expiry, issuer) and answers its claims.
+    /// Verifies an access token (signature, expiry, issuer) and answers its claims. A token
+    /// that verified before is answered from memory while it is unexpired and its key remains.
     pub async fn verify_access_token(&self, token: &str) -> Result<Claims, TokenRejection> {
-        let claims = self.decode(token).await.map_err(|e| match e {
+        let now = now_secs();
+        let known = {
+            let keys = self.keys.read().await;
+            self.verified.lookup(token, now, |kid| keys.keys.contains_key(kid))
+        };
+        match known {
+            Lookup::Valid(claims) => return Ok(*claims),
+            Lookup::Expired => return Err(TokenRejection::Expired),
+            Lookup::Unknown => {}
+        }
+        let (claims, kid) = self.decode(token).await.map_err(|e| match e {
             AuthError::Token(t) if matches!(t.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
                 TokenRejection::Expired
             }
@@ -451,6 +463,7 @@ impl Auth {
         if claims.jti.ends_with("-r") || claims.iss != self.config.issuer {
             return Err(TokenRejection::Invalid);
         }
+        self.verified.remember(token, &kid, &claims, now);
         Ok(claims)
     }
 }

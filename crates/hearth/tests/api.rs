@@ -230,11 +230,14 @@ async fn missing_forged_and_expired_tokens_get_401() {
     let dir = std::env::temp_dir().join(format!("hearth-expiry-{}", std::process::id()));
     let mut config = hearth::config::ServerConfig::for_dir(&dir, common::database_url().await);
     config.admin_password = Some("admin-secret".into());
-    config.access_token_validity_secs = 1;
+    config.access_token_validity_secs = 2;
     let p = TestPlatform::start_with(config).await;
     let (s, v) = p.call(Method::GET, "/v3/organizations", None, None).await;
     assert_eq!((s, error_code(&v)), (StatusCode::UNAUTHORIZED, (10002, "CF-NotAuthenticated".into())));
     let token = p.admin_token().await;
+    // Used while valid, so the server has it verified in memory when it expires.
+    let (s, _) = p.get("/v3/organizations", &token).await;
+    assert_eq!(s, StatusCode::OK, "a fresh token works");
     let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
     use base64::Engine;
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -247,7 +250,7 @@ async fn missing_forged_and_expired_tokens_get_401() {
         let (s, v) = p.get("/v3/organizations", bad).await;
         assert_eq!((s, error_code(&v)), (StatusCode::UNAUTHORIZED, (1000, "CF-InvalidAuthToken".into())), "{bad}");
     }
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let (s, v) = p.get("/v3/organizations", &token).await;
     assert_eq!((s, error_code(&v).0), (StatusCode::UNAUTHORIZED, 1000), "expired");
     p.stop().await;

@@ -153,7 +153,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
         }
         Some(Value::Object(inc))
     };
-    Ok(ok(render::list(&ctx, "/v3/apps", &params, page.total, resources, included)))
+    Ok(render::list(&ctx, "/v3/apps", &params, page.total, resources, included))
 }
 
 /// Checks and normalises a `lifecycle` object; answers (type, data).

@@ -111,7 +111,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     let mut conn = state.store.conn().await?;
     let page = store::list::<AuditEvent>(&mut conn, &params.spec(conds)).await?;
     let resources = page.items.iter().map(|e| render(&ctx, e)).collect();
-    Ok(ok(render::list(&ctx, "/v3/audit_events", &params, page.total, resources, None)))
+    Ok(render::list(&ctx, "/v3/audit_events", &params, page.total, resources, None))
 }
 
 pub async fn get_one(State(state): State<ApiState>, ctx: Ctx, Path(guid): Path<String>) -> ApiResult<Response> {

@@ -56,7 +56,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     let guids: Vec<String> = page.items.iter().map(|b| b.guid.clone()).collect();
     let md = store::metadata_for(&mut conn, &guids).await?;
     let resources: Vec<Value> = page.items.iter().map(|b| render(&ctx, b, md.get(&b.guid))).collect();
-    Ok(ok(render::list(&ctx, "/v3/buildpacks", &params, page.total, resources, None)))
+    Ok(render::list(&ctx, "/v3/buildpacks", &params, page.total, resources, None))
 }
 
 async fn find(conn: &mut hearth_store::Conn, guid: &str) -> ApiResult<Buildpack> {

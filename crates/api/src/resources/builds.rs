@@ -280,7 +280,7 @@ async fn list_with(
     let guids: Vec<String> = page.items.iter().map(|b| b.guid.clone()).collect();
     let md = store::metadata_for(&mut conn, &guids).await?;
     let resources: Vec<Value> = page.items.iter().map(|b| render(ctx, b, md.get(&b.guid))).collect();
-    Ok(ok(render::list(ctx, path, &params, page.total, resources, None)))
+    Ok(render::list(ctx, path, &params, page.total, resources, None))
 }
 
 pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult<Response> {

@@ -92,7 +92,7 @@ async fn list_with(
     let guids: Vec<String> = page.items.iter().map(|d| d.guid.clone()).collect();
     let md = store::metadata_for(&mut conn, &guids).await?;
     let resources: Vec<Value> = page.items.iter().map(|d| render(ctx, d, md.get(&d.guid))).collect();
-    Ok(ok(render::list(ctx, path, &params, page.total, resources, None)))
+    Ok(render::list(ctx, path, &params, page.total, resources, None))
 }
 
 /// The app guids an app-scoped list is limited to (for `current=true`).

@@ -59,7 +59,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     let mut conn = state.store.conn().await?;
     let page = store::list::<FeatureFlag>(&mut conn, &params.spec(vec![])).await?;
     let resources = page.items.iter().map(|f| render(&ctx, f)).collect();
-    Ok(ok(render::list(&ctx, "/v3/feature_flags", &params, page.total, resources, None)))
+    Ok(render::list(&ctx, "/v3/feature_flags", &params, page.total, resources, None))
 }
 
 async fn find(conn: &mut Conn, name: &str) -> ApiResult<FeatureFlag> {

@@ -66,7 +66,7 @@ const ANY_FILTERS: ListRules = ListRules {
 /// An empty page of any collection that has no resources yet.
 pub async fn empty_list(ctx: Ctx, OriginalUri(uri): OriginalUri, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let params = ListParams::parse(q.as_deref(), &ANY_FILTERS)?;
-    Ok(ok(render::list(&ctx, uri.path(), &params, 0, Vec::<serde_json::Value>::new(), None)))
+    Ok(render::list(&ctx, uri.path(), &params, 0, Vec::<serde_json::Value>::new(), None))
 }
 
 /// `GET /v3/organizations/:guid/relationships/default_isolation_segment` (none yet).

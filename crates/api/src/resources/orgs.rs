@@ -68,7 +68,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     let mut conn = state.store.conn().await?;
     let page = store::list::<Org>(&mut conn, &params.spec(conds)).await?;
     let resources = render_many(&mut conn, &ctx, &page.items).await?;
-    Ok(ok(render::list(&ctx, "/v3/organizations", &params, page.total, resources, None)))
+    Ok(render::list(&ctx, "/v3/organizations", &params, page.total, resources, None))
 }
 
 async fn feature_enabled(conn: &mut Conn, name: &str) -> ApiResult<bool> {

@@ -112,7 +112,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     for q in &page.items {
         resources.push(render(&mut conn, &ctx, q).await?);
     }
-    Ok(ok(render::list(&ctx, "/v3/organization_quotas", &params, page.total, resources, None)))
+    Ok(render::list(&ctx, "/v3/organization_quotas", &params, page.total, resources, None))
 }
 
 async fn find_visible(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<OrgQuota> {

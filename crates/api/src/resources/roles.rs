@@ -110,7 +110,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     } else {
         Some(included(&mut conn, &ctx, &page.items, &params.include).await?)
     };
-    Ok(ok(render::list(&ctx, "/v3/roles", &params, page.total, resources, inc)))
+    Ok(render::list(&ctx, "/v3/roles", &params, page.total, resources, inc))
 }
 
 async fn find_visible(conn: &mut Conn, ctx: &Ctx, guid: &str) -> ApiResult<Role> {

@@ -149,7 +149,7 @@ async fn list_with(
     } else {
         Some(included(&mut conn, ctx, &page.items, &params.include).await?)
     };
-    Ok(ok(render::list(ctx, path, &params, page.total, resources, inc)))
+    Ok(render::list(ctx, path, &params, page.total, resources, inc))
 }
 
 pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult<Response> {

@@ -147,7 +147,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     } else {
         Some(included(&mut conn, &ctx, &page.items, &params.include).await?)
     };
-    Ok(ok(render::list(&ctx, "/v3/service_credential_bindings", &params, page.total, resources, inc)))
+    Ok(render::list(&ctx, "/v3/service_credential_bindings", &params, page.total, resources, inc))
 }
 
 pub async fn get_one(

@@ -100,7 +100,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     let mut conn = state.store.conn().await?;
     let page = store::list::<ServiceInstance>(&mut conn, &params.spec(conds)).await?;
     let resources = render_many(&mut conn, &ctx, &page.items).await?;
-    Ok(ok(render::list(&ctx, "/v3/service_instances", &params, page.total, resources, None)))
+    Ok(render::list(&ctx, "/v3/service_instances", &params, page.total, resources, None))
 }
 
 pub async fn get_one(

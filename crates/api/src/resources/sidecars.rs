@@ -247,7 +247,7 @@ async fn list_with(state: &ApiState, ctx: &Ctx, q: Option<&str>, path: &str, con
     let mut conn = state.store.conn().await?;
     let page = store::list::<Sidecar>(&mut conn, &params.spec(conds)).await?;
     let resources: Vec<Value> = page.items.iter().map(|s| render(ctx, s)).collect();
-    Ok(ok(render::list(ctx, path, &params, page.total, resources, None)))
+    Ok(render::list(ctx, path, &params, page.total, resources, None))
 }
 
 pub async fn list_for_app(

@@ -81,7 +81,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     } else {
         None
     };
-    Ok(ok(render::list(&ctx, "/v3/spaces", &params, page.total, resources, included)))
+    Ok(render::list(&ctx, "/v3/spaces", &params, page.total, resources, included))
 }
 
 pub async fn create(State(state): State<ApiState>, ctx: Ctx, body: Bytes) -> ApiResult<Response> {

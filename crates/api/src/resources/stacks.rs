@@ -54,7 +54,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     let page = store::list::<Stack>(&mut conn, &params.spec(conds)).await?;
     let md = store::metadata_for(&mut conn, &page.items.iter().map(|s| s.guid.clone()).collect::<Vec<_>>()).await?;
     let resources = page.items.iter().map(|s| render(&ctx, s, md.get(&s.guid))).collect();
-    Ok(ok(render::list(&ctx, "/v3/stacks", &params, page.total, resources, None)))
+    Ok(render::list(&ctx, "/v3/stacks", &params, page.total, resources, None))
 }
 
 async fn find(conn: &mut Conn, guid: &str) -> ApiResult<Stack> {

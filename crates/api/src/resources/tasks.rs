@@ -275,7 +275,7 @@ async fn list_with(
         }
         resources.push(render(ctx, t, md.get(&t.guid), secrets[&t.app_guid]));
     }
-    Ok(super::ok(render::list(ctx, path, &params, page.total, resources, None)))
+    Ok(render::list(ctx, path, &params, page.total, resources, None))
 }
 
 /// `GET /v3/tasks`.

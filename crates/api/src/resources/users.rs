@@ -102,7 +102,7 @@ async fn list_with(
     let mut conn = state.store.conn().await?;
     let page = store::list::<CcUser>(&mut conn, &params.spec(conds)).await?;
     let resources = render_many(&mut conn, ctx, &page.items).await?;
-    Ok(ok(render::list(ctx, path, &params, page.total, resources, None)))
+    Ok(render::list(ctx, path, &params, page.total, resources, None))
 }
 
 pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult<Response> {
