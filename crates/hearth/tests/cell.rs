@@ -3,7 +3,6 @@
 //! up and down, a crash loop backs off, a restarted cell keeps its instances, removing the
 //! desired LRP leaves nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,38 +11,12 @@ use std::time::{Duration, Instant};
 use hearth_cell::{CellConfig, Converger, Node, NodeConfig, Rep};
 use hearth_scheduler::model::DesiredLrpUpdate;
 use hearth_scheduler::persist::SchedulerStore;
-use hearth_scheduler::{
-    ActualLrp, ActualState, Config, DesiredLrp, HealthCheck, HealthCheckType, Resources, RootFs, SystemClock,
-};
+use hearth_scheduler::{ActualLrp, ActualState, Config, DesiredLrp, HealthCheckType, Resources, SystemClock};
 use tokio_util::sync::CancellationToken;
 
 mod common;
 
-fn desired(guid: &str, instances: u32, command: &str, check: HealthCheckType) -> DesiredLrp {
-    DesiredLrp {
-        process_guid: guid.into(),
-        app_guid: format!("app-{guid}"),
-        instances,
-        memory_mb: 64,
-        disk_mb: 64,
-        max_pids: 256,
-        rootfs: RootFs::Stack("cflinuxfs4".into()),
-        image_credentials: None,
-        droplet: None,
-        start_command: command.into(),
-        env: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
-        ports: vec![8080],
-        health_check: HealthCheck { kind: check, endpoint: None, start_timeout_secs: 30, invocation_timeout_secs: 1 },
-        routes: vec![],
-        log_source_id: guid.into(),
-        metric_tags: BTreeMap::new(),
-        placement_tags: BTreeSet::new(),
-        version: 0,
-    }
-}
-
-const WEB: &str = "mkdir -p /tmp/www && echo \"$GREETING from $CF_INSTANCE_INDEX\" > /tmp/www/index.html \
-                   && exec busybox httpd -f -p $PORT -h /tmp/www";
+use common::lrps::{WEB, desired, watch_answers};
 
 /// A cell and the scheduler's loop, running until `stop`.
 struct Platform {
@@ -460,28 +433,7 @@ fn a_big_instance_gets_room_by_moving_a_small_one_without_downtime() {
 
         // Each small index answers throughout.
         let watching = CancellationToken::new();
-        let gaps = tokio::spawn({
-            let (sched, watching) = (sched.clone(), watching.clone());
-            async move {
-                let mut gaps = Vec::new();
-                while !watching.is_cancelled() {
-                    let all = sched.actual_lrps(Some("small")).await.unwrap();
-                    for index in 0..2 {
-                        let mut answered = false;
-                        for a in all.iter().filter(|a| a.key.index == index && a.state == ActualState::Running) {
-                            let url = format!("http://{}:8080/", a.address.as_deref().unwrap_or_default());
-                            let body = async { reqwest::get(&url).await.ok()?.text().await.ok() }.await;
-                            answered |= body.is_some_and(|b| b.trim() == format!("hello from {index}"));
-                        }
-                        if !answered {
-                            gaps.push(index);
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                }
-                gaps
-            }
-        });
+        let gaps = watch_answers(&sched, "small", 2, watching.clone());
         let big = DesiredLrp { memory_mb: 250, ..desired("big", 1, WEB, HealthCheckType::Port) };
         sched.desire_lrp(big).await.unwrap();
         let big = cells[0].until("big", "the big instance running", running(1)).await;

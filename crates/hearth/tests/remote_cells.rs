@@ -7,7 +7,6 @@
 //! comes back removes what it no longer owns. A cell may act only as itself, and nothing
 //! gets in without a certificate or with a wrong token.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -19,42 +18,16 @@ use hearth_cell::Converger;
 use hearth_cell::rep::{BoxFuture, DropletSource};
 use hearth_scheduler::persist::SchedulerStore;
 use hearth_scheduler::{
-    ActualLrp, ActualState, CellState, Config, DesiredLrp, HealthCheck, HealthCheckType, PreferredAddress, RootFs,
-    SystemClock,
+    ActualLrp, ActualState, CellState, Config, DesiredLrp, HealthCheckType, PreferredAddress, SystemClock,
 };
 use tokio_util::sync::CancellationToken;
 
 mod common;
 
-const WEB: &str = "mkdir -p /tmp/www && echo \"hello from $CF_INSTANCE_INDEX\" > /tmp/www/index.html \
-                   && exec busybox httpd -f -p $PORT -h /tmp/www";
+use common::lrps::{WEB, reaches, watch_answers};
 
 fn desired(guid: &str, instances: u32) -> DesiredLrp {
-    DesiredLrp {
-        process_guid: guid.into(),
-        app_guid: format!("app-{guid}"),
-        instances,
-        memory_mb: 64,
-        disk_mb: 64,
-        max_pids: 256,
-        rootfs: RootFs::Stack("cflinuxfs4".into()),
-        image_credentials: None,
-        droplet: None,
-        start_command: WEB.into(),
-        env: BTreeMap::new(),
-        ports: vec![8080],
-        health_check: HealthCheck {
-            kind: HealthCheckType::Port,
-            endpoint: None,
-            start_timeout_secs: 30,
-            invocation_timeout_secs: 1,
-        },
-        routes: vec![],
-        log_source_id: guid.into(),
-        metric_tags: BTreeMap::new(),
-        placement_tags: BTreeSet::new(),
-        version: 0,
-    }
+    common::lrps::desired(guid, instances, WEB, HealthCheckType::Port)
 }
 
 /// No droplets here: the instances run on the host stack.
@@ -255,21 +228,10 @@ fn on(a: &[ActualLrp], cell: &str) -> usize {
     a.iter().filter(|i| i.instance.as_ref().is_some_and(|x| x.cell_id == cell)).count()
 }
 
-/// What an instance answers at the address the store gives, if it answers.
-async fn reaches(a: &ActualLrp) -> Option<String> {
-    let port = a.ports.first()?.host_port;
-    let url = format!("http://{}:{port}/", a.address.as_deref()?);
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().ok()?;
-    client.get(&url).send().await.ok()?.text().await.ok()
-}
-
 /// What an instance answers at the address the store gives (the router's view).
 async fn answer(a: &ActualLrp) -> String {
     assert_eq!(a.preferred_address, PreferredAddress::Host, "{a:?}");
-    let port = a.ports.first().expect("a mapped port").host_port;
-    let url = format!("http://{}:{port}/", a.address.as_deref().unwrap());
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
-    client.get(&url).send().await.unwrap_or_else(|e| panic!("{url}: {e}")).text().await.unwrap()
+    reaches(a).await.unwrap_or_else(|| panic!("{a:?} does not answer at its cell's address and host port"))
 }
 
 #[test]
@@ -362,26 +324,7 @@ fn cells_in_other_network_namespaces_join_run_drain_and_are_replaced() {
         // cell-a drains (SIGTERM): every index keeps a running copy that answers (the one
         // leaving or its replacement), then it exits.
         let watching = CancellationToken::new();
-        let gaps = tokio::spawn({
-            let (sched, watching) = (sched.clone(), watching.clone());
-            async move {
-                let mut gaps = Vec::new();
-                while !watching.is_cancelled() {
-                    let all = sched.actual_lrps(Some("web")).await.unwrap();
-                    for index in 0..3 {
-                        let mut answered = false;
-                        for a in all.iter().filter(|a| a.key.index == index && a.state == ActualState::Running) {
-                            answered |= reaches(a).await.is_some_and(|t| t.trim() == format!("hello from {index}"));
-                        }
-                        if !answered {
-                            gaps.push(index);
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                }
-                gaps
-            }
-        });
+        let gaps = watch_answers(&sched, "web", 3, watching.clone());
         cells[0].signal("-TERM");
         assert!(cells[0].wait(Duration::from_secs(90)), "cell-a's drain failed:\n{}", cells[0].log());
         watching.cancel();

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod lrps;
 pub mod push;
 pub mod registry;
 pub mod uploads;
