@@ -37,6 +37,7 @@ pub use crashes::record_crashes;
 pub use error::ApiError;
 pub use limits::{Limit, Limits};
 pub use log_access::LogAccess;
+pub use resources::fail_interrupted_builds;
 pub use task_states::follow_tasks;
 
 /// The API version Hearth's behaviour matches (advertised as `cloud_controller_v3.meta.version`).

@@ -184,6 +184,11 @@ impl Server {
                 }) as Arc<dyn hearth_api::Stager>
             }),
         };
+        match hearth_api::fail_interrupted_builds(&store, &scheduler).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(builds = n, "failed the builds a stop interrupted while they staged"),
+            Err(e) => tracing::warn!(error = ?e, "could not fail the builds a stop interrupted"),
+        }
         hearth_api::install_builtin_buildpacks(&api_state)
             .await
             .map_err(|e| anyhow::anyhow!("cannot install the built-in buildpacks: {e:?}"))?;

@@ -2,7 +2,8 @@
 //! own address with a certificate picked by SNI (the API and apps answer over it), and the
 //! blobstore on an S3-compatible server (moto, from PyPI) instead of the data directory —
 //! a pushed package lands in the bucket, nothing under `DATA_DIR/blobs`. Settings that
-//! cannot work stop the start with a message naming what to fix.
+//! cannot work stop the start with a message naming what to fix. A start after a stop
+//! fails the builds the stop interrupted.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::cli::{ADMIN_PASSWORD, Server, free_port};
 use hearth_blobstore::{BlobStore, BlobStoreConfig, Namespace, S3Config};
+use serde_json::json;
 
 /// A self-signed certificate for `localhost` and `*.apps.test.internal`: (cert, key) paths.
 fn self_signed(dir: &std::path::Path) -> (String, String) {
@@ -179,4 +181,70 @@ fn packages_go_to_the_s3_blobstore_the_config_file_names() {
     assert!(!local.exists() || std::fs::read_dir(&local).unwrap().next().is_none(), "nothing under {local:?}");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A build a stop of the server interrupted while it staged fails at the next start with
+/// a reason that says to stage again (nothing waits for it any more); others stay as they were.
+#[test]
+fn a_build_left_staging_by_a_stop_fails_at_the_next_start() {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+        let data_dir = std::env::temp_dir().join(format!("hearth-interrupted-{}", std::process::id()));
+        let mut config = hearth::config::ServerConfig::for_dir(&data_dir, common::database_url().await);
+        config.admin_password = Some("admin-secret".into());
+        config.admin_client_secret = Some("client-secret".into());
+        let mut platform = common::TestPlatform::start_with(config.clone()).await;
+        let token = platform.admin_token().await;
+        let org = platform.create_org(&token, "o").await;
+        let space = platform.create_space(&token, &org, "s").await;
+        let (_, app) = platform
+            .post("/v3/apps", &token, json!({"name": "a", "relationships": {"space": {"data": {"guid": space}}}}))
+            .await;
+        let app = app["guid"].as_str().unwrap().to_string();
+        let (status, package) = platform
+            .post("/v3/packages", &token, json!({"type": "bits", "relationships": {"app": {"data": {"guid": app}}}}))
+            .await;
+        assert_eq!(status, 201, "{package}");
+        let server = platform.server.take().unwrap();
+        let build = |guid: &str, state: &str| hearth_store::Build {
+            guid: guid.into(),
+            app_guid: app.clone(),
+            package_guid: package["guid"].as_str().unwrap().into(),
+            droplet_guid: None,
+            state: state.into(),
+            error: None,
+            lifecycle: json!({"type": "buildpack", "data": {}}),
+            staging_memory_in_mb: 1024,
+            staging_disk_in_mb: 1024,
+            staging_log_rate_limit_bytes_per_second: -1,
+            created_by: json!({}),
+            created_at: hearth_store::now(),
+            updated_at: hearth_store::now(),
+        };
+        let (interrupted, failed) = (uuid(), uuid());
+        {
+            let mut conn = server.store.conn().await.unwrap();
+            hearth_store::insert(&mut conn, &build(&interrupted, "STAGING")).await.unwrap();
+            let mut done = build(&failed, "FAILED");
+            done.error = Some("NoAppDetectedError - nothing".into());
+            hearth_store::insert(&mut conn, &done).await.unwrap();
+        }
+        server.stop().await.unwrap();
+        let again = hearth::server::Server::start(config).await.unwrap();
+        platform.url = again.url.clone();
+        platform.server = Some(again);
+        let token = platform.admin_token().await;
+        let (_, b) = platform.get(&format!("/v3/builds/{interrupted}"), &token).await;
+        assert_eq!(b["state"], "FAILED", "{b}");
+        let error = b["error"].as_str().unwrap();
+        assert!(error.starts_with("StagingError") && error.contains("stage the package again"), "{error}");
+        let (_, b) = platform.get(&format!("/v3/builds/{failed}"), &token).await;
+        assert_eq!(b["error"], "NoAppDetectedError - nothing", "an ended build is left as it was");
+        platform.stop().await;
+    });
+}
+
+fn uuid() -> String {
+    let n: u128 = rand::random();
+    let h = format!("{n:032x}");
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }

@@ -218,6 +218,39 @@ fn shell_words(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// At start: builds left STAGING by a stop of the server (nothing waits for them any
+/// more) fail with a reason that says to stage again, and their staging tasks are
+/// cancelled. Answers how many failed.
+pub async fn fail_interrupted(
+    store: &hearth_store::Store,
+    scheduler: &hearth_scheduler::persist::SchedulerStore,
+) -> ApiResult<usize> {
+    let mut conn = store.conn().await?;
+    let staging: Vec<Build> =
+        store::find_all(&mut conn, vec![Cond::Eq("state", store::Value::Text("STAGING".into()))]).await?;
+    drop(conn);
+    for build in &staging {
+        // The staging task has the build's guid; a cancelled one stops on its cell.
+        if let Err(e) = scheduler.change_task(&build.guid, &hearth_scheduler::TaskEvent::Cancel).await
+            && !matches!(e, hearth_scheduler::Error::NotFound { .. } | hearth_scheduler::Error::TaskTransition { .. })
+        {
+            tracing::warn!(build = %build.guid, error = %e, "could not cancel an interrupted staging");
+        }
+        let reason = "StagingError - Staging error: the platform restarted while this build was staging; stage the \
+                      package again (cf restage, or push again)";
+        let mut tx = store.begin().await?;
+        let current: Option<Build> = store::get(&mut tx, &build.guid).await?;
+        if let Some(mut b) = current.filter(|b| b.state == "STAGING") {
+            b.updated_at = store::now();
+            b.state = "FAILED".into();
+            b.error = Some(reason.into());
+            store::update(&mut tx, &b).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(staging.len())
+}
+
 async fn finish(state: &ApiState, build: &Build, outcome: Result<Droplet, String>) -> ApiResult<()> {
     let mut tx = state.store.begin().await?;
     let current: Option<Build> = store::get(&mut tx, &build.guid).await?;

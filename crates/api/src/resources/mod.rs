@@ -50,6 +50,7 @@ use crate::limits::{Limit, Limits};
 use crate::{ApiConfig, ApiState};
 
 pub(crate) use audit_events::audit;
+pub use builds::fail_interrupted as fail_interrupted_builds;
 pub(crate) use jobs::spawn_job;
 
 /// Every route; the three uploads get their own body limits (the file plus the form around it).
