@@ -61,6 +61,34 @@ async fn start_cell_with(sched: &SchedulerStore, node_config: &NodeConfig, id: &
     Platform { sched: sched.clone(), node, rep, shutdown }
 }
 
+/// Cells of `memory_mb` each and one scheduler loop over them (stopped by the token).
+async fn cells_with_loop(
+    sched: &SchedulerStore,
+    config: Config,
+    nodes: &[NodeConfig],
+    ids: &[&str],
+    memory_mb: u64,
+) -> (Vec<Platform>, CancellationToken) {
+    let converger = Converger::new(sched.clone(), config);
+    let mut cells = Vec::new();
+    for (node, id) in nodes.iter().zip(ids) {
+        let p = start_cell_with(sched, node, id, memory_mb).await;
+        converger.add_cell(p.rep.clone());
+        cells.push(p);
+    }
+    let stop_loop = CancellationToken::new();
+    tokio::spawn({
+        let (converger, stop) = (converger.clone(), stop_loop.clone());
+        async move { converger.run(stop).await }
+    });
+    (cells, stop_loop)
+}
+
+/// How many of `a` run on `cell`.
+fn on(a: &[ActualLrp], cell: &str) -> usize {
+    a.iter().filter(|i| i.instance.as_ref().is_some_and(|x| x.cell_id == cell)).count()
+}
+
 impl Platform {
     async fn actual(&self, guid: &str) -> Vec<ActualLrp> {
         let mut all = self.sched.actual_lrps(Some(guid)).await.unwrap();
@@ -231,21 +259,7 @@ fn a_drained_cell_hands_over_without_loss_and_a_silent_cell_is_replaced() {
             cell_missing_after: Duration::from_secs(3),
             ..Config::default()
         };
-        let converger = Converger::new(sched.clone(), config);
-        let mut cells = Vec::new();
-        for (config, id) in configs.iter().zip(["cell-a", "cell-b", "cell-c"]) {
-            let p = start_cell(&sched, config, id).await;
-            converger.add_cell(p.rep.clone());
-            cells.push(p);
-        }
-        let stop_loop = CancellationToken::new();
-        tokio::spawn({
-            let (converger, stop) = (converger.clone(), stop_loop.clone());
-            async move { converger.run(stop).await }
-        });
-        let on = |a: &[ActualLrp], cell: &str| {
-            a.iter().filter(|i| i.instance.as_ref().is_some_and(|x| x.cell_id == cell)).count()
-        };
+        let (cells, stop_loop) = cells_with_loop(&sched, config, &configs, &["cell-a", "cell-b", "cell-c"], 4096).await;
 
         sched.desire_lrp(desired("web", 3, WEB, HealthCheckType::Port)).await.unwrap();
         let actual = cells[0].until("web", "3 running", running(3)).await;
@@ -409,21 +423,7 @@ fn a_big_instance_gets_room_by_moving_a_small_one_without_downtime() {
     block_on(async {
         let sched = scheduler(&dir).await;
         let config = Config { convergence_interval: Duration::from_millis(500), ..Config::default() };
-        let converger = Converger::new(sched.clone(), config);
-        let mut cells = Vec::new();
-        for (config, id) in configs.iter().zip(["cell-p", "cell-q"]) {
-            let p = start_cell_with(&sched, config, id, 300).await;
-            converger.add_cell(p.rep.clone());
-            cells.push(p);
-        }
-        let stop_loop = CancellationToken::new();
-        tokio::spawn({
-            let (converger, stop) = (converger.clone(), stop_loop.clone());
-            async move { converger.run(stop).await }
-        });
-        let on = |a: &[ActualLrp], cell: &str| {
-            a.iter().filter(|i| i.instance.as_ref().is_some_and(|x| x.cell_id == cell)).count()
-        };
+        let (cells, stop_loop) = cells_with_loop(&sched, config, &configs, &["cell-p", "cell-q"], 300).await;
 
         // Two small instances, one per cell: 200 MB free on each, 400 MB in all.
         let small = DesiredLrp { memory_mb: 100, ..desired("small", 2, WEB, HealthCheckType::Port) };
