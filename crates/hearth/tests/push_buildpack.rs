@@ -149,9 +149,7 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
             assert!(Instant::now() < deadline, "the app never answered: {status} {body}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let logs = api.ok(Method::GET, &format!("/api/v1/read/{app}?envelope_types=LOG&limit=1000"), None).await;
-        let lines = log_lines(&logs);
-        for want in [
+        let wanted = [
             "STG:-----> Supplying with shell_buildpack",
             "STG:supplying for cflinuxfs4",
             // Staging runs networked (CF's default staging security groups), so a
@@ -159,9 +157,14 @@ fn an_app_is_staged_with_uploaded_shell_buildpacks_and_runs_its_droplet() {
             "STG:staging has a network",
             "STG:finalized",
             "APP/PROC/WEB:serving on 8080",
-        ] {
-            assert!(lines.iter().any(|l| l == want), "{want} in {lines:#?}");
-        }
+        ];
+        // The app may answer before its first line has been read from its output.
+        let logs_path = format!("/api/v1/read/{app}?envelope_types=LOG&limit=1000");
+        api.until(&logs_path, "the staging and app lines", 20, |l| {
+            let lines = log_lines(l);
+            wanted.iter().all(|want| lines.iter().any(|l| l == want))
+        })
+        .await;
 
         // Nothing detects a directory of text: CF's NoAppDetectedError, no droplet.
         let (_, package) = app_with_bits(&api, &space, "notes", "", &[("README.txt", 0o644, "just words\n")]).await;
