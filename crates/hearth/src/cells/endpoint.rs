@@ -254,23 +254,13 @@ async fn droplet(
     if hearth_images::Digest::parse(&layer).is_err() {
         return refuse(StatusCode::BAD_REQUEST, "not a layer digest");
     }
-    if std::fs::create_dir_all(&state.work_dir).is_err() {
-        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "no scratch space");
-    }
-    let tmp = match tempfile::NamedTempFile::new_in(&state.work_dir) {
-        Ok(t) => t.into_temp_path(),
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let tmp = match scratch(&state) {
+        Ok(t) => t,
+        Err(r) => return *r,
     };
-    if let Err(e) = state.droplets.fetch(&layer, &tmp).await {
-        return refuse(StatusCode::NOT_FOUND, format!("{e:#}"));
-    }
-    match tokio::fs::File::open(&tmp).await {
-        Ok(file) => {
-            // The open file outlives its name: the temp file goes now, the download streams on.
-            drop(tmp);
-            Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response()
-        }
-        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    match state.droplets.fetch(&layer, &tmp).await {
+        Ok(()) => send_file(tmp).await,
+        Err(e) => refuse(StatusCode::NOT_FOUND, format!("{e:#}")),
     }
 }
 

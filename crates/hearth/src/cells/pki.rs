@@ -9,9 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::Context;
+
+use crate::server::write_private;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -63,28 +65,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The DER of the first certificate in `pem`.
 pub fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(body.trim()).context("not a PEM certificate")
+    pem_block_der(pem, "CERTIFICATE")
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
+/// The DER of the first PEM block labelled `label` (`CERTIFICATE`, `PRIVATE KEY`).
+pub fn pem_block_der(pem: &str, label: &str) -> anyhow::Result<Vec<u8>> {
+    let begin = format!("-----BEGIN {label}-----");
+    let body: String =
+        pem.lines().skip_while(|l| *l != begin).skip(1).take_while(|l| !l.starts_with("-----END")).collect();
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(body.trim()).with_context(|| format!("not a PEM {label}"))
 }
 
 impl Authority {
@@ -199,9 +189,6 @@ pub fn parse_token(token: &str) -> anyhow::Result<(String, String)> {
         ),
     }
 }
-
-/// Shared by the endpoint's handlers.
-pub type SharedAuthority = Arc<Authority>;
 
 #[cfg(test)]
 mod tests {

@@ -77,7 +77,7 @@ fn client(ca_pem: &str, identity: Option<&Issued>) -> anyhow::Result<reqwest::Cl
     let config = match identity {
         Some(id) => {
             let cert = CertificateDer::from(pki::pem_to_der(&id.cert_pem)?);
-            let key = rustls::pki_types::PrivateKeyDer::try_from(pem_key_der(&id.key_pem)?)
+            let key = rustls::pki_types::PrivateKeyDer::try_from(pki::pem_block_der(&id.key_pem, "PRIVATE KEY")?)
                 .map_err(|e| anyhow::anyhow!("the cell key: {e}"))?;
             builder.with_client_auth_cert(vec![cert], key)?
         }
@@ -88,12 +88,6 @@ fn client(ca_pem: &str, identity: Option<&Issued>) -> anyhow::Result<reqwest::Cl
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(30))
         .build()?)
-}
-
-fn pem_key_der(pem: &str) -> anyhow::Result<Vec<u8>> {
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(body.trim()).context("the cell key is not PEM")
 }
 
 /// Joins `url` with `token` as `cell_id` (or takes up the identity kept in `dir` from an
@@ -141,13 +135,7 @@ pub async fn join(url: &str, token: &str, cell_id: &str, dir: &Path) -> anyhow::
     }
     let issued: Issued = response.json().await?;
     std::fs::create_dir_all(dir)?;
-    let text = serde_json::to_string(&issued)?;
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&kept)?;
-        f.write_all(text.as_bytes())?;
-    }
+    crate::server::write_private(&kept, &serde_json::to_string(&issued)?)?;
     client(&issued.ca_pem, Some(&issued))
 }
 
