@@ -5,6 +5,8 @@
 pub enum Error {
     #[error("database error: {0}")]
     Db(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[source] rusqlite::Error),
     #[error("unique constraint violated: {0}")]
     Conflict(String),
     #[error("referenced row missing: {0}")]
@@ -28,6 +30,24 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(db.message().to_string()),
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => Error::ForeignKey(db.message().to_string()),
             _ => Error::Db(e),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi;
+        match &e {
+            rusqlite::Error::QueryReturnedNoRows => Error::NotFound,
+            rusqlite::Error::SqliteFailure(f, message) => {
+                let message = message.clone().unwrap_or_else(|| f.to_string());
+                match f.extended_code {
+                    ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => Error::Conflict(message),
+                    ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Error::ForeignKey(message),
+                    _ => Error::Sqlite(e),
+                }
+            }
+            _ => Error::Sqlite(e),
         }
     }
 }

@@ -3,13 +3,15 @@
 //!
 //! Invariants:
 //! - One portable SQL dialect: queries use `$N` placeholders, `BIGINT`, `TEXT`, RFC 3339
-//!   times and JSON as text, so the same statement runs on both back ends through
-//!   sqlx's `Any` driver.
+//!   times and JSON as text, so the same statement runs on both back ends: SQLite through
+//!   rusqlite in the calling thread, PostgreSQL through sqlx (see `conn`). Migrations run
+//!   through sqlx on both.
 //! - Writes go through a [`Tx`]: a request's changes commit together or not at all. On
 //!   SQLite, write transactions are serialised in-process (one writer at a time is all
 //!   SQLite allows; waiting here is cheaper than `SQLITE_BUSY` retries).
 //! - The store knows nothing of HTTP, JSON wire shapes or authorization.
 
+mod conn;
 mod error;
 pub mod list;
 pub mod models;
@@ -21,14 +23,15 @@ use std::sync::Arc;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, SqlSafeStr};
+use sqlx::{AnyPool, SqlSafeStr};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use conn::LitePool;
 pub use error::{Error, Result};
 pub use list::{Cond, LabelOp, LabelRequirement, ListSpec, Page};
 pub use models::*;
 pub use queries::*;
-pub use sqlx::AnyConnection as Conn;
+pub use conn::{Conn, Row};
 pub use time_fmt::{format_cf_time, format_time, now, parse_time, time_of, unix_seconds};
 
 /// Which database the store runs on.
@@ -41,42 +44,45 @@ pub enum Backend {
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    db: Db,
     write_lock: Option<Arc<Mutex<()>>>,
+}
+
+#[derive(Clone)]
+enum Db {
+    Sqlite(Arc<LitePool>),
+    Postgres(AnyPool),
 }
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
-    tx: sqlx::Transaction<'static, Any>,
+    conn: Conn,
     _guard: Option<OwnedMutexGuard<()>>,
 }
 
 impl std::ops::Deref for Tx {
     type Target = Conn;
     fn deref(&self) -> &Conn {
-        &self.tx
+        &self.conn
     }
 }
 
 impl std::ops::DerefMut for Tx {
     fn deref_mut(&mut self) -> &mut Conn {
-        &mut self.tx
+        &mut self.conn
     }
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
-        Ok(())
+        self.conn.commit().await
     }
 
-    /// Rolls back now, before the write lock is released. (Dropping a `Tx` also rolls back,
-    /// but sqlx sends that `ROLLBACK` later, when the connection is next used: until then a
-    /// SQLite write lock can outlive the in-process one and the next writer sees `database
-    /// is locked`.)
+    /// Rolls back now, before the write lock is released. (Dropping a `Tx` also rolls back:
+    /// on SQLite at once; on PostgreSQL sqlx sends that `ROLLBACK` when the connection is
+    /// next used.)
     pub async fn rollback(self) -> Result<()> {
-        self.tx.rollback().await?;
-        Ok(())
+        self.conn.rollback().await
     }
 }
 
@@ -111,8 +117,10 @@ impl Store {
             _ => url.to_string(),
         };
         let options: AnyConnectOptions = url.parse().map_err(|e| Error::Config(format!("bad database URL: {e}")))?;
+        // Migrations run through sqlx on both back ends (its bookkeeping table is what
+        // earlier databases carry); SQLite is then served by rusqlite (see `conn`).
         let max = match backend {
-            Backend::Sqlite => 8,
+            Backend::Sqlite => 1,
             Backend::Postgres => 16,
         };
         let pool = AnyPoolOptions::new()
@@ -122,7 +130,6 @@ impl Store {
                     if backend == Backend::Sqlite {
                         sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                         sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
@@ -132,31 +139,31 @@ impl Store {
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        let store = Store { pool, write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))) };
-        store.migrate().await?;
-        Ok(store)
+        migrate(&pool).await?;
+        let db = match backend {
+            Backend::Sqlite => {
+                pool.close().await;
+                Db::Sqlite(LitePool::new(sqlite_path(&url)?))
+            }
+            Backend::Postgres => Db::Postgres(pool),
+        };
+        Ok(Store { db, write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))) })
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let migrations: Vec<Migration> = MIGRATIONS
-            .iter()
-            .map(|(version, name, sql)| {
-                Migration::new(
-                    *version,
-                    Cow::Borrowed(*name),
-                    MigrationType::Simple,
-                    sqlx::AssertSqlSafe(*sql).into_sql_str(),
-                    false,
-                )
-            })
-            .collect();
-        let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };
-        migrator.run(&self.pool).await.map_err(|e| Error::Migrate(e.to_string()))
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
     }
 
     /// A connection for reads outside a transaction.
-    pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
-        Ok(self.pool.acquire().await?)
+    pub async fn conn(&self) -> Result<Conn> {
+        match &self.db {
+            Db::Sqlite(pool) => pool.acquire().await,
+            Db::Postgres(pool) => Ok(Conn::pooled(pool.acquire().await?)),
+        }
     }
 
     /// Starts a write transaction.
@@ -165,14 +172,48 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.pool.begin().await?;
-        Ok(Tx { tx, _guard: guard })
+        let conn = match &self.db {
+            Db::Sqlite(pool) => pool.acquire().await?.begin_lite()?,
+            Db::Postgres(pool) => Conn::transaction(pool.begin().await?),
+        };
+        Ok(Tx { conn, _guard: guard })
     }
 
     /// Closes every connection; pending transactions are rolled back.
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.db {
+            Db::Sqlite(pool) => pool.close(),
+            Db::Postgres(pool) => pool.close().await,
+        }
     }
+}
+
+async fn migrate(pool: &AnyPool) -> Result<()> {
+    let migrations: Vec<Migration> = MIGRATIONS
+        .iter()
+        .map(|(version, name, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*name),
+                MigrationType::Simple,
+                sqlx::AssertSqlSafe(*sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };
+    migrator.run(pool).await.map_err(|e| Error::Migrate(e.to_string()))
+}
+
+/// The file a `sqlite:` URL names (`sqlite:///abs/path`, `sqlite://rel/path`, `sqlite:path`;
+/// any `?options` are sqlx's and were used when the file was created).
+fn sqlite_path(url: &str) -> Result<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path.starts_with(':') {
+        return Err(Error::Config(format!("'{url}' names no database file: use sqlite:///PATH")));
+    }
+    Ok(std::path::PathBuf::from(path))
 }
 
 /// A new random resource identifier in the lowercase UUID form CF uses.

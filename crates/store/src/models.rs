@@ -1,7 +1,7 @@
 //! The stored rows. Wire shapes live in the api crate; these are the store's own types.
 
+use crate::Row;
 use crate::queries::{Column, Record, Value};
-use sqlx::any::AnyRow;
 
 macro_rules! record {
     ($(#[$m:meta])* $name:ident in $table:literal key $key:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
@@ -13,8 +13,10 @@ macro_rules! record {
             const TABLE: &'static str = $table;
             const KEY: &'static str = stringify!($key);
             const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),*];
-            fn from_row(row: &AnyRow) -> crate::Result<Self> {
-                Ok(Self { $($field: <$ty as Column>::get(row, stringify!($field))?),* })
+            #[allow(unused_assignments)]
+            fn from_row(row: &Row<'_>) -> crate::Result<Self> {
+                let mut i = 0;
+                Ok(Self { $($field: { let v = <$ty as Column>::get(row, i)?; i += 1; v }),* })
             }
             fn values(&self) -> Vec<Value> {
                 vec![$(Column::value(&self.$field)),*]

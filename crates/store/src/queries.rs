@@ -2,11 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
-
 use crate::list::{ListSpec, Page, where_clause};
-use crate::{Conn, Error, Result};
+use crate::{Conn, Error, Result, Row};
 
 /// A bound SQL value.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,20 +19,21 @@ pub trait Record: Sized + Send + Unpin {
     const TABLE: &'static str;
     const KEY: &'static str;
     const COLUMNS: &'static [&'static str];
-    fn from_row(row: &AnyRow) -> Result<Self>;
+    /// Reads a row selected as `COLUMNS`, in that order.
+    fn from_row(row: &Row<'_>) -> Result<Self>;
     fn values(&self) -> Vec<Value>;
     fn key(&self) -> &str;
 }
 
 /// A Rust type stored in one column.
 pub trait Column: Sized {
-    fn get(row: &AnyRow, name: &str) -> Result<Self>;
+    fn get(row: &Row<'_>, i: usize) -> Result<Self>;
     fn value(&self) -> Value;
 }
 
 impl Column for String {
-    fn get(row: &AnyRow, name: &str) -> Result<Self> {
-        Ok(row.try_get(name)?)
+    fn get(row: &Row<'_>, i: usize) -> Result<Self> {
+        row.text(i)
     }
     fn value(&self) -> Value {
         Value::Text(self.clone())
@@ -43,8 +41,8 @@ impl Column for String {
 }
 
 impl Column for Option<String> {
-    fn get(row: &AnyRow, name: &str) -> Result<Self> {
-        Ok(row.try_get(name)?)
+    fn get(row: &Row<'_>, i: usize) -> Result<Self> {
+        row.opt_text(i)
     }
     fn value(&self) -> Value {
         Value::OptText(self.clone())
@@ -52,8 +50,8 @@ impl Column for Option<String> {
 }
 
 impl Column for i64 {
-    fn get(row: &AnyRow, name: &str) -> Result<Self> {
-        Ok(row.try_get(name)?)
+    fn get(row: &Row<'_>, i: usize) -> Result<Self> {
+        row.int(i)
     }
     fn value(&self) -> Value {
         Value::Int(*self)
@@ -61,8 +59,8 @@ impl Column for i64 {
 }
 
 impl Column for Option<i64> {
-    fn get(row: &AnyRow, name: &str) -> Result<Self> {
-        Ok(row.try_get(name)?)
+    fn get(row: &Row<'_>, i: usize) -> Result<Self> {
+        row.opt_int(i)
     }
     fn value(&self) -> Value {
         Value::OptInt(*self)
@@ -70,8 +68,8 @@ impl Column for Option<i64> {
 }
 
 impl Column for bool {
-    fn get(row: &AnyRow, name: &str) -> Result<Self> {
-        Ok(row.try_get::<i64, _>(name)? != 0)
+    fn get(row: &Row<'_>, i: usize) -> Result<Self> {
+        Ok(row.int(i)? != 0)
     }
     fn value(&self) -> Value {
         Value::Int(i64::from(*self))
@@ -79,38 +77,17 @@ impl Column for bool {
 }
 
 impl Column for serde_json::Value {
-    fn get(row: &AnyRow, name: &str) -> Result<Self> {
-        let text: String = row.try_get(name)?;
-        Ok(serde_json::from_str(&text)?)
+    fn get(row: &Row<'_>, i: usize) -> Result<Self> {
+        row.json(i)
     }
     fn value(&self) -> Value {
         Value::Text(self.to_string())
     }
 }
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
-
-fn bind_all(mut q: AnyQuery<'_>, values: Vec<Value>) -> AnyQuery<'_> {
-    for v in values {
-        q = match v {
-            Value::Text(s) => q.bind(s),
-            Value::OptText(s) => q.bind(s),
-            Value::Int(i) => q.bind(i),
-            Value::OptInt(i) => q.bind(i),
-        };
-    }
-    q
-}
-
 /// Runs a statement that returns no rows; answers the number of rows it changed.
 pub async fn execute(conn: &mut Conn, sql: &str, values: Vec<Value>) -> Result<u64> {
-    let q = bind_all(sqlx::query(AssertSqlSafe(sql.to_string())), values);
-    Ok(q.execute(&mut *conn).await?.rows_affected())
-}
-
-async fn fetch_rows(conn: &mut Conn, sql: String, values: Vec<Value>) -> Result<Vec<AnyRow>> {
-    let q = bind_all(sqlx::query(AssertSqlSafe(sql)), values);
-    Ok(q.fetch_all(&mut *conn).await?)
+    conn.execute(sql, &values).await
 }
 
 /// Inserts a record.
@@ -174,8 +151,7 @@ pub async fn find_one<T: Record>(conn: &mut Conn, conds: &[crate::Cond]) -> Resu
         T::TABLE,
         where_clause(T::TABLE, T::KEY, conds, &mut binds)
     );
-    let rows = fetch_rows(conn, sql, binds).await?;
-    rows.first().map(T::from_row).transpose()
+    Ok(conn.fetch(&sql, &binds, T::from_row).await?.into_iter().next())
 }
 
 /// Every record matching the conditions, in key order.
@@ -188,8 +164,11 @@ pub async fn find_all<T: Record>(conn: &mut Conn, conds: Vec<crate::Cond>) -> Re
 pub async fn count<T: Record>(conn: &mut Conn, conds: &[crate::Cond]) -> Result<u64> {
     let mut binds = Vec::new();
     let sql = format!("SELECT COUNT(*) AS n FROM {}{}", T::TABLE, where_clause(T::TABLE, T::KEY, conds, &mut binds));
-    let rows = fetch_rows(conn, sql, binds).await?;
-    let n: i64 = rows.first().ok_or(Error::NotFound)?.try_get("n")?;
+    count_of(conn, &sql, &binds).await
+}
+
+async fn count_of(conn: &mut Conn, sql: &str, binds: &[Value]) -> Result<u64> {
+    let n = conn.fetch(sql, binds, |r| r.int(0)).await?.into_iter().next().ok_or(Error::NotFound)?;
     Ok(n.max(0) as u64)
 }
 
@@ -207,23 +186,18 @@ pub async fn list<T: Record>(conn: &mut Conn, spec: &ListSpec) -> Result<Page<T>
         order = spec.order_by,
         key = T::KEY,
     );
-    let rows = fetch_rows(conn, sql, binds.clone()).await?;
-    let items = rows.iter().map(T::from_row).collect::<Result<Vec<T>>>()?;
+    let items = conn.fetch(&sql, &binds, T::from_row).await?;
     let total = if spec.page <= 1 && (items.len() as i64) < per_page {
         items.len() as u64
     } else {
-        let sql = format!("SELECT COUNT(*) AS n FROM {}{filter}", T::TABLE);
-        let rows = fetch_rows(conn, sql, binds).await?;
-        let n: i64 = rows.first().ok_or(Error::NotFound)?.try_get("n")?;
-        n.max(0) as u64
+        count_of(conn, &format!("SELECT COUNT(*) AS n FROM {}{filter}", T::TABLE), &binds).await?
     };
     Ok(Page { items, total })
 }
 
 /// Single-column text values from a query (for guid lists).
 pub async fn strings(conn: &mut Conn, sql: &str, values: Vec<Value>) -> Result<Vec<String>> {
-    let rows = fetch_rows(conn, sql.to_string(), values).await?;
-    rows.iter().map(|r| Ok(r.try_get::<String, _>(0)?)).collect()
+    conn.fetch(sql, &values, |r| r.text(0)).await
 }
 
 /// Labels and annotations of one resource.
@@ -244,13 +218,12 @@ pub async fn metadata_for(conn: &mut Conn, guids: &[String]) -> Result<BTreeMap<
         "SELECT resource_guid, kind, key, value FROM metadata WHERE resource_guid IN ({}) ORDER BY key",
         phs.join(", ")
     );
-    let rows = fetch_rows(conn, sql, guids.iter().map(|g| Value::Text(g.clone())).collect()).await?;
-    for row in rows {
-        let guid: String = row.try_get("resource_guid")?;
-        let kind: String = row.try_get("kind")?;
+    let values: Vec<Value> = guids.iter().map(|g| Value::Text(g.clone())).collect();
+    let rows = conn.fetch(&sql, &values, |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.text(3)?))).await?;
+    for (guid, kind, key, value) in rows {
         let entry = out.entry(guid).or_default();
         let map = if kind == "label" { &mut entry.labels } else { &mut entry.annotations };
-        map.insert(row.try_get("key")?, row.try_get("value")?);
+        map.insert(key, value);
     }
     Ok(out)
 }
