@@ -23,7 +23,10 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+        let mut url = String::with_capacity(self.base.len() + path.len());
+        url.push_str(&self.base);
+        url.push_str(path);
+        url
     }
 }
 

@@ -45,7 +45,8 @@ impl LitePool {
     }
 
     pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Conn> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| Error::Config("the store is closed".into()))?;
+        let permit =
+            self.permits.clone().acquire_owned().await.map_err(|_| Error::Config("the store is closed".into()))?;
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match idle {
             Some(conn) => conn,

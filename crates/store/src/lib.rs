@@ -27,11 +27,11 @@ use sqlx::{AnyPool, SqlSafeStr};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use conn::LitePool;
+pub use conn::{Conn, Row};
 pub use error::{Error, Result};
 pub use list::{Cond, LabelOp, LabelRequirement, ListSpec, Page};
 pub use models::*;
 pub use queries::*;
-pub use conn::{Conn, Row};
 pub use time_fmt::{format_cf_time, format_time, now, parse_time, time_of, unix_seconds};
 
 /// Which database the store runs on.

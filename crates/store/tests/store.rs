@@ -158,3 +158,30 @@ async fn reopening_keeps_data_and_does_not_rerun_migrations() {
     assert!(Store::open("mysql://nope").await.is_err(), "unknown back ends are refused");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn placeholders_bind_by_number_and_readers_see_only_committed_rows() {
+    for (backend, st) in stores().await {
+        let o = org("numbered");
+        let mut tx = st.begin().await.unwrap();
+        store::insert(&mut tx, &o).await.unwrap();
+        // While the write is open, a reader sees the database as it was, without waiting.
+        let mut reader = st.conn().await.unwrap();
+        let seen: Option<Org> = store::get(&mut reader, &o.guid).await.unwrap();
+        assert!(seen.is_none(), "{backend}: an uncommitted row is visible");
+        tx.commit().await.unwrap();
+        // `$2` before `$1`, and `$1` twice: values go by number, not by position.
+        let names = store::strings(
+            &mut reader,
+            "SELECT name FROM organizations WHERE guid = $2 AND (name = $1 OR name = $1 || 'x')",
+            vec![Value::Text("numbered".into()), Value::Text(o.guid.clone())],
+        )
+        .await
+        .unwrap();
+        assert_eq!(names, ["numbered"], "{backend}");
+        // A space in an org that does not exist is refused by the foreign key.
+        let mut tx = st.begin().await.unwrap();
+        let orphan = store::insert(&mut tx, &space(&store::new_guid(), "orphan")).await;
+        assert!(matches!(orphan, Err(store::Error::ForeignKey(_))), "{backend}: {orphan:?}");
+    }
+}

@@ -77,7 +77,7 @@ pub fn render<'a>(ctx: &Ctx, a: &'a App, md: Option<&'a Metadata>, base: &'a str
         metadata: MetadataJson::of(md),
         links: AppLinks {
             this: l(""),
-            space: Href { href: ctx.url(&format!("/v3/spaces/{}", a.space_guid)) },
+            space: Href { href: [ctx.url("/v3/spaces/").as_str(), &a.space_guid].concat() },
             processes: l("/processes"),
             packages: l("/packages"),
             environment_variables: l("/environment_variables"),
@@ -95,7 +95,7 @@ pub fn render<'a>(ctx: &Ctx, a: &'a App, md: Option<&'a Metadata>, base: &'a str
 
 /// The URL of an app (the base its links extend).
 pub fn app_url(ctx: &Ctx, a: &App) -> String {
-    ctx.url(&format!("/v3/apps/{}", a.guid))
+    [ctx.url("/v3/apps/").as_str(), &a.guid].concat()
 }
 
 async fn metadata_of_many(conn: &mut Conn, apps: &[App]) -> ApiResult<BTreeMap<String, Metadata>> {
@@ -137,7 +137,8 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
         });
     }
     let md = metadata_of_many(&mut conn, &page.items).await?;
-    let bases: Vec<String> = page.items.iter().map(|a| app_url(&ctx, a)).collect();
+    let prefix = ctx.url("/v3/apps/");
+    let bases: Vec<String> = page.items.iter().map(|a| [prefix.as_str(), &a.guid].concat()).collect();
     let resources: Vec<AppJson> =
         page.items.iter().zip(&bases).map(|(a, base)| render(&ctx, a, md.get(&a.guid), base)).collect();
     let included = if params.include.is_empty() {
