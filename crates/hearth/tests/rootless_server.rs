@@ -3,8 +3,9 @@
 //! parent and starts `hearth server` as that user with `runuser`; then, as a user of the
 //! platform would, pushes a buildpack app on the host stack with the `hearth` client,
 //! reaches it through the server's router by host name, checks that its process runs as a
-//! host id from the subordinate range, scales it to two instances that both answer, deletes
-//! it and stops the server with SIGTERM. Then, as root, nothing of the user's is left:
+//! host id from the subordinate range, scales it to two instances that both answer, pushes
+//! a Docker image app from a local registry that runs as the image's user, deletes both
+//! and stops the server with SIGTERM. Then, as root, nothing of the user's is left:
 //! no process, mount or cgroup.
 //!
 //! Needs Debian's `uidmap`, `passt`, `busybox-static` and util-linux's `runuser`/`unshare`.
@@ -18,10 +19,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{ADMIN_PASSWORD, free_port, shows_running, through_router};
+use common::registry::{Registry, busybox_layer};
 use rootless_user::{
     SUB_START, USER, delegate_cgroup, ensure_tun_is_open_to_users, ensure_user, host_leftovers, runnable_by_user,
     user_dir, user_processes,
 };
+use serde_json::json;
 
 const DOMAIN: &str = "apps.rootless.internal";
 
@@ -35,7 +38,7 @@ struct UserServer {
 
 impl UserServer {
     /// Starts the server as `user` and waits until it answers.
-    fn start(user: &str, hearth: &Path, base: &Path, uid: u32, cgroup_parent: &str) -> UserServer {
+    fn start(user: &str, hearth: &Path, base: &Path, uid: u32, cgroup_parent: &str, extra: &[&str]) -> UserServer {
         let addr = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(base.join("server.log")).unwrap();
         let child = Command::new("runuser")
@@ -44,6 +47,7 @@ impl UserServer {
             .args(["server", "--data-dir"])
             .arg(base.join("data"))
             .args(["--listen", &addr, "--app-domain", DOMAIN, "--cgroup-parent", cgroup_parent])
+            .args(extra)
             .env("HEARTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("HEARTH_NO_SAMPLE_APP", "true")
             .env("HEARTH_HOME", base.join("server-home"))
@@ -193,7 +197,7 @@ fn a_user_without_subordinate_ids_is_told_what_to_do(hearth_bin: &Path, base: &P
     let nobody = (65534, 65534);
     let dir = base.join("nobody");
     user_dir(&dir, nobody);
-    let mut server = UserServer::start("nobody", hearth_bin, &dir, nobody.0, "hearth");
+    let mut server = UserServer::start("nobody", hearth_bin, &dir, nobody.0, "hearth", &[]);
     let log = server.log();
     assert!(log.contains("no containers on this machine"), "{log}");
     assert!(log.contains("/etc/subuid has no range for user nobody") && log.contains("usermod --add-subuids"), "{log}");
@@ -201,7 +205,17 @@ fn a_user_without_subordinate_ids_is_told_what_to_do(hearth_bin: &Path, base: &P
 }
 
 fn run_as_platform_user(hearth_bin: &Path, base: &Path, uid: u32, cgroup_parent: &str) {
-    let mut server = UserServer::start(USER, hearth_bin, base, uid, cgroup_parent);
+    let registry = Registry::start(&base.join("registry"));
+    let web = "mkdir -p /tmp/www && echo image app as $(id -u) > /tmp/www/index.html && exec busybox httpd -f -p 8080 -h /tmp/www";
+    let image = registry.push(
+        "apps/web",
+        "1",
+        &busybox_layer(),
+        json!({"architecture": "amd64", "os": "linux",
+               "config": {"Cmd": ["/bin/sh", "-c", web], "ExposedPorts": {"8080/tcp": {}}, "User": "app"}}),
+    );
+    let extra = ["--insecure-registry", registry.host.as_str()];
+    let mut server = UserServer::start(USER, hearth_bin, base, uid, cgroup_parent, &extra);
     let url = format!("http://{}", server.addr);
     let log = server.log();
     assert!(log.contains("disk limits are not enforced when hearth server runs as an ordinary user"), "{log}");
@@ -251,10 +265,30 @@ fn run_as_platform_user(hearth_bin: &Path, base: &Path, uid: u32, cgroup_parent:
     let processes = app_processes(uid);
     assert_eq!(processes.len(), 2, "{processes:?}");
     assert!(processes.iter().all(|(_, owner)| *owner == SUB_START + 1999), "{processes:?}");
+    // Their root filesystems are mounted inside their own namespaces, never on the host.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let base_text = base.to_string_lossy();
+    assert!(!mountinfo.lines().any(|l| l.contains(base_text.as_ref())), "no host mount under {base_text}");
 
-    // Instances outlive a server restart (ARCHITECTURE.md): deleting the app is how they go.
+    // A Docker image: its layer is pulled and unpacked in the user namespace, and its user
+    // `app` (1500, from the image's /etc/passwd) is host uid SUB_START + 1499.
+    let out = hearth(base, &["push", "web", "--docker-image", &image, "-m", "64M"]);
+    assert!(shows_running(&out), "{out}");
+    let web_host = format!("web.{DOMAIN}");
+    wait_for("the image app answers through the router", 30, || {
+        answer = through_router(&server.addr, &web_host);
+        answer.0 == 200
+    });
+    assert_eq!(answer.1, "image app as 1500\n");
+    let image_app = user_processes(uid).into_iter().find(|(_, _, c)| c.contains("httpd -f -p 8080 -h /tmp/www"));
+    assert_eq!(image_app.map(|(_, owner, _)| owner), Some(SUB_START + 1499));
+
+    // Instances outlive a server restart (ARCHITECTURE.md): deleting the apps is how they go.
+    hearth(base, &["delete", "web", "-r", "-f"]);
     hearth(base, &["delete", "site", "-r", "-f"]);
-    wait_for("the app's containers are gone", 60, || app_processes(uid).is_empty());
+    wait_for("the apps' containers are gone", 60, || {
+        user_processes(uid).iter().all(|(_, owner, _)| !(SUB_START..SUB_START + 65_536).contains(owner))
+    });
     let status = server.stop();
     assert!(status.success(), "the server stopped cleanly on SIGTERM: {status}\n{}", server.log());
     let log = server.log();
