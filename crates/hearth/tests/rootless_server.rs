@@ -3,7 +3,8 @@
 //! parent and starts `hearth server` as that user with `runuser`; then, as a user of the
 //! platform would, pushes a buildpack app on the host stack with the `hearth` client,
 //! reaches it through the server's router by host name, checks that its process runs as a
-//! host id from the subordinate range, scales it to two instances that both answer, pushes
+//! host id from the subordinate range, scales it to two instances that both answer (and
+//! still answer, the same processes, after the server restarts), pushes
 //! a Docker image app from a local registry that runs as the image's user, deletes both
 //! and stops the server with SIGTERM. Then, as root, nothing of the user's is left:
 //! no process, mount or cgroup.
@@ -31,6 +32,8 @@ const DOMAIN: &str = "apps.rootless.internal";
 /// `hearth server` as the user, started through `runuser`.
 struct UserServer {
     child: Child,
+    /// How it was started: runuser's arguments.
+    command: Vec<std::ffi::OsString>,
     base: PathBuf,
     addr: String,
     uid: u32,
@@ -40,32 +43,30 @@ impl UserServer {
     /// Starts the server as `user` and waits until it answers.
     fn start(user: &str, hearth: &Path, base: &Path, uid: u32, cgroup_parent: &str, extra: &[&str]) -> UserServer {
         let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(base.join("server.log")).unwrap();
-        let child = Command::new("runuser")
-            .args(["-u", user, "--"])
-            .arg(hearth)
-            .args(["server", "--data-dir"])
-            .arg(base.join("data"))
-            .args(["--listen", &addr, "--app-domain", DOMAIN, "--cgroup-parent", cgroup_parent])
-            .args(extra)
-            .env("HEARTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("HEARTH_NO_SAMPLE_APP", "true")
-            .env("HEARTH_HOME", base.join("server-home"))
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("HEARTH_CGROUP_PARENT")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("runuser hearth server");
-        let server = UserServer { child, base: base.to_path_buf(), addr, uid };
+        let mut command: Vec<std::ffi::OsString> = ["-u", user, "--"].map(Into::into).to_vec();
+        command.extend([hearth.as_os_str().into(), "server".into(), "--data-dir".into(), base.join("data").into()]);
+        let args = ["--listen", &addr, "--app-domain", DOMAIN, "--cgroup-parent", cgroup_parent];
+        command.extend(args.iter().chain(extra).map(Into::into));
+        let child = spawn_logged(&command, base);
+        let server = UserServer { child, command, base: base.to_path_buf(), addr, uid };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !answers(&format!("http://{}/", server.addr)) {
-            assert!(server.running(), "the server exited:\n{}", server.log());
-            assert!(Instant::now() < deadline, "the server did not answer within 60 s:\n{}", server.log());
+        while !answers(&format!("http://{}/", self.addr)) {
+            assert!(self.running(), "the server exited:\n{}", self.log());
+            assert!(Instant::now() < deadline, "the server did not answer within 60 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(200));
         }
-        server
+    }
+
+    /// Stops it with SIGTERM and starts it again on the same address and data.
+    fn restart(&mut self) {
+        assert!(self.stop().success(), "the server stopped cleanly on SIGTERM:\n{}", self.log());
+        self.child = spawn_logged(&self.command, &self.base);
+        self.wait_ready();
     }
 
     fn running(&self) -> bool {
@@ -118,6 +119,23 @@ impl Drop for UserServer {
             eprintln!("--- server log ---\n{}", self.log());
         }
     }
+}
+
+/// `runuser ARGS` with its output appended to `base/server.log`.
+fn spawn_logged(args: &[std::ffi::OsString], base: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(base.join("server.log")).unwrap();
+    Command::new("runuser")
+        .args(args)
+        .env("HEARTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("HEARTH_NO_SAMPLE_APP", "true")
+        .env("HEARTH_HOME", base.join("server-home"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("HEARTH_CGROUP_PARENT")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("runuser hearth server")
 }
 
 /// Whether `GET url` answers 200.
@@ -269,6 +287,18 @@ fn run_as_platform_user(hearth_bin: &Path, base: &Path, uid: u32, cgroup_parent:
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let base_text = base.to_string_lossy();
     assert!(!mountinfo.lines().any(|l| l.contains(base_text.as_ref())), "no host mount under {base_text}");
+
+    // Instances outlive a restart of their server (ARCHITECTURE.md), which finds them again.
+    server.restart();
+    let mut after = Vec::new();
+    wait_for("both instances answer after the restart", 60, || {
+        let (status, body) = through_router(&server.addr, &host);
+        if status == 200 && !after.contains(&body) {
+            after.push(body);
+        }
+        after.len() == 2
+    });
+    assert_eq!(app_processes(uid), processes, "the same processes run on");
 
     // A Docker image: its layer is pulled and unpacked in the user namespace, and its user
     // `app` (1500, from the image's /etc/passwd) is host uid SUB_START + 1499.
