@@ -9,7 +9,10 @@
 //! and stops the server with SIGTERM. Then, as root, nothing of the user's is left:
 //! no process, mount or cgroup.
 //!
-//! Needs Debian's `uidmap`, `passt`, `busybox-static` and util-linux's `runuser`/`unshare`.
+//! First, the image store's helper unpacks layers as the user (owners, whiteouts and opaque
+//! directories as its containers see them), and a user without subordinate ids is told what
+//! to do. Needs Debian's `uidmap`, `passt`, `busybox-static`, `docker-registry` and
+//! util-linux's `runuser`/`unshare`.
 
 mod common;
 #[path = "common/rootless_user.rs"]
@@ -187,6 +190,7 @@ fn an_ordinary_user_runs_the_platform_and_its_apps() {
     let hearth_bin = runnable_by_user(Path::new(env!("CARGO_BIN_EXE_hearth")), &base, "hearth");
 
     let outcome = std::panic::catch_unwind(|| {
+        layers_the_user_unpacks_keep_owners_whiteouts_and_opaque_directories(&hearth_bin, &base);
         a_user_without_subordinate_ids_is_told_what_to_do(&hearth_bin, &base);
         run_as_platform_user(&hearth_bin, &base, user.0, &cgroup_parent);
     });
@@ -207,6 +211,68 @@ fn an_ordinary_user_runs_the_platform_and_its_apps() {
         std::panic::resume_unwind(panic);
     }
     assert_eq!(leftovers, Vec::<String>::new(), "nothing of the user's is left once its app is deleted and it stopped");
+}
+
+/// The rootless image store's helper, as the user in its containers' id map: a layer's uid
+/// 2000 is host SUB_START + 1999, and a layer on top hides a file (whiteout) and a
+/// directory's lower contents (opaque) in a `userxattr` overlay mounted in a user namespace.
+fn layers_the_user_unpacks_keep_owners_whiteouts_and_opaque_directories(hearth_bin: &Path, base: &Path) {
+    let user = ensure_user();
+    let dir = base.join("layers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tar = |entries: &[(&str, u32)]| {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, uid) in entries {
+            let mut header = tar::Header::new_gnu();
+            let is_dir = name.ends_with('/');
+            header.set_entry_type(if is_dir { tar::EntryType::Directory } else { tar::EntryType::Regular });
+            header.set_mode(if is_dir { 0o755 } else { 0o644 });
+            header.set_uid(u64::from(*uid));
+            header.set_gid(u64::from(*uid));
+            header.set_size(if is_dir { 0 } else { 2 });
+            builder.append_data(&mut header, name, if is_dir { &b""[..] } else { &b"x\n"[..] }).unwrap();
+        }
+        builder.into_inner().unwrap()
+    };
+    let lower = tar(&[("gone", 0), ("dir/", 0), ("dir/old", 0), ("keep/", 2000), ("keep/k", 2000)]);
+    let upper = tar(&[(".wh.gone", 0), ("dir/", 0), ("dir/.wh..wh..opq", 0), ("dir/new", 0)]);
+    let map = format!("--map-users={SUB_START},1,65536");
+    let map_groups = format!("--map-groups={SUB_START},1,65536");
+    let in_namespace = |args: &[&str]| {
+        let mut command = Command::new("runuser");
+        command.args(["-u", USER, "--", "unshare", "--map-root-user", &map, &map_groups]).args(args);
+        command
+    };
+    for (name, bytes) in [("l1", &lower), ("l2", &upper)] {
+        let dest = dir.join(name);
+        user_dir(&dest, user);
+        let mut child = in_namespace(&["--", hearth_bin.to_str().unwrap(), "images-helper", "unpack"])
+            .arg(&dest)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), bytes).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "unpack {name}");
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(report["diff_id"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{report}");
+    }
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(dir.join("l1/keep/k")).unwrap().uid(), SUB_START + 1999, "container uid 2000");
+    assert_eq!(std::fs::metadata(dir.join("l1/gone")).unwrap().uid(), user.0, "container root: the user");
+    for sub in ["u", "w", "m"] {
+        user_dir(&dir.join(sub), user);
+    }
+    let d = dir.display();
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={d}/l2:{d}/l1,upperdir={d}/u,workdir={d}/w,userxattr {d}/m && \
+         cd {d}/m && find . | sort"
+    );
+    let output = in_namespace(&["-m", "sh", "-c", &script]).output().unwrap();
+    let listing = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{listing}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(listing.lines().collect::<Vec<_>>(), [".", "./dir", "./dir/new", "./keep", "./keep/k"]);
 }
 
 /// `nobody` has no range in /etc/subuid: the server runs without containers and says why
