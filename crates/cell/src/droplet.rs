@@ -1,6 +1,7 @@
 //! A Cloud Foundry droplet tgz (`app/`, `deps/`, `profile.d/`, `staging_info.yml`) as a
-//! layer in the image store: its entries moved under `home/vcap/` and owned by the host id
-//! that is `vcap` in an instance. The conversion is a pure function of the tgz, so staging
+//! layer in the image store: its entries moved under `home/vcap/` and owned by the id the
+//! store writes for `vcap` in an instance (the host id root's containers map it to; `vcap`
+//! itself in a rootless store, which unpacks in its containers' user namespace). The conversion is a pure function of the tgz, so staging
 //! (which makes its layer this way too), an upload, a copy and a re-import after a lost
 //! image store all give one droplet the same layer digest.
 //!
@@ -22,7 +23,7 @@ const VCAP: (u32, u32) = (2000, 2000);
 pub fn import(images: &hearth_images::Store, tgz: &Path, work_dir: &Path) -> anyhow::Result<Digest> {
     std::fs::create_dir_all(work_dir).with_context(|| format!("cannot make {}", work_dir.display()))?;
     let layer = tempfile_in(work_dir)?;
-    let result = layer_of(tgz, &layer).and_then(|()| {
+    let result = layer_of(tgz, &layer, vcap_owner(images)).and_then(|()| {
         let file = std::fs::File::open(&layer)?;
         Ok(images.import_layer(file).context("cannot store the droplet layer")?.diff_id)
     });
@@ -34,13 +35,22 @@ fn tempfile_in(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir.join(format!("droplet-layer-{}.tar", uuid::Uuid::new_v4())))
 }
 
-/// Writes the layer tar for the droplet `tgz` to `out`.
-pub fn layer_of(tgz: &Path, out: &Path) -> anyhow::Result<()> {
+/// The uid and gid a droplet layer's entries carry in `images`: what the store turns into
+/// `vcap` inside an instance.
+pub fn vcap_owner(images: &hearth_images::Store) -> (u32, u32) {
+    if images.config().user_namespace.is_some() {
+        return VCAP;
+    }
+    let map = hearth_containers::IdMap::default();
+    (map.host_uid + VCAP.0, map.host_gid + VCAP.1)
+}
+
+/// Writes the layer tar for the droplet `tgz` to `out`, its entries owned by `owner`.
+pub fn layer_of(tgz: &Path, out: &Path, owner: (u32, u32)) -> anyhow::Result<()> {
     let file = std::fs::File::open(tgz).with_context(|| format!("cannot open {}", tgz.display()))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
     let mut layer = tar::Builder::new(std::fs::File::create(out)?);
-    let map = hearth_containers::IdMap::default();
-    let (uid, gid) = (u64::from(map.host_uid + VCAP.0), u64::from(map.host_gid + VCAP.1));
+    let (uid, gid) = (u64::from(owner.0), u64::from(owner.1));
     for dir in ["home/", "home/vcap/"] {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
@@ -118,8 +128,8 @@ mod tests {
         let src = dir.path().join("d.tgz");
         std::fs::write(&src, tgz(&[("./app/run.sh", b"echo hi"), ("staging_info.yml", b"{}")])).unwrap();
         let (a, b) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
-        layer_of(&src, &a).unwrap();
-        layer_of(&src, &b).unwrap();
+        layer_of(&src, &a, (102_000, 102_000)).unwrap();
+        layer_of(&src, &b, (102_000, 102_000)).unwrap();
         assert_eq!(names(&a), ["home/", "home/vcap/", "home/vcap/app/run.sh", "home/vcap/staging_info.yml"]);
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     }
@@ -132,6 +142,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("d.tgz");
         std::fs::write(&src, b"not gzip").unwrap();
-        assert!(layer_of(&src, &dir.path().join("x.tar")).is_err());
+        assert!(layer_of(&src, &dir.path().join("x.tar"), VCAP).is_err());
     }
 }

@@ -6,6 +6,14 @@
 //! store). Containers mount root filesystems from inside their user namespace, so every
 //! directory above the node directory must be searchable by others (o+x); the default for
 //! root is `/var/lib/hearth`, because a data directory under `/root` is not.
+//!
+//! Run by an ordinary user (rootless mode, `hearth_containers::rootless`), the node maps
+//! container root to that user and container ids 1.. to its subordinate range
+//! (`/etc/subuid`, `/etc/subgid`); the image store unpacks and removes layers in that same
+//! user namespace (so a layer's ownership is what its containers see) and mounts nothing on
+//! the host: each container mounts its own overlay inside its namespaces. Containers get
+//! `pasta` networking with host port forwards; disk limits are not enforced (no loop
+//! devices); cgroup limits only where the cgroup parent is delegated to the user.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -14,10 +22,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use hearth_containers::network::{Destination, EgressRule, PortMapping, PortRange, Protocol};
 use hearth_containers::{
-    ContainerId, ContainerInfo, ContainerSpec, IdMap, Limits, NetworkConfig, NetworkSpec, Placement, Runtime,
-    RuntimeConfig, User,
+    BindMount, ContainerId, ContainerInfo, ContainerSpec, IdMap, Limits, NetworkConfig, NetworkSpec, Overlay,
+    Placement, Runtime, RuntimeConfig, User, cgroup, rootless,
 };
-use hearth_images::{Digest, ImageRecord, Puller, RegistryConfig, Stack, Store as ImageStore};
+use hearth_images::{
+    Digest, DiskLimitBackend, ImageRecord, Puller, RegistryConfig, Stack, Store as ImageStore, StoreConfig,
+    UserNamespace,
+};
 use tokio::sync::OnceCell;
 
 /// The node's settings.
@@ -99,30 +110,35 @@ impl ContainerRequest {
 }
 
 impl Node {
-    /// Opens (creating) the node directory. Needs root; says what to do otherwise.
+    /// Opens (creating) the node directory. As root, containers map to host ids 100000+; as
+    /// an ordinary user, to the user's subordinate range (rootless mode). What rootless mode
+    /// lacks is refused at once, saying what to do.
     pub async fn open(config: &NodeConfig) -> anyhow::Result<Node> {
-        if !rustix::process::geteuid().is_root() {
-            bail!("containers need root (rootless mode is not available yet); run `hearth server` as root");
-        }
+        let rootless = rootless::is_rootless();
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the node directory {}", dir.display()))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
             .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
-        check_searchable(&dir)?;
-        let images_dir = dir.join("images");
-        let images = tokio::task::spawn_blocking(move || ImageStore::open(images_dir))
-            .await?
-            .context("cannot open the image store")?;
-        let registry =
-            RegistryConfig { insecure_registries: config.insecure_registries.clone(), ..RegistryConfig::default() };
         let helper = match &config.helper {
             Some(helper) => helper.clone(),
             None => std::env::current_exe().context("cannot find the hearth binary for the container helper")?,
         };
+        let (id_map, store_config) = if rootless {
+            rootless_setup(config, &helper)?
+        } else {
+            check_searchable(&dir)?;
+            (IdMap::default(), StoreConfig::default())
+        };
+        let images_dir = dir.join("images");
+        let images = tokio::task::spawn_blocking(move || ImageStore::open_with(images_dir, store_config))
+            .await?
+            .context("cannot open the image store")?;
+        let registry =
+            RegistryConfig { insecure_registries: config.insecure_registries.clone(), ..RegistryConfig::default() };
         let runtime = Runtime::new(RuntimeConfig {
             root: dir.join("containers"),
             helper,
-            placement: Placement { id_map: IdMap::default(), cgroup_parent: config.cgroup_parent.clone() },
+            placement: Placement { id_map, cgroup_parent: config.cgroup_parent.clone() },
             network: config.network.clone(),
         });
         let node = Node { dir, runtime, puller: Puller::new(images, registry), host_stack: OnceCell::new() };
@@ -131,6 +147,12 @@ impl Node {
             tracing::info!(removed = ?swept, "cleaned up what an earlier run left half-made");
         }
         Ok(node)
+    }
+
+    /// Whether the node runs as an ordinary user: its instances are reached through their
+    /// host port forwards on the host's loopback, not at their containers' addresses.
+    pub fn is_rootless(&self) -> bool {
+        self.runtime.is_rootless()
     }
 
     /// Removes what a crash left half-made: root filesystems with no container on them, and
@@ -245,6 +267,24 @@ impl Node {
             .with_context(|| format!("cannot make a root filesystem for {id}"))?;
         let mut spec = ContainerSpec::new(&rootfs.path, args);
         spec.rootfs_readonly = false;
+        // Where the image's `/etc/passwd` is: the mounted root, or (rootless) the layers.
+        let mut roots = vec![rootfs.path.clone()];
+        if let Some(overlay) = &rootfs.overlay {
+            roots = overlay.lower.clone();
+            spec.overlay = Some(Overlay {
+                lower: overlay.lower.clone(),
+                writable: Some((rootfs.upper.clone(), overlay.work.clone())),
+            });
+            spec.bind_mounts = overlay
+                .binds
+                .iter()
+                .map(|b| BindMount {
+                    source: b.source.clone(),
+                    destination: b.target.to_string_lossy().into_owned(),
+                    read_only: true,
+                })
+                .collect();
+        }
         // A stop's SIGTERM reaches the app (not a PID 1 that ignores it); orphans are reaped.
         spec.init = true;
         if request.network || !request.ports.is_empty() {
@@ -256,7 +296,7 @@ impl Node {
         spec.cwd = request.cwd.clone().unwrap_or(cwd);
         if let Some(config) = &runtime_config {
             // Images run as the user they name, root when they name none (as Docker does).
-            spec.user = resolve_user(&rootfs.path, config.user.as_deref().unwrap_or("0"));
+            spec.user = resolve_user(&roots, config.user.as_deref().unwrap_or("0"));
         }
         if let Some(user) = request.user {
             spec.user = user;
@@ -306,15 +346,16 @@ fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
     order.into_iter().map(|name| format!("{name}={}", merged[name])).collect()
 }
 
-/// `uid[:gid]` or `name[:group]` as the image's `/etc/passwd` and `/etc/group` say; an
+/// `uid[:gid]` or `name[:group]` as the image's `/etc/passwd` and `/etc/group` say (read
+/// from the first of `roots` that has the file: a mounted root, or layers top first); an
 /// unknown name falls back to CF's `vcap` (2000), never to root.
-fn resolve_user(rootfs: &Path, user: &str) -> User {
+fn resolve_user(roots: &[PathBuf], user: &str) -> User {
     let (user, group) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
     let lookup = |file: &str, name: &str| -> Option<(u32, Option<u32>)> {
-        let text = std::fs::read_to_string(rootfs.join("etc").join(file)).ok()?;
+        let text = roots.iter().find_map(|root| std::fs::read_to_string(root.join("etc").join(file)).ok())?;
         text.lines().find_map(|line| {
             let fields: Vec<&str> = line.split(':').collect();
             if fields.first() != Some(&name) {
@@ -332,6 +373,43 @@ fn resolve_user(rootfs: &Path, user: &str) -> User {
         None => primary_gid.unwrap_or(uid),
     };
     User { uid, gid }
+}
+
+/// Rootless mode's id map and image store settings, or what the user must do first.
+fn rootless_setup(config: &NodeConfig, helper: &Path) -> anyhow::Result<(IdMap, StoreConfig)> {
+    let id_map = rootless::current_user_id_map().context("hearth server runs as an ordinary user (rootless mode)")?;
+    let parent = PathBuf::from(format!("/{}", config.cgroup_parent));
+    if let Some(dir) = cgroup::undelegated(&parent) {
+        match cgroup::mode() {
+            // libcontainer 0.7 cannot make a container on cgroup v1 without a delegated parent.
+            cgroup::Mode::V1 => bail!(
+                "rootless mode on cgroup v1: {} is not writable by this user. As root, create {parent} in each \
+                 /sys/fs/cgroup/<hierarchy> (copy cpuset.cpus and cpuset.mems into the cpuset one), chown it to \
+                 the user, and start with --cgroup-parent {}",
+                dir.display(),
+                config.cgroup_parent,
+                parent = parent.display(),
+            ),
+            cgroup::Mode::V2 => tracing::warn!(
+                cgroup = %dir.display(),
+                "rootless: the cgroup parent is not delegated to this user: memory, CPU and pids limits are not \
+                 enforced"
+            ),
+        }
+    }
+    tracing::warn!("disk limits are not enforced when hearth server runs as an ordinary user");
+    let namespace = UserNamespace {
+        sub_uid: id_map.host_uid,
+        sub_gid: id_map.host_gid,
+        count: id_map.size,
+        helper: helper.to_path_buf(),
+    };
+    let store = StoreConfig {
+        disk_limits: DiskLimitBackend::Unenforced,
+        user_namespace: Some(namespace),
+        ..Default::default()
+    };
+    Ok((id_map, store))
 }
 
 fn check_searchable(dir: &Path) -> anyhow::Result<()> {
@@ -409,11 +487,12 @@ mod tests {
         std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nweb:x:1001:1002::/home/web:/bin/sh\n")
             .unwrap();
         std::fs::write(root.join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        assert_eq!(resolve_user(&root, "0"), User { uid: 0, gid: 0 });
-        assert_eq!(resolve_user(&root, "1234:5"), User { uid: 1234, gid: 5 });
-        assert_eq!(resolve_user(&root, "web"), User { uid: 1001, gid: 1002 });
-        assert_eq!(resolve_user(&root, "web:staff"), User { uid: 1001, gid: 50 });
-        assert_eq!(resolve_user(&root, "nobody-here"), User { uid: 2000, gid: 2000 });
+        let roots = [root.join("top-layer-without-etc"), root.clone()];
+        assert_eq!(resolve_user(&roots, "0"), User { uid: 0, gid: 0 });
+        assert_eq!(resolve_user(&roots, "1234:5"), User { uid: 1234, gid: 5 });
+        assert_eq!(resolve_user(&roots, "web"), User { uid: 1001, gid: 1002 });
+        assert_eq!(resolve_user(&roots, "web:staff"), User { uid: 1001, gid: 50 });
+        assert_eq!(resolve_user(&roots, "nobody-here"), User { uid: 2000, gid: 2000 });
         std::fs::remove_dir_all(root).unwrap();
     }
 

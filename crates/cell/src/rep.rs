@@ -400,10 +400,18 @@ impl Rep {
         }
         let address = info.network.as_ref().map(|n| n.address);
         let first_port = desired.ports.first().copied();
-        let probe = Probe::for_check(
-            &desired.health_check,
-            address.zip(first_port).map(|(a, p)| SocketAddr::new(IpAddr::V4(a), p)),
-        );
+        let probe_addr = match (&info.network, first_port) {
+            // A rootless container's address is inside its pasta; its port forward is on the host.
+            (Some(network), Some(port)) if node.is_rootless() => network
+                .port_mappings
+                .iter()
+                .find(|m| m.container_port == port)
+                .map(|m| SocketAddr::new(IpAddr::from([127, 0, 0, 1]), m.host_port)),
+            (network, port) => {
+                network.as_ref().map(|n| n.address).zip(port).map(|(a, p)| SocketAddr::new(IpAddr::V4(a), p))
+            }
+        };
+        let probe = Probe::for_check(&desired.health_check, probe_addr);
         let check_timeout = Duration::from_secs(u64::from(desired.health_check.invocation_timeout_secs.max(1)));
         let exited = {
             let node = node.clone();

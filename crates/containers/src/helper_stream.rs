@@ -127,10 +127,11 @@ fn clean_absolute(path: &str) -> Result<PathBuf, String> {
 /// Unpacks the tar on stdin into `dest` inside the container, owned by `owner`.
 pub(crate) fn stream_in(layout: &Layout, id: &ContainerId, dest: &str, owner: User) -> Result<(), String> {
     let dest = clean_absolute(dest)?;
+    let rootless = !nix::unistd::geteuid().is_root();
     let maps = enter(layout, id)?;
     let uid = IdMaps::to_host(&maps.uids, owner.uid).ok_or_else(|| format!("uid {} is not mapped", owner.uid))?;
     let gid = IdMaps::to_host(&maps.gids, owner.gid).ok_or_else(|| format!("gid {} is not mapped", owner.gid))?;
-    become_owner(uid, gid)?;
+    become_owner(uid, gid, rootless)?;
     std::fs::create_dir_all(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     if !std::fs::metadata(&dest).is_ok_and(|m| m.is_dir()) {
         return Err(format!("{} is not a directory", dest.display()));
@@ -170,11 +171,13 @@ pub(crate) fn stream_in(layout: &Layout, id: &ContainerId, dest: &str, owner: Us
 
 /// From here on files are created as the owner (host ids mapped from the container's),
 /// with the owner's permissions: the file-system ids change (which also clears the file
-/// capabilities), and the supplementary groups of host root are dropped.
-fn become_owner(uid: u32, gid: u32) -> Result<(), String> {
+/// capabilities), and the supplementary groups of host root are dropped. A rootless
+/// helper (`rootless`) keeps its groups: libcontainer denies `setgroups` in a rootless
+/// container's user namespace, and they are the ordinary user's own, no more than it holds.
+fn become_owner(uid: u32, gid: u32, rootless: bool) -> Result<(), String> {
     // SAFETY: credential calls in this single-threaded helper; setfsuid(-1) only reads.
     unsafe {
-        if libc::setgroups(0, std::ptr::null()) != 0 {
+        if !rootless && libc::setgroups(0, std::ptr::null()) != 0 {
             return Err(format!("setgroups: {}", std::io::Error::last_os_error()));
         }
         libc::setfsgid(gid);

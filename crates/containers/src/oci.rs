@@ -225,7 +225,7 @@ fn mounts(spec: &ContainerSpec, rootless: bool) -> Result<Vec<Mount>, oci_spec::
     let mut mounts = Vec::new();
     if let Some(overlay) = &spec.overlay {
         // First, on the root itself: every later mount lands inside the overlay.
-        let mut options = vec![format!("lowerdir={}", join_paths(&overlay.lower))];
+        let mut options = lowerdir_options(&overlay.lower, overlay_lowerdir_append());
         if let Some((upper, work)) = &overlay.writable {
             options.push(format!("upperdir={}", upper.display()));
             options.push(format!("workdir={}", work.display()));
@@ -259,6 +259,28 @@ fn mounts(spec: &ContainerSpec, rootless: bool) -> Result<Vec<Mount>, oci_spec::
         );
     }
     Ok(mounts)
+}
+
+/// libcontainer mounts with the new mount API, whose `fsconfig` takes option values of at
+/// most 255 bytes: a store's layer paths joined into one `lowerdir` soon pass that. Since
+/// Linux 6.8 overlayfs takes each layer as its own `lowerdir+` value (top first, as
+/// `lowerdir` lists them).
+const FSCONFIG_MAX_VALUE: usize = 255;
+
+fn lowerdir_options(lower: &[PathBuf], append: bool) -> Vec<String> {
+    match append {
+        true => lower.iter().map(|p| format!("lowerdir+={}", p.display())).collect(),
+        false => vec![format!("lowerdir={}", join_paths(lower))],
+    }
+}
+
+/// Whether this kernel's overlayfs takes `lowerdir+` (Linux 6.8 and later).
+fn overlay_lowerdir_append() -> bool {
+    let Ok(uts) = nix::sys::utsname::uname() else { return false };
+    let release = uts.release().to_string_lossy().into_owned();
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    (major, minor) >= (6, 8)
 }
 
 fn join_paths(paths: &[PathBuf]) -> String {
@@ -308,6 +330,17 @@ fn validate(spec: &ContainerSpec, id_map: &IdMap) -> Result<(), Error> {
             return refuse(
                 "overlay needs at least one lower layer and absolute, clean paths without ':' ',' '='".into(),
             );
+        }
+        let mut values: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        if !overlay_lowerdir_append() {
+            values.push(join_paths(&overlay.lower));
+        }
+        if let Some(long) = values.iter().find(|v| v.len() > FSCONFIG_MAX_VALUE) {
+            return refuse(format!(
+                "overlay option value {long:?} is longer than the {FSCONFIG_MAX_VALUE} bytes the kernel's fsconfig \
+                 takes (Linux before 6.8 takes every layer in one value): choose a shorter directory for the \
+                 root filesystems (hearth server: --data-dir or --node-dir)"
+            ));
         }
     }
     let limits = &spec.limits;

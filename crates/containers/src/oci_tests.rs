@@ -199,7 +199,13 @@ fn an_overlay_is_the_first_mount_on_the_root_with_userxattr_when_rootless() {
         let first = &oci.mounts().as_ref().unwrap()[0];
         assert_eq!((first.destination().as_path(), first.typ().as_deref()), (Path::new("/"), Some("overlay")));
         let options = first.options().as_ref().unwrap();
-        assert_eq!(&options[..3], ["lowerdir=/layers/b:/layers/a", "upperdir=/rootfs/upper", "workdir=/rootfs/work"]);
+        let lower = match overlay_lowerdir_append() {
+            true => vec!["lowerdir+=/layers/b", "lowerdir+=/layers/a"],
+            false => vec!["lowerdir=/layers/b:/layers/a"],
+        };
+        let n = lower.len();
+        assert_eq!(options[..n], lower);
+        assert_eq!(&options[n..n + 2], ["upperdir=/rootfs/upper", "workdir=/rootfs/work"]);
         assert_eq!(options.iter().any(|o| o == "userxattr"), userxattr);
     }
     for bad in ["relative/layer", "/layers/a:b", "/layers/x,upperdir=/etc", "/layers/../etc"] {
@@ -209,4 +215,20 @@ fn an_overlay_is_the_first_mount_on_the_root_with_userxattr_when_rootless() {
     }
     let empty = Overlay { lower: Vec::new(), writable: None };
     assert!(runtime_spec(&id, &ContainerSpec { overlay: Some(empty), ..spec.clone() }, &placement()).is_err());
+}
+
+#[test]
+fn overlay_values_past_what_fsconfig_takes_are_refused_with_what_to_do() {
+    let id = ContainerId::new("web-0").unwrap();
+    assert_eq!(lowerdir_options(&["/b".into(), "/a".into()], true), ["lowerdir+=/b", "lowerdir+=/a"]);
+    assert_eq!(lowerdir_options(&["/b".into(), "/a".into()], false), ["lowerdir=/b:/a"]);
+    let long = format!("/{}", "d".repeat(FSCONFIG_MAX_VALUE));
+    let overlay = Overlay { lower: vec![long.into()], writable: None };
+    let err =
+        runtime_spec(&id, &ContainerSpec { overlay: Some(overlay), ..spec() }, &rootless_placement()).unwrap_err();
+    assert!(err.to_string().contains("--data-dir"), "{err}");
+    // Ten layers of 100 bytes: one `lowerdir+` value each on Linux 6.8 and later.
+    let lower: Vec<PathBuf> = (0..10).map(|n| format!("/{}{n}", "l".repeat(98)).into()).collect();
+    let spec = ContainerSpec { overlay: Some(Overlay { lower, writable: None }), ..spec() };
+    assert_eq!(runtime_spec(&id, &spec, &rootless_placement()).is_ok(), overlay_lowerdir_append());
 }

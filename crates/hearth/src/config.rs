@@ -30,7 +30,8 @@ pub struct ServerArgs {
     /// The URL clients reach the platform at (default: http://LISTEN)
     #[arg(long, env = "HEARTH_EXTERNAL_URL")]
     pub external_url: Option<String>,
-    /// Where containers and images live (default /var/lib/hearth; every parent must be o+x)
+    /// Where containers and images live (default /var/lib/hearth, every parent o+x; as an
+    /// ordinary user DATA_DIR/node)
     #[arg(long, env = "HEARTH_NODE_DIR")]
     pub node_dir: Option<PathBuf>,
     /// A registry (host:port) to pull from over plain HTTP; repeat for more
@@ -341,6 +342,7 @@ impl ServerConfig {
         let tls = tls_config(args, file.tls)?;
         let blobstore = blobstore_config(&data_dir, file.blobstore)?;
         let limits = limits_config(&args.limits, file.limits)?;
+        let user_node_dir = data_dir.join("node");
         Ok(ServerConfig {
             data_dir,
             listen,
@@ -356,7 +358,13 @@ impl ServerConfig {
             admin_password: std::env::var("HEARTH_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
             admin_client_secret: std::env::var("HEARTH_ADMIN_CLIENT_SECRET").ok().filter(|p| !p.is_empty()),
             node: (!args.no_containers && file.containers.unwrap_or(true)).then(|| NodeConfig {
-                dir: args.node_dir.clone().or(file.node_dir).unwrap_or_else(NodeConfig::default_dir),
+                // An ordinary user (rootless mode) keeps its node under the data directory.
+                dir: args.node_dir.clone().or(file.node_dir).unwrap_or_else(|| {
+                    match rustix::process::geteuid().is_root() {
+                        true => NodeConfig::default_dir(),
+                        false => user_node_dir,
+                    }
+                }),
                 insecure_registries: if args.insecure_registries.is_empty() {
                     file.insecure_registries.unwrap_or_default()
                 } else {
@@ -364,7 +372,7 @@ impl ServerConfig {
                 },
                 cgroup_parent: args.cgroup_parent.clone().or(file.cgroup_parent).unwrap_or_else(|| "hearth".into()),
                 helper: None,
-                network: hearth_containers::NetworkConfig::default(),
+                network: node_network(rustix::process::geteuid().is_root()),
             }),
             tls,
             blobstore,
@@ -450,6 +458,18 @@ fn blobstore_config(data_dir: &Path, file: Option<BlobstoreFile>) -> anyhow::Res
 
 fn sqlite_url(data_dir: &Path) -> String {
     format!("sqlite://{}", data_dir.join("hearth.db").display())
+}
+
+/// The network containers get. Root's: the bridge and host ports 61000-61999. An ordinary
+/// user's (pasta) forwards host ports 65000-65499 instead: a root server's firewall
+/// redirects the host's own connections to its ports in 61000-61999 whoever listens there,
+/// so the two would take each other's instances.
+fn node_network(root: bool) -> hearth_containers::NetworkConfig {
+    let network = hearth_containers::NetworkConfig::default();
+    match root {
+        true => network,
+        false => hearth_containers::NetworkConfig { host_ports: 65000..=65499, ..network },
+    }
 }
 
 #[cfg(test)]

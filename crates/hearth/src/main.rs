@@ -30,6 +30,12 @@ enum Top {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Internal: an image-store operation inside a rootless store's user namespace
+    #[command(name = "images-helper", hide = true)]
+    ImagesHelper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -39,6 +45,7 @@ fn main() -> ExitCode {
         Top::Client(cmd) => hearth_cli::run(cmd),
         // No tokio runtime here: libcontainer forks, which needs a single-threaded process.
         Top::ContainerHelper { args } => hearth_containers::helper::main(&args),
+        Top::ImagesHelper { args } => hearth_images::helper_main(&args),
     }
 }
 

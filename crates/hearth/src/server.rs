@@ -397,8 +397,13 @@ pub fn cell_config(node: &Node) -> CellConfig {
         .unwrap_or(4 << 20);
     let disk_mb = rustix::fs::statvfs(node.dir()).map(|s| s.f_bavail * s.f_frsize / (1 << 20)).unwrap_or(16 << 10);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
-    CellConfig::new(
+    let mut cell = CellConfig::new(
         format!("cell-{}", host.trim()),
         Resources { memory_mb: memory_kb / 1024, disk_mb, containers: 256 },
-    )
+    );
+    if node.is_rootless() {
+        // Instances sit behind pasta's host port forwards: the router dials 127.0.0.1:HOST_PORT.
+        cell.advertise_address = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    cell
 }

@@ -115,7 +115,12 @@ pub(crate) fn prepare(
             }
         }
     };
-    tracing::warn!(rootfs = id, limit = bytes, %reason, "disk limit NOT enforced; usage is still reported");
+    if backend == DiskLimitBackend::Unenforced {
+        // Chosen by whoever configured the store, who says so once.
+        tracing::debug!(rootfs = id, limit = bytes, %reason, "disk limit not enforced");
+    } else {
+        tracing::warn!(rootfs = id, limit = bytes, %reason, "disk limit NOT enforced; usage is still reported");
+    }
     Ok((home.to_path_buf(), WritableLayer { limit: DiskLimit::NotEnforced { bytes, reason }, baseline: 0 }))
 }
 
@@ -235,7 +240,14 @@ fn allocated_under(dir: &Path) -> Result<u64> {
     let mut total = 0;
     let mut pending = vec![dir.to_path_buf()];
     while let Some(path) = pending.pop() {
-        for entry in fs::read_dir(&path).map_err(Error::io(&path))? {
+        let entries = match fs::read_dir(&path) {
+            Ok(entries) => entries,
+            // A rootless store's user may not list a container user's private directory: its
+            // size is left out (only a container's own ids could see it).
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && path != dir => continue,
+            Err(e) => return Err(Error::Io { path, source: e }),
+        };
+        for entry in entries {
             let entry = entry.map_err(Error::io(&path))?;
             let meta = match entry.metadata() {
                 Ok(m) => m,

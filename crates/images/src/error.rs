@@ -58,6 +58,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("rootless store: {0}")]
+    Rootless(String),
     #[error("background task failed: {0}")]
     Task(String),
 }

@@ -32,9 +32,29 @@ const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const META_PREFIX: &[u8] = b".wh..wh.";
 /// The xattr overlayfs reads (as root) to hide a lower directory's contents.
 pub(crate) const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The same for an overlay mounted with `userxattr` (in a user namespace).
+pub(crate) const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
+
+/// Where the overlay that will combine the layer reads its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlayXattrs {
+    /// `trusted.overlay.*`: an overlay mounted by root on the host.
+    Trusted,
+    /// `user.overlay.*`: an overlay mounted with `userxattr` inside a user namespace.
+    User,
+}
+
+impl OverlayXattrs {
+    fn opaque(self) -> &'static str {
+        match self {
+            OverlayXattrs::Trusted => OPAQUE_XATTR,
+            OverlayXattrs::User => USER_OPAQUE_XATTR,
+        }
+    }
+}
 
 /// What unpacking a layer did besides writing files.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct UnpackReport {
     /// The sha256 of the uncompressed tar stream (the layer's diff id).
     pub diff_id: Digest,
@@ -59,6 +79,11 @@ impl Default for Digest {
 /// Unpacks a layer (plain tar, gzip or zstd, recognised by its first bytes) into `dest`, which
 /// must be an empty directory. On error `dest` holds a partial layer: the caller discards it.
 pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<UnpackReport> {
+    unpack_layer_with(reader, dest, OverlayXattrs::Trusted)
+}
+
+/// [`unpack_layer`] for an overlay that reads its metadata from `xattrs`.
+pub fn unpack_layer_with(reader: impl Read, dest: &Path, xattrs: OverlayXattrs) -> Result<UnpackReport> {
     let mut buffered = BufReader::with_capacity(256 * 1024, reader);
     let head = buffered.fill_buf().map_err(Error::io(dest))?;
     let decompressed: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
@@ -69,7 +94,12 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<UnpackReport> {
         Box::new(buffered)
     };
     let mut archive = tar::Archive::new(HashingReader::new(decompressed));
-    let mut unpacker = Unpacker { root: dest.to_path_buf(), report: UnpackReport::default(), dirs: Vec::new() };
+    let mut unpacker = Unpacker {
+        root: dest.to_path_buf(),
+        report: UnpackReport::default(),
+        dirs: Vec::new(),
+        opaque: xattrs.opaque(),
+    };
     for entry in archive.entries().map_err(Error::io(dest))? {
         let entry = entry.map_err(|e| tar_error(dest, e))?;
         unpacker.entry(entry)?;
@@ -104,6 +134,8 @@ struct Unpacker {
     root: PathBuf,
     report: UnpackReport,
     dirs: Vec<(PathBuf, Timestamps)>,
+    /// The xattr that makes a directory opaque.
+    opaque: &'static str,
 }
 
 impl Unpacker {
@@ -150,7 +182,7 @@ impl Unpacker {
                     fs::create_dir(&path).map_err(Error::io(&path))?;
                 }
                 if replaced_whiteout {
-                    set_opaque(&path)?;
+                    set_opaque(&path, self.opaque)?;
                 }
                 chown_nofollow(&path, &meta)?;
                 fs::set_permissions(&path, fs::Permissions::from_mode(meta.mode & 0o7777)).map_err(Error::io(&path))?;
@@ -237,7 +269,7 @@ impl Unpacker {
     fn whiteout(&mut self, rel: &Path, name: &[u8]) -> Result<()> {
         let parent = self.parent_dir(rel, true)?;
         if name == OPAQUE_MARKER {
-            return set_opaque(&parent);
+            return set_opaque(&parent, self.opaque);
         }
         if name.starts_with(META_PREFIX) {
             self.report.ignored_whiteouts.push(rel.display().to_string());
@@ -268,7 +300,7 @@ impl Unpacker {
                 Ok(m) if create && is_whiteout(&m) => {
                     fs::remove_file(&dir).map_err(Error::io(&dir))?;
                     fs::create_dir(&dir).map_err(Error::io(&dir))?;
-                    set_opaque(&dir)?;
+                    set_opaque(&dir, self.opaque)?;
                 }
                 Ok(_) => return Err(Error::hostile(rel, "passes through something that is not a directory")),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
@@ -321,8 +353,8 @@ pub(crate) fn is_whiteout(meta: &fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
-fn set_opaque(dir: &Path) -> Result<()> {
-    rustix::fs::lsetxattr(dir, OPAQUE_XATTR, b"y", XattrFlags::empty()).map_err(|e| errno(dir, e))
+fn set_opaque(dir: &Path, xattr: &str) -> Result<()> {
+    rustix::fs::lsetxattr(dir, xattr, b"y", XattrFlags::empty()).map_err(|e| errno(dir, e))
 }
 
 fn chown_nofollow(path: &Path, meta: &Meta) -> Result<()> {

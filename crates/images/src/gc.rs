@@ -207,7 +207,7 @@ impl Store {
             }
         }
         for grave in doomed {
-            remove_any(&grave)?;
+            self.remove_tree(&grave)?;
         }
         self.forget_images_without_layers(&report.removed)?;
         let c = self.counters();

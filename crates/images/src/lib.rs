@@ -48,20 +48,22 @@ mod pull;
 mod rootfs;
 mod stack;
 mod store;
+mod userns;
 
 pub use config::RuntimeConfig;
 pub use digest::{Digest, Sha256Writer};
 pub use disk::{DiskLimit, DiskLimitBackend, DiskUsage, MIN_DISK_LIMIT};
 pub use error::Error;
-pub use extract::{UnpackReport, unpack_layer};
+pub use extract::{OverlayXattrs, UnpackReport, unpack_layer, unpack_layer_with};
 pub use gc::{GcReport, Pin};
 pub use metrics::Metrics;
 pub use mounts::mounts_under;
 pub use progress::{Progress, PullEvent};
 pub use pull::{Credentials, Platform, PullOptions, Puller, RegistryConfig};
-pub use rootfs::{ReadOnlyBind, Rootfs, RootfsSpec};
+pub use rootfs::{ReadOnlyBind, Rootfs, RootfsSpec, UnmountedOverlay};
 pub use stack::Stack;
 pub use store::{ImageLayer, ImageRecord, LayerRecord, Store, StoreConfig};
+pub use userns::{HELPER_COMMAND, UserNamespace, helper_main};
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

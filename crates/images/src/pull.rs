@@ -346,7 +346,7 @@ impl Puller {
         })
         .await
         .map_err(|e| Error::Task(e.to_string()));
-        let cleanup = remove_any(&staging).and(remove_any(&blob));
+        let cleanup = self.store.remove_tree(&staging).and(remove_any(&blob));
         unpacked??;
         cleanup?;
         job.report(PullEvent::LayerStored { digest: layer.digest.clone(), size: layer.size });

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::disk::{self, DiskLimit, DiskUsage, MIN_DISK_LIMIT, WritableLayer};
 use crate::mounts::mounts_under;
-use crate::store::{parse_json, remove_any};
+use crate::store::parse_json;
 use crate::{Digest, Error, Result, Store};
 
 /// The page the kernel copies mount options into; longer option strings are refused.
@@ -53,6 +53,20 @@ pub struct Rootfs {
     /// The writable layer (what the container changed; its size is the disk usage).
     pub upper: PathBuf,
     pub disk_limit: DiskLimit,
+    /// `Some` when the store is rootless: nothing is mounted on the host; the container
+    /// mounts this overlay on `path` (an empty directory) inside its own user and mount
+    /// namespaces, then these binds on it.
+    pub overlay: Option<UnmountedOverlay>,
+}
+
+/// A root filesystem for its container to mount (rootless mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmountedOverlay {
+    /// Read-only layers, top first (overlayfs' `lowerdir` order).
+    pub lower: Vec<PathBuf>,
+    /// Overlayfs' work directory, beside `Rootfs::upper`.
+    pub work: PathBuf,
+    pub binds: Vec<ReadOnlyBind>,
 }
 
 /// `rootfs/<id>/rootfs.json`: what a root filesystem uses, written before it is mounted (so
@@ -76,7 +90,8 @@ impl Store {
         Ok(self.root().join("rootfs").join(id))
     }
 
-    /// Mounts a new root filesystem for container `id`. Blocking; needs root (or `CAP_SYS_ADMIN`).
+    /// Mounts a new root filesystem for container `id`. Blocking; needs root (or `CAP_SYS_ADMIN`)
+    /// — a rootless store makes it ready for the container to mount (`Rootfs::overlay`).
     pub fn create_rootfs(&self, id: &str, spec: &RootfsSpec) -> Result<Rootfs> {
         let home = self.rootfs_home(id)?;
         // Held until the record names the layers, so `gc` cannot take them meanwhile.
@@ -126,6 +141,11 @@ impl Store {
             fs::DirBuilder::new().mode(0o755).create(&empty).map_err(Error::io(&empty))?;
             lower.push(empty);
         }
+        if self.config().user_namespace.is_some() {
+            let overlay = UnmountedOverlay { lower, work, binds: spec.binds.clone() };
+            let limit = record.writable.limit;
+            return Ok(Rootfs { id: id.to_string(), path: merged, upper, disk_limit: limit, overlay: Some(overlay) });
+        }
         let lower: Vec<&str> = lower.iter().map(|p| p.to_str().expect("store paths are UTF-8")).collect();
         let data = format!(
             "lowerdir={},upperdir={},workdir={},index=off,volatile",
@@ -156,7 +176,7 @@ impl Store {
                 source,
             })?;
         }
-        Ok(Rootfs { id: id.to_string(), path: merged, upper, disk_limit: record.writable.limit })
+        Ok(Rootfs { id: id.to_string(), path: merged, upper, disk_limit: record.writable.limit, overlay: None })
     }
 
     /// Unmounts and removes container `id`'s root filesystem. Idempotent: an unknown id is fine.
@@ -182,7 +202,7 @@ impl Store {
         if let Some(path) = mounts_under(&home)?.into_iter().next() {
             return Err(Error::StillMounted { path });
         }
-        remove_any(&home)
+        self.remove_tree(&home)
     }
 
     /// What root filesystem `id`'s writable layer holds now, and its limit. Cheap when the limit

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::extract::{UnpackReport, unpack_layer};
 use crate::metrics::Counters;
+use crate::userns::{UserNamespace, remove_tree};
 use crate::{Digest, DiskLimitBackend, Error, Result, RuntimeConfig};
 
 /// A handle on one store directory; cheap to clone, shared by every pull and root filesystem.
@@ -44,11 +45,20 @@ pub struct StoreConfig {
     pub gc_grace: Duration,
     /// How root filesystems' disk limits are enforced.
     pub disk_limits: DiskLimitBackend,
+    /// `Some` for a store kept by an ordinary user (rootless mode): layers are unpacked and
+    /// trees removed in this user namespace (`userns`), and root filesystems are not
+    /// mounted on the host but handed to the container to mount (`Rootfs::overlay`).
+    pub user_namespace: Option<UserNamespace>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { cache_threshold: None, gc_grace: Duration::from_secs(300), disk_limits: DiskLimitBackend::LoopExt4 }
+        Self {
+            cache_threshold: None,
+            gc_grace: Duration::from_secs(300),
+            disk_limits: DiskLimitBackend::LoopExt4,
+            user_namespace: None,
+        }
     }
 }
 
@@ -123,7 +133,7 @@ impl Store {
         for entry in fs::read_dir(&tmp).map_err(Error::io(&tmp))? {
             let path = entry.map_err(Error::io(&tmp))?.path();
             if path.file_name().is_some_and(|n| n != "downloads") {
-                remove_any(&path)?;
+                remove_tree(config.user_namespace.as_ref(), &path)?;
             }
         }
         // A template `mkfs.ext4` was making when the process died (see `disk`).
@@ -277,7 +287,7 @@ impl Store {
     pub fn import_layer(&self, tarball: impl Read) -> Result<LayerRecord> {
         let staging = self.tmp_path("import");
         let result = self.unpack_and_install(tarball, &staging, None, None);
-        let _ = remove_any(&staging);
+        let _ = self.remove_tree(&staging);
         result
     }
 
@@ -292,7 +302,10 @@ impl Store {
     ) -> Result<LayerRecord> {
         let diff = staging.join("diff");
         fs::DirBuilder::new().recursive(true).mode(0o755).create(&diff).map_err(Error::io(&diff))?;
-        let report: UnpackReport = unpack_layer(tarball, &diff)?;
+        let report: UnpackReport = match &self.config().user_namespace {
+            Some(namespace) => namespace.unpack(tarball, &diff)?,
+            None => unpack_layer(tarball, &diff)?,
+        };
         if let Some(expected) = expected
             && *expected != report.diff_id
         {
@@ -328,6 +341,12 @@ impl Store {
         };
         let guard = lock.clone().lock_owned().await;
         LayerGuard { store: self.clone(), blob: blob.clone(), lock, _guard: guard }
+    }
+
+    /// Removes a file or tree the store made (layers and writable layers may hold files of
+    /// container ids: a rootless store removes them in its user namespace).
+    pub(crate) fn remove_tree(&self, path: &Path) -> Result<()> {
+        remove_tree(self.config().user_namespace.as_ref(), path)
     }
 
     pub(crate) fn counters(&self) -> &Counters {
