@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::cli::{Server, instances, json_of, shows_running, through_router, until_router};
-use common::registry::{Registry, busybox_layer};
+use common::registry::Registry;
 use serde_json::json;
 
 #[test]
@@ -19,13 +19,7 @@ fn a_docker_app_is_pushed_and_managed_through_the_cli() {
         Registry::start(&std::env::temp_dir().join(format!("hearth-cli-push-registry-{}", std::process::id())));
     let web = "echo starting instance $CF_INSTANCE_INDEX && mkdir -p /tmp/www && echo hello from ${GREETING:-nobody} on $CF_INSTANCE_INDEX > /tmp/www/index.html \
                && exec busybox httpd -f -p 8080 -h /tmp/www";
-    let image = registry.push(
-        "apps/web",
-        "1",
-        &busybox_layer(),
-        json!({"architecture": "amd64", "os": "linux",
-               "config": {"Cmd": ["/bin/sh", "-c", web], "ExposedPorts": {"8080/tcp": {}}, "User": "app"}}),
-    );
+    let image = registry.push_shell_app(web);
     let server = Server::start_with(&[
         "--node-dir",
         "{root}/node",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::cli::{ADMIN_PASSWORD, Server};
 use common::push::{Api, log_lines, running, through_router};
-use common::registry::{Registry, busybox_layer};
+use common::registry::Registry;
 use reqwest::Method;
 use serde_json::json;
 
@@ -21,13 +21,7 @@ fn a_docker_app_is_pushed_reached_by_its_host_scaled_restaged_and_removed() {
         Registry::start(&std::env::temp_dir().join(format!("hearth-push-docker-registry-{}", std::process::id())));
     let web = "echo starting instance $CF_INSTANCE_INDEX && echo oops >&2 && mkdir -p /tmp/www && echo hello from $GREETING on $CF_INSTANCE_INDEX > /tmp/www/index.html \
                && exec busybox httpd -f -p 8080 -h /tmp/www";
-    let image = registry.push(
-        "apps/web",
-        "1",
-        &busybox_layer(),
-        json!({"architecture": "amd64", "os": "linux",
-               "config": {"Cmd": ["/bin/sh", "-c", web], "ExposedPorts": {"8080/tcp": {}}, "User": "app"}}),
-    );
+    let image = registry.push_shell_app(web);
     let server = Server::start_with(&[
         "--node-dir",
         "{root}/node",

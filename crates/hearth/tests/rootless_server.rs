@@ -23,12 +23,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{ADMIN_PASSWORD, free_port, shows_running, through_router};
-use common::registry::{Registry, busybox_layer};
+use common::registry::Registry;
 use rootless_user::{
     SUB_START, USER, delegate_cgroup, ensure_tun_is_open_to_users, ensure_user, host_leftovers, runnable_by_user,
     user_dir, user_processes,
 };
-use serde_json::json;
 
 const DOMAIN: &str = "apps.rootless.internal";
 
@@ -291,13 +290,7 @@ fn a_user_without_subordinate_ids_is_told_what_to_do(hearth_bin: &Path, base: &P
 fn run_as_platform_user(hearth_bin: &Path, base: &Path, uid: u32, cgroup_parent: &str) {
     let registry = Registry::start(&base.join("registry"));
     let web = "mkdir -p /tmp/www && echo image app as $(id -u) > /tmp/www/index.html && exec busybox httpd -f -p 8080 -h /tmp/www";
-    let image = registry.push(
-        "apps/web",
-        "1",
-        &busybox_layer(),
-        json!({"architecture": "amd64", "os": "linux",
-               "config": {"Cmd": ["/bin/sh", "-c", web], "ExposedPorts": {"8080/tcp": {}}, "User": "app"}}),
-    );
+    let image = registry.push_shell_app(web);
     let extra = ["--insecure-registry", registry.host.as_str()];
     let mut server = UserServer::start(USER, hearth_bin, base, uid, cgroup_parent, &extra);
     let url = format!("http://{}", server.addr);

@@ -54,6 +54,18 @@ impl Registry {
     }
 
     /// Pushes a one-layer OCI image (plain tar layer) as `name:tag` and returns its reference.
+    /// Pushes `apps/web:1`: busybox running `script` with `sh -c` as user `app`, port 8080
+    /// exposed (the web app the push tests deploy); answers its reference.
+    pub fn push_shell_app(&self, script: &str) -> String {
+        self.push(
+            "apps/web",
+            "1",
+            &busybox_layer(),
+            serde_json::json!({"architecture": "amd64", "os": "linux",
+                   "config": {"Cmd": ["/bin/sh", "-c", script], "ExposedPorts": {"8080/tcp": {}}, "User": "app"}}),
+        )
+    }
+
     pub fn push(&self, name: &str, tag: &str, layer: &[u8], config: Value) -> String {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let client = reqwest::Client::new();
