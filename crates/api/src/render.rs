@@ -113,13 +113,15 @@ impl<'a> Joined<'a> {
 impl Serialize for Joined<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        // One string and one `serialize_str`: cheaper than `collect_str`, which goes
-        // through `fmt` and escapes each fragment separately.
-        let mut href = String::with_capacity(self.base.len() + self.suffix.len());
-        href.push_str(self.base);
-        href.push_str(self.suffix);
+        struct Concat<'a>(&'a str, &'static str);
+        impl std::fmt::Display for Concat<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)?;
+                f.write_str(self.1)
+            }
+        }
         let mut map = s.serialize_map(Some(if self.method.is_some() { 2 } else { 1 }))?;
-        map.serialize_entry("href", &href)?;
+        map.serialize_entry("href", &format_args!("{}", Concat(self.base, self.suffix)))?;
         if let Some(m) = self.method {
             map.serialize_entry("method", m)?;
         }

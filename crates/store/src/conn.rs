@@ -37,7 +37,7 @@ impl LitePool {
 
     fn open(&self) -> Result<rusqlite::Connection> {
         use rusqlite::OpenFlags;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(&self.path, flags)?;
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;")?;
         conn.set_prepared_statement_cache_capacity(LITE_STATEMENT_CACHE);
@@ -230,28 +230,11 @@ enum Inner<'a> {
 }
 
 impl Row<'_> {
-    pub fn text(&self, i: usize) -> Result<String> {
-        match &self.0 {
-            Inner::Any(r) => Ok(r.try_get(i)?),
-            Inner::Lite(r) => Ok(r.get(i)?),
-        }
-    }
-
-    pub fn opt_text(&self, i: usize) -> Result<Option<String>> {
-        match &self.0 {
-            Inner::Any(r) => Ok(r.try_get(i)?),
-            Inner::Lite(r) => Ok(r.get(i)?),
-        }
-    }
-
-    pub fn int(&self, i: usize) -> Result<i64> {
-        match &self.0 {
-            Inner::Any(r) => Ok(r.try_get(i)?),
-            Inner::Lite(r) => Ok(r.get(i)?),
-        }
-    }
-
-    pub fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+    /// Column `i` as `T` (text, integers, and their `Option`s: NULL is `None`).
+    pub fn get<T>(&self, i: usize) -> Result<T>
+    where
+        T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+    {
         match &self.0 {
             Inner::Any(r) => Ok(r.try_get(i)?),
             Inner::Lite(r) => Ok(r.get(i)?),

@@ -150,14 +150,6 @@ impl Store {
         Ok(Store { db, write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))) })
     }
 
-    /// Which database this store runs on.
-    pub fn backend(&self) -> Backend {
-        match self.db {
-            Db::Sqlite(_) => Backend::Sqlite,
-            Db::Postgres(_) => Backend::Postgres,
-        }
-    }
-
     /// A connection for reads outside a transaction.
     pub async fn conn(&self) -> Result<Conn> {
         match &self.db {

@@ -33,7 +33,7 @@ pub trait Column: Sized {
 
 impl Column for String {
     fn get(row: &Row<'_>, i: usize) -> Result<Self> {
-        row.text(i)
+        row.get(i)
     }
     fn value(&self) -> Value {
         Value::Text(self.clone())
@@ -42,7 +42,7 @@ impl Column for String {
 
 impl Column for Option<String> {
     fn get(row: &Row<'_>, i: usize) -> Result<Self> {
-        row.opt_text(i)
+        row.get(i)
     }
     fn value(&self) -> Value {
         Value::OptText(self.clone())
@@ -51,7 +51,7 @@ impl Column for Option<String> {
 
 impl Column for i64 {
     fn get(row: &Row<'_>, i: usize) -> Result<Self> {
-        row.int(i)
+        row.get(i)
     }
     fn value(&self) -> Value {
         Value::Int(*self)
@@ -60,7 +60,7 @@ impl Column for i64 {
 
 impl Column for Option<i64> {
     fn get(row: &Row<'_>, i: usize) -> Result<Self> {
-        row.opt_int(i)
+        row.get(i)
     }
     fn value(&self) -> Value {
         Value::OptInt(*self)
@@ -69,7 +69,7 @@ impl Column for Option<i64> {
 
 impl Column for bool {
     fn get(row: &Row<'_>, i: usize) -> Result<Self> {
-        Ok(row.int(i)? != 0)
+        Ok(row.get::<i64>(i)? != 0)
     }
     fn value(&self) -> Value {
         Value::Int(i64::from(*self))
@@ -168,7 +168,7 @@ pub async fn count<T: Record>(conn: &mut Conn, conds: &[crate::Cond]) -> Result<
 }
 
 async fn count_of(conn: &mut Conn, sql: &str, binds: &[Value]) -> Result<u64> {
-    let n = conn.fetch(sql, binds, |r| r.int(0)).await?.into_iter().next().ok_or(Error::NotFound)?;
+    let n = conn.fetch(sql, binds, |r| r.get::<i64>(0)).await?.into_iter().next().ok_or(Error::NotFound)?;
     Ok(n.max(0) as u64)
 }
 
@@ -197,7 +197,7 @@ pub async fn list<T: Record>(conn: &mut Conn, spec: &ListSpec) -> Result<Page<T>
 
 /// Single-column text values from a query (for guid lists).
 pub async fn strings(conn: &mut Conn, sql: &str, values: Vec<Value>) -> Result<Vec<String>> {
-    conn.fetch(sql, &values, |r| r.text(0)).await
+    conn.fetch(sql, &values, |r| r.get(0)).await
 }
 
 /// Labels and annotations of one resource.
@@ -219,7 +219,8 @@ pub async fn metadata_for(conn: &mut Conn, guids: &[String]) -> Result<BTreeMap<
         phs.join(", ")
     );
     let values: Vec<Value> = guids.iter().map(|g| Value::Text(g.clone())).collect();
-    let rows = conn.fetch(&sql, &values, |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.text(3)?))).await?;
+    let rows: Vec<(String, String, String, String)> =
+        conn.fetch(&sql, &values, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).await?;
     for (guid, kind, key, value) in rows {
         let entry = out.entry(guid).or_default();
         let map = if kind == "label" { &mut entry.labels } else { &mut entry.annotations };
