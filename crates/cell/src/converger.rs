@@ -14,7 +14,7 @@ use hearth_scheduler::placement::Work;
 use hearth_scheduler::{
     Action, ActualLrpKey, ActualState, Clock, Config, Event, PlacementError, Snapshot, SystemClock, TaskState, converge,
 };
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::link::{CellHandle, Command};
@@ -114,11 +114,25 @@ impl Converger {
         fresh: Vec<ActualLrpKey>,
         fresh_tasks: Vec<String>,
     ) -> anyhow::Result<RoundReport> {
+        self.round_inner(fresh, fresh_tasks, false).await
+    }
+
+    /// `catch_up`: every UNCLAIMED instance and PENDING task is offered as if each had just
+    /// been created (convergence alone re-offers them only once `stale_unclaimed_after`).
+    async fn round_inner(
+        &self,
+        mut fresh: Vec<ActualLrpKey>,
+        mut fresh_tasks: Vec<String>,
+        catch_up: bool,
+    ) -> anyhow::Result<RoundReport> {
         let _one = self.round_lock.lock().await;
         let state = self.sched.state().await?;
+        if catch_up {
+            fresh.extend(state.actual.iter().filter(|a| a.state == ActualState::Unclaimed).map(|a| a.key.clone()));
+            fresh_tasks.extend(state.tasks.iter().filter(|t| t.state == TaskState::Pending).map(|t| t.guid.clone()));
+        }
         // An event may be older than this snapshot: only what is still UNCLAIMED is placed
         // (a cell may have claimed it since, and would be handed it a second time).
-        let mut fresh = fresh;
         {
             // A boulder is offered again once the instances moved for it have left (their
             // evacuating copies are gone); moves that take too long give way to a new plan.
@@ -268,6 +282,10 @@ impl Converger {
         // After a round that failed or skipped actions, another one soon (not at the next
         // event or tick: everything may have settled, and a skipped stop would wait).
         let mut again = false;
+        // What was created before this loop subscribed, or while it lagged, has no event
+        // left to announce it: the first round, and the one after a lag, offer everything
+        // still waiting.
+        let mut catch_up = true;
         loop {
             let mut fresh = Vec::new();
             let mut fresh_tasks = Vec::new();
@@ -278,7 +296,7 @@ impl Converger {
                 event = events.recv() => {
                     match event {
                         Err(RecvError::Closed) => return,
-                        Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Lagged(_)) => catch_up = true,
                         Ok(event) => {
                             fresh.extend(unclaimed(&event));
                             fresh_tasks.extend(created_task(&event));
@@ -287,15 +305,25 @@ impl Converger {
                     }
                     // Let a burst of changes settle into one round.
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    while let Ok(event) = events.try_recv() {
-                        fresh.extend(unclaimed(&event));
-                        fresh_tasks.extend(created_task(&event));
-                        self.tell_cells(&event);
+                    loop {
+                        match events.try_recv() {
+                            Ok(event) => {
+                                fresh.extend(unclaimed(&event));
+                                fresh_tasks.extend(created_task(&event));
+                                self.tell_cells(&event);
+                            }
+                            Err(TryRecvError::Lagged(_)) => catch_up = true,
+                            Err(_) => break,
+                        }
                     }
                 }
             }
-            again = match self.round_with_tasks(fresh, fresh_tasks).await {
-                Ok(report) => report.skipped > 0,
+            let round = self.round_inner(fresh, fresh_tasks, catch_up).await;
+            again = match round {
+                Ok(report) => {
+                    catch_up = false;
+                    report.skipped > 0
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "a convergence round failed");
                     true

@@ -433,6 +433,7 @@ impl Rep {
                     Ok(()) => break,
                     Err(why) => why,
                 };
+                tracing::debug!(%key, %why, "not healthy yet");
                 if tokio::time::Instant::now() >= deadline {
                     let secs = desired.health_check.start_timeout_secs;
                     return Ending::Crashed(format!("Instance never healthy after {secs}s: {why}"));
@@ -522,6 +523,7 @@ impl Rep {
 
     /// A `CELL` line in the instance's app logs, as Diego's executor writes them.
     fn cell_log(&self, desired: &DesiredLrp, index: u32, text: &str) {
+        tracing::debug!(process = %desired.process_guid, index, "{text}");
         if let Some(logs) = self.inner.logs.get() {
             let source = LineSource::new(&desired.log_source_id, &index.to_string(), "CELL", LogStream::Out);
             let source = desired.metric_tags.iter().fold(source, |s, (k, v)| s.with_tag(k, v));

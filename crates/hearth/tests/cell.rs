@@ -27,8 +27,14 @@ struct Platform {
 }
 
 async fn start(sched: &SchedulerStore, node_config: &NodeConfig) -> Platform {
-    let converger =
-        Converger::new(sched.clone(), Config { convergence_interval: Duration::from_secs(1), ..Config::default() });
+    // Nothing waits to be offered again as stale: what runs was offered when it was created
+    // or, created while no loop ran, by the loop's first round.
+    let config = Config {
+        convergence_interval: Duration::from_secs(1),
+        stale_unclaimed_after: Duration::from_secs(3600),
+        ..Config::default()
+    };
+    let converger = Converger::new(sched.clone(), config);
     let p = start_cell(sched, node_config, "cell-1").await;
     converger.add_cell(p.rep.clone());
     tokio::spawn({
@@ -221,7 +227,13 @@ fn a_cell_runs_replaces_scales_backs_off_and_keeps_instances_across_a_restart() 
         let before = p.actual("web").await;
         p.shutdown.cancel();
         drop(p);
+        // What is desired while no scheduler loop runs starts when one does.
+        sched.desire_lrp(desired("late", 1, WEB, HealthCheckType::Port)).await.unwrap();
         let p = start(&sched, &node_config).await;
+        let late = p.until("late", "started by the new loop", running(1)).await;
+        assert_eq!(get(late[0].address.as_deref().unwrap()).await, "hello from 0\n");
+        sched.remove_desired_lrp("late").await.unwrap();
+        p.until("late", "late one gone", |a| a.is_empty()).await;
         assert_eq!(p.rep.running().len(), 1, "the instance is watched again: {:?}", p.rep.running());
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = p.actual("web").await;
@@ -404,8 +416,10 @@ fn process_stats_show_the_instances_the_cell_runs() {
 
         sched.remove_desired_lrp(&lrp_guid).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while node.runtime().list().await.unwrap().iter().any(|id| id.as_str().starts_with("lrp-")) {
-            assert!(Instant::now() < deadline, "the instance's container was not removed");
+        while node.runtime().list().await.unwrap().iter().any(|id| id.as_str().starts_with("lrp-"))
+            || !node.images().rootfs_ids().unwrap().is_empty()
+        {
+            assert!(Instant::now() < deadline, "the instance's container or root filesystem was not removed");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         platform.stop().await;
