@@ -175,12 +175,12 @@ pub fn routes(limits: &Limits) -> Router<ApiState> {
 
 /// 200 with a JSON body.
 pub fn ok<T: serde::Serialize>(v: T) -> Response {
-    Json(v).into_response()
+    crate::render::json_response(StatusCode::OK, &v)
 }
 
 /// 201 with a JSON body.
 pub fn created<T: serde::Serialize>(v: T) -> Response {
-    (StatusCode::CREATED, Json(v)).into_response()
+    crate::render::json_response(StatusCode::CREATED, &v)
 }
 
 /// 202 with `Location` pointing at the job.

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use crate::context::Ctx;
 use crate::params::ListParams;
 
+pub mod json;
+
 pub fn time(stored: &str) -> String {
     format_cf_time(stored)
 }
@@ -78,11 +80,21 @@ pub fn list<T: Serialize>(
     resources: Vec<T>,
     included: Option<Value>,
 ) -> Response {
-    let mut buf = Vec::with_capacity(1024 + resources.len() * RESOURCE_BYTES);
+    let capacity = 1024 + resources.len() * RESOURCE_BYTES;
     let body = ListBody { pagination: pagination(ctx, path, params, total), resources, included };
-    match serde_json::to_writer(&mut buf, &body) {
-        Ok(()) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], buf).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render the list: {e}")).into_response(),
+    json_with_capacity(StatusCode::OK, &body, capacity)
+}
+
+/// `status` with `value` as an `application/json` body (as axum's `Json` answers).
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
+    json_with_capacity(status, value, RESOURCE_BYTES)
+}
+
+fn json_with_capacity<T: Serialize + ?Sized>(status: StatusCode, value: &T, capacity: usize) -> Response {
+    let mut buf = Vec::with_capacity(capacity);
+    match json::to_writer(&mut buf, value) {
+        Ok(()) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], buf).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render the answer: {e}")).into_response(),
     }
 }
 
