@@ -102,6 +102,14 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// A JSON string of what `value` displays, escaped piece by piece as it is written.
+fn write_display<T: fmt::Display + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Error> {
+    out.push(b'"');
+    write!(Escaping(out), "{value}").map_err(|_| Error("a Display impl failed".into()))?;
+    out.push(b'"');
+    Ok(())
+}
+
 /// Escapes what `fmt::Display` writes, piece by piece.
 struct Escaping<'a>(&'a mut Vec<u8>);
 
@@ -124,7 +132,16 @@ pub struct Compound<'a> {
     close: &'static [u8],
 }
 
-impl Compound<'_> {
+impl<'a> Compound<'a> {
+    /// `{"VARIANT":` then `open`; `close` ends both.
+    fn variant(out: &'a mut Vec<u8>, variant: &str, open: &[u8], close: &'static [u8]) -> Compound<'a> {
+        out.push(b'{');
+        write_str(out, variant);
+        out.push(b':');
+        out.extend_from_slice(open);
+        Compound { out, first: true, close }
+    }
+
     fn comma(&mut self) {
         if !self.first {
             self.out.push(b',');
@@ -254,10 +271,7 @@ impl<'a> ser::Serializer for Writer<'a> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, Error> {
-        self.out.push(b'{');
-        write_str(self.out, variant);
-        self.out.extend_from_slice(b":[");
-        Ok(Compound { out: self.out, first: true, close: b"]}" })
+        Ok(Compound::variant(self.out, variant, b"[", b"]}"))
     }
 
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>, Error> {
@@ -276,17 +290,11 @@ impl<'a> ser::Serializer for Writer<'a> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, Error> {
-        self.out.push(b'{');
-        write_str(self.out, variant);
-        self.out.extend_from_slice(b":{");
-        Ok(Compound { out: self.out, first: true, close: b"}}" })
+        Ok(Compound::variant(self.out, variant, b"{", b"}}"))
     }
 
     fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result<(), Error> {
-        self.out.push(b'"');
-        write!(Escaping(self.out), "{value}").map_err(|_| Error("a Display impl failed".into()))?;
-        self.out.push(b'"');
-        Ok(())
+        write_display(self.out, value)
     }
 }
 
@@ -305,44 +313,29 @@ impl ser::SerializeSeq for Compound<'_> {
     }
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
+/// Tuples of every kind are written as sequences.
+macro_rules! as_sequence {
+    ($($kind:ident :: $method:ident),*) => {$(
+        impl ser::$kind for Compound<'_> {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                ser::SerializeSeq::serialize_element(self, value)
+            }
 
-    fn end(self) -> Result<(), Error> {
-        ser::SerializeSeq::end(self)
-    }
+            fn end(self) -> Result<(), Error> {
+                ser::SerializeSeq::end(self)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        ser::SerializeSeq::end(self)
-    }
-}
+as_sequence!(
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
@@ -541,10 +534,7 @@ impl ser::Serializer for KeyWriter<'_> {
     }
 
     fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result<(), Error> {
-        self.out.push(b'"');
-        write!(Escaping(self.out), "{value}").map_err(|_| Error("a Display impl failed".into()))?;
-        self.out.push(b'"');
-        Ok(())
+        write_display(self.out, value)
     }
 }
 
