@@ -139,11 +139,19 @@ impl Store {
                 Ok(record) => used.extend(record.layers),
                 Err(Error::MissingRootfs(_)) => {
                     let merged = self.root().join("rootfs").join(&id).join("merged");
-                    if mounts_under(&merged)?.contains(&merged) {
-                        return Err(Error::Malformed {
-                            what: format!("root filesystem {id}"),
-                            reason: "mounted without a record of its layers; gc will not guess".into(),
-                        });
+                    if !mounts_under(&merged)?.contains(&merged) {
+                        continue;
+                    }
+                    // A create may have written its record and mounted since the first look.
+                    match self.rootfs_record(&id) {
+                        Ok(record) => used.extend(record.layers),
+                        Err(Error::MissingRootfs(_)) => {
+                            return Err(Error::Malformed {
+                                what: format!("root filesystem {id}"),
+                                reason: "mounted without a record of its layers; gc will not guess".into(),
+                            });
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
                 Err(e) => return Err(e),
