@@ -135,25 +135,23 @@ impl Store {
     fn layers_of_root_filesystems(&self) -> Result<HashSet<Digest>> {
         let mut used = HashSet::new();
         for id in self.rootfs_ids()? {
-            match self.rootfs_record(&id) {
-                Ok(record) => used.extend(record.layers),
-                Err(Error::MissingRootfs(_)) => {
-                    let merged = self.root().join("rootfs").join(&id).join("merged");
-                    if !mounts_under(&merged)?.contains(&merged) {
-                        continue;
-                    }
+            let mut record = self.rootfs_record(&id);
+            if matches!(record, Err(Error::MissingRootfs(_))) {
+                let merged = self.root().join("rootfs").join(&id).join("merged");
+                if mounts_under(&merged)?.contains(&merged) {
                     // A create may have written its record and mounted since the first look.
-                    match self.rootfs_record(&id) {
-                        Ok(record) => used.extend(record.layers),
-                        Err(Error::MissingRootfs(_)) => {
-                            return Err(Error::Malformed {
-                                what: format!("root filesystem {id}"),
-                                reason: "mounted without a record of its layers; gc will not guess".into(),
-                            });
-                        }
-                        Err(e) => return Err(e),
+                    record = self.rootfs_record(&id);
+                    if matches!(record, Err(Error::MissingRootfs(_))) {
+                        return Err(Error::Malformed {
+                            what: format!("root filesystem {id}"),
+                            reason: "mounted without a record of its layers; gc will not guess".into(),
+                        });
                     }
                 }
+            }
+            match record {
+                Ok(record) => used.extend(record.layers),
+                Err(Error::MissingRootfs(_)) => {} // a create in progress, or one that crashed before mounting
                 Err(e) => return Err(e),
             }
         }
