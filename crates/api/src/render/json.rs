@@ -7,6 +7,24 @@ use std::fmt::{self, Write as _};
 
 use serde::ser::{self, Serialize};
 
+/// The name under which a `Serialize` impl passes a string that [`is_clean`] has already
+/// checked as a newtype struct: this writer copies its text without scanning it again
+/// (a list page has a dozen links per resource on the same base), every other serializer
+/// sees the newtype's string as usual.
+pub const CLEAN_STR: &str = "$hearth::render::json::CleanStr";
+
+/// Whether `s` is written into a JSON string as it is: no `"`, `\` or control character.
+pub fn is_clean(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        if needs_escape(u64::from_le_bytes(w.try_into().expect("eight bytes"))) != 0 {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
 /// Writes `value` as compact JSON to the end of `out`.
 pub fn to_writer<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Error> {
     value.serialize(Writer { out })
@@ -232,7 +250,10 @@ impl<'a> ser::Serializer for Writer<'a> {
         self.serialize_str(variant)
     }
 
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<(), Error> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<(), Error> {
+        if name == CLEAN_STR {
+            return value.serialize(KeyWriter { out: self.out, verbatim: true });
+        }
         value.serialize(self)
     }
 
@@ -343,7 +364,7 @@ impl ser::SerializeMap for Compound<'_> {
 
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
         self.comma();
-        key.serialize(KeyWriter { out: &mut *self.out })?;
+        key.serialize(KeyWriter { out: &mut *self.out, verbatim: false })?;
         self.out.push(b':');
         Ok(())
     }
@@ -387,9 +408,11 @@ impl ser::SerializeStructVariant for Compound<'_> {
 }
 
 /// Map keys: strings as they are, numbers, booleans and chars as strings (as serde_json
-/// writes them); anything else is an error.
+/// writes them); anything else is an error. `verbatim`: the strings are [`CLEAN_STR`]s,
+/// copied without escaping.
 struct KeyWriter<'a> {
     out: &'a mut Vec<u8>,
+    verbatim: bool,
 }
 
 fn key_error() -> Error {
@@ -430,7 +453,15 @@ impl ser::Serializer for KeyWriter<'_> {
     type SerializeStructVariant = ser::Impossible<(), Error>;
 
     fn serialize_str(self, v: &str) -> Result<(), Error> {
-        write_str(self.out, v);
+        if self.verbatim {
+            debug_assert!(is_clean(v), "a CLEAN_STR needs escaping: {v:?}");
+            self.out.reserve(v.len() + 2);
+            self.out.push(b'"');
+            self.out.extend_from_slice(v.as_bytes());
+            self.out.push(b'"');
+        } else {
+            write_str(self.out, v);
+        }
         Ok(())
     }
 
@@ -534,7 +565,25 @@ impl ser::Serializer for KeyWriter<'_> {
     }
 
     fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result<(), Error> {
-        write_display(self.out, value)
+        if !self.verbatim {
+            return write_display(self.out, value);
+        }
+        let start = self.out.len() + 1;
+        self.out.push(b'"');
+        write!(Verbatim(&mut *self.out), "{value}").map_err(|_| Error("a Display impl failed".into()))?;
+        debug_assert!(is_clean(std::str::from_utf8(&self.out[start..]).unwrap_or("\"")), "a CLEAN_STR needs escaping");
+        self.out.push(b'"');
+        Ok(())
+    }
+}
+
+/// Copies what `fmt::Display` writes (a [`CLEAN_STR`]'s pieces).
+struct Verbatim<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Verbatim<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
 }
 

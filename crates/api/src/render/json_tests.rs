@@ -108,3 +108,20 @@ fn a_map_key_that_is_not_a_string_or_number_is_an_error() {
     assert!(super::to_writer(&mut Vec::new(), &map).is_err());
     assert!(serde_json::to_vec(&map).is_err());
 }
+
+#[test]
+fn links_on_a_clean_base_are_copied_and_others_escaped_and_every_serializer_reads_the_same() {
+    use crate::render::{Joined, LinkBase};
+    for base in ["http://api.example/v3/apps/5f0e-guid", "http://h/v3/apps/with\"quote\\and\ncontrol", ""] {
+        let link = LinkBase::new(base);
+        same(&Joined::link(link, "/processes"));
+        same(&Joined::action(link, "/actions/start"));
+        let expected = json!({"href": format!("{base}/processes")});
+        assert_eq!(serde_json::to_value(Joined::link(link, "/processes")).unwrap(), expected);
+    }
+    assert!(super::is_clean("http://127.0.0.1:8080/v3/apps/0f4c2a7e-aaaa-bbbb-cccc-123456789abc ünï ✓"));
+    for text in ["a\"", "\\", "tab\there", "0123456789abcdef\u{1f}", "\u{7f}ok\u{0}", "\u{7f} is no control"] {
+        let needs_escaping = text.contains(|c: char| c < ' ' || c == '"' || c == '\\');
+        assert_eq!(super::is_clean(text), !needs_escaping, "{text:?}");
+    }
+}

@@ -104,40 +104,78 @@ pub struct Href {
     pub href: String,
 }
 
+/// A link base (`http://host/v3/apps/GUID`) checked once for JSON escaping, so that each
+/// of a resource's links copies it as it is.
+#[derive(Clone, Copy)]
+pub struct LinkBase<'a> {
+    text: &'a str,
+    clean: bool,
+}
+
+impl<'a> LinkBase<'a> {
+    pub fn new(text: &'a str) -> LinkBase<'a> {
+        LinkBase { text, clean: json::is_clean(text) }
+    }
+}
+
 /// `{"href": BASE + SUFFIX}`, written straight into the output without building the URL
 /// first (a list page has a dozen links per resource).
 pub struct Joined<'a> {
-    pub base: &'a str,
+    pub base: LinkBase<'a>,
     pub suffix: &'static str,
     pub method: Option<&'static str>,
 }
 
 impl<'a> Joined<'a> {
-    pub fn link(base: &'a str, suffix: &'static str) -> Joined<'a> {
+    pub fn link(base: LinkBase<'a>, suffix: &'static str) -> Joined<'a> {
         Joined { base, suffix, method: None }
     }
 
-    pub fn action(base: &'a str, suffix: &'static str) -> Joined<'a> {
+    pub fn action(base: LinkBase<'a>, suffix: &'static str) -> Joined<'a> {
         Joined { base, suffix, method: Some("POST") }
+    }
+}
+
+/// BASE + SUFFIX as one JSON string: a [`json::CLEAN_STR`] when both parts need no
+/// escaping.
+struct Concat<'a>(&'a str, &'static str);
+
+impl std::fmt::Display for Concat<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)?;
+        f.write_str(self.1)
+    }
+}
+
+impl Serialize for Concat<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
 impl Serialize for Joined<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        struct Concat<'a>(&'a str, &'static str);
-        impl std::fmt::Display for Concat<'_> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.0)?;
-                f.write_str(self.1)
-            }
-        }
+        let href = Concat(self.base.text, self.suffix);
         let mut map = s.serialize_map(Some(if self.method.is_some() { 2 } else { 1 }))?;
-        map.serialize_entry("href", &format_args!("{}", Concat(self.base, self.suffix)))?;
+        if self.base.clean && json::is_clean(self.suffix) {
+            map.serialize_entry("href", &Newtype(json::CLEAN_STR, &href))?;
+        } else {
+            map.serialize_entry("href", &href)?;
+        }
         if let Some(m) = self.method {
             map.serialize_entry("method", m)?;
         }
         map.end()
+    }
+}
+
+/// `value` as a newtype struct called `name`.
+struct Newtype<'a, T>(&'static str, &'a T);
+
+impl<T: Serialize> Serialize for Newtype<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_newtype_struct(self.0, self.1)
     }
 }
 

@@ -16,7 +16,7 @@ use crate::body::Body;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::params::{ListParams, ListRules, only_params};
-use crate::render::{Href, Joined, MetadataJson, Rel};
+use crate::render::{Href, Joined, LinkBase, MetadataJson, Rel};
 use crate::{ApiState, render};
 
 /// An app as CF shows it.
@@ -65,6 +65,7 @@ struct AppLinks<'a> {
 
 /// Renders apps that share one `base` (`ctx.url("/v3/apps/")` + guid is built once per app).
 pub fn render<'a>(ctx: &Ctx, a: &'a App, md: Option<&'a Metadata>, base: &'a str) -> AppJson<'a> {
+    let base = LinkBase::new(base);
     let l = |s: &'static str| Joined::link(base, s);
     AppJson {
         guid: &a.guid,
