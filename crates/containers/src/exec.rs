@@ -12,10 +12,9 @@ use oci_spec::runtime::{
     Box as ConsoleBox, Capabilities, LinuxCapabilitiesBuilder, Process as OciProcess, ProcessBuilder, UserBuilder,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 use crate::error::Error;
-use crate::helper::{HelperCall, HelperOp, SUBCOMMAND};
+use crate::helper::HelperOp;
 use crate::id::ContainerId;
 use crate::layout::Layout;
 use crate::oci::CAPABILITIES;
@@ -75,14 +74,8 @@ impl Runtime {
         let log_path = dir.join("helper.log");
         let log = std::fs::File::create(&log_path).map_err(Error::io(&log_path))?;
 
-        let call = HelperCall {
-            op: HelperOp::Exec(process_id.clone()),
-            root: self.layout.root().to_path_buf(),
-            id: id.clone(),
-        };
-        let mut child = Command::new(&self.helper)
-            .arg(SUBCOMMAND)
-            .args(call.to_args())
+        let mut child = self
+            .helper_command(id, HelperOp::Exec(process_id.clone()))
             // A pipe tells the keeper the process wants stdin; /dev/null that it does not.
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())

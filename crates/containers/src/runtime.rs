@@ -205,10 +205,8 @@ impl Runtime {
 
         let log_path = self.layout.helper_log(id);
         let log = std::fs::File::create(&log_path).map_err(Error::io(&log_path))?;
-        let call = HelperCall { op: HelperOp::Keep, root: self.layout.root().to_path_buf(), id: id.clone() };
-        let mut child = Command::new(&self.helper)
-            .arg(SUBCOMMAND)
-            .args(call.to_args())
+        let mut child = self
+            .helper_command(id, HelperOp::Keep)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -433,27 +431,16 @@ impl Runtime {
     /// state, bundle and output. Safe to repeat; a container that does not exist is fine.
     pub async fn destroy(&self, id: &ContainerId) -> Result<(), Error> {
         let mut problems = Vec::new();
-        let mut helper_failure = None;
-        if self.layout.state_dir(id).join("state.json").exists()
-            && let Err(e) = self.run_helper(id, HelperOp::Delete, "destroy").await
-        {
-            helper_failure = Some(e);
-        }
+        // Done here rather than by libcontainer's delete in a helper (one exec of this
+        // binary less per container): the init dies, and with it every process of its pid
+        // namespace; then whatever sits in the cgroup (a create that failed half-way).
+        self.kill_init(id).await;
         let cgroup_path = self.placement.cgroup_path(id);
-        // Whatever libcontainer could not kill (a create that failed half-way) goes now.
         let leftover = cgroup_path.clone();
         let _ = tokio::task::spawn_blocking(move || kill_cgroup_processes(&leftover)).await;
         self.reap_keeper(id).await;
         crate::exec::end_process_keepers(&self.layout, id).await;
         let failed = tokio::task::spawn_blocking(move || cgroup::sweep(&cgroup_path)).await.unwrap_or_default();
-        // libcontainer gives up on a cgroup whose killed processes are slow to exit (a
-        // loaded machine); once the keeper is reaped the sweep above removes it, and only
-        // then does the helper's failure no longer matter.
-        match helper_failure {
-            Some(e) if !failed.is_empty() => problems.push(e.to_string()),
-            Some(e) => tracing::debug!(%id, error = %e, "libcontainer's delete failed; the sweep finished it"),
-            None => {}
-        }
         for (dir, e) in failed {
             problems.push(format!("cgroup {}: {e}", dir.display()));
         }
@@ -483,6 +470,22 @@ impl Runtime {
             Ok(())
         } else {
             Err(Error::Helper { id: id.clone(), op: "destroy", message: problems.join("; ") })
+        }
+    }
+
+    /// SIGKILLs the container's init, the pid libcontainer recorded, but only while its
+    /// keeper runs: the keeper is the init's parent and reaps it, so until the keeper is
+    /// gone that pid cannot belong to another process.
+    async fn kill_init(&self, id: &ContainerId) {
+        let Some(pid) = read_runtime_state(&self.layout.state_dir(id)).await.and_then(|s| s.pid) else { return };
+        let ours =
+            self.keepers.lock().expect("keepers lock").get_mut(id).map(|k| matches!(k.child.try_wait(), Ok(None)));
+        let keeper_runs = match ours {
+            Some(running) => running,
+            None => self.keeper_pid(id).await.is_some(),
+        };
+        if keeper_runs && pid > 0 {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 
@@ -516,15 +519,20 @@ impl Runtime {
         (ours && is_alive(pid)).then_some(pid)
     }
 
-    async fn run_helper(&self, id: &ContainerId, op: HelperOp, name: &'static str) -> Result<(), Error> {
+    /// `hearth container-helper OP ROOT ID …` for `op` on container `id`. The helper's
+    /// allocator gets no transparent huge pages: its first allocation would otherwise zero
+    /// a 2 MiB page, and libcontainer's forks of the helper copy it on write (measured: a
+    /// bare helper run 2.98 → 2.39 ms; a container 14.6 → 13.3 ms median).
+    pub(crate) fn helper_command(&self, id: &ContainerId, op: HelperOp) -> Command {
         let call = HelperCall { op, root: self.layout.root().to_path_buf(), id: id.clone() };
-        let output = Command::new(&self.helper)
-            .arg(SUBCOMMAND)
-            .args(call.to_args())
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(Error::io(&self.helper))?;
+        let mut command = Command::new(&self.helper);
+        command.arg(SUBCOMMAND).args(call.to_args()).env("MIMALLOC_ALLOW_THP", "0");
+        command
+    }
+
+    async fn run_helper(&self, id: &ContainerId, op: HelperOp, name: &'static str) -> Result<(), Error> {
+        let output =
+            self.helper_command(id, op).stdin(Stdio::null()).output().await.map_err(Error::io(&self.helper))?;
         if output.status.success() {
             Ok(())
         } else {

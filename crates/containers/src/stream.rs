@@ -9,10 +9,10 @@ use std::process::Stdio;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{Child, ChildStdout};
 
 use crate::error::Error;
-use crate::helper::{HelperCall, HelperOp, SUBCOMMAND};
+use crate::helper::HelperOp;
 use crate::id::ContainerId;
 use crate::runtime::Runtime;
 use crate::spec::User;
@@ -71,10 +71,7 @@ impl Runtime {
     }
 
     fn stream_helper(&self, id: &ContainerId, op: HelperOp, stdin: Stdio, stdout: Stdio) -> Result<Child, Error> {
-        let call = HelperCall { op, root: self.layout.root().to_path_buf(), id: id.clone() };
-        Command::new(&self.helper)
-            .arg(SUBCOMMAND)
-            .args(call.to_args())
+        self.helper_command(id, op)
             .stdin(stdin)
             .stdout(stdout)
             .stderr(Stdio::piped())
