@@ -109,12 +109,19 @@ fn start(layout: &Layout, id: &ContainerId, dir: &Path) -> Result<(Pid, Option<O
     let process: Process = serde_json::from_slice(&bytes).map_err(|e| format!("process.json: {e}"))?;
     let config = layout.bundle(id).join("config.json");
     let container = Spec::load(&config).map_err(|e| format!("{}: {e}", config.display()))?;
-    let seccomp = container.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let compiled = crate::helper::compiled_filter(&layout.bundle(id))?;
+    let seccomp = match compiled {
+        Some(program) => Seccomp::Compiled(program),
+        None => Seccomp::Profile(
+            container
+                .linux()
+                .as_ref()
+                .and_then(|l| l.seccomp().clone())
+                .ok_or("the container has no seccomp profile to give the process")?,
+        ),
+    };
     let uid_maps = container.linux().as_ref().and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
     let gid_maps = container.linux().as_ref().and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
-    if seccomp.is_none() {
-        return Err("the container has no seccomp profile to give the process".into());
-    }
     let tty = process.terminal().unwrap_or(false);
     let window = process.console_size().map(|b| (b.width() as u16, b.height() as u16));
     let capabilities = process.capabilities().clone().ok_or("process.json has no capabilities")?;
@@ -430,8 +437,16 @@ struct ExecExecutor {
     host_user: (u32, u32),
     capabilities: LinuxCapabilities,
     home_set: bool,
-    seccomp: Option<LinuxSeccomp>,
+    seccomp: Seccomp,
     window: Option<(u16, u16)>,
+}
+
+/// The container's filter: compiled (`seccomp_bpf`), or the profile of a bundle from
+/// before filters were compiled.
+#[derive(Clone)]
+enum Seccomp {
+    Compiled(Vec<u8>),
+    Profile(LinuxSeccomp),
 }
 
 impl Executor for ExecExecutor {
@@ -474,8 +489,11 @@ impl Executor for ExecExecutor {
             nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl)
                 .map_err(|e| fail("restore SIGPIPE", e.to_string()))?;
         }
-        if let Some(seccomp) = &self.seccomp {
-            libcontainer::seccomp::initialize_seccomp(seccomp).map_err(|e| fail("seccomp", error_chain(&e)))?;
+        match &self.seccomp {
+            Seccomp::Compiled(program) => crate::seccomp_bpf::load(program).map_err(|e| fail("seccomp", e))?,
+            Seccomp::Profile(profile) => {
+                libcontainer::seccomp::initialize_seccomp(profile).map_err(|e| fail("seccomp", error_chain(&e)))?;
+            }
         }
         DefaultExecutor {}.exec(spec)
     }

@@ -4,7 +4,8 @@
 //! ```text
 //! ROOT/state/ID/                 libcontainer's state (state.json, config, notify socket)
 //! ROOT/containers/ID/spec.json   the ContainerSpec (its presence: the container is known)
-//! ROOT/containers/ID/bundle/config.json   the OCI runtime spec
+//! ROOT/containers/ID/bundle/config.json   the OCI runtime spec (its seccomp profile left out)
+//! ROOT/containers/ID/bundle/seccomp.bpf    the profile, compiled (seccomp_bpf)
 //! ROOT/containers/ID/stdout, stderr       the main process's output
 //! ROOT/containers/ID/helper.log           the keeper's own diagnostics
 //! ROOT/containers/ID/keeper.pid           the process that waits for the main process

@@ -47,6 +47,7 @@ mod process;
 pub mod rootless;
 mod runtime;
 pub mod seccomp;
+pub mod seccomp_bpf;
 mod spec;
 mod state;
 mod stream;

@@ -20,6 +20,7 @@ use crate::layout::Layout;
 use crate::network::usermode::UserMode;
 use crate::network::{Network, NetworkConfig, NetworkInfo, NetworkSpec};
 use crate::oci::{self, Placement};
+use crate::seccomp_bpf;
 use crate::spec::ContainerSpec;
 use crate::state::{Action, ExitStatus, Status};
 
@@ -78,6 +79,8 @@ pub struct Runtime {
     keepers: Mutex<HashMap<ContainerId, Keeper>>,
     networking: Networking,
     warned_cgroups: std::sync::Once,
+    /// The containers' seccomp profile, compiled once.
+    seccomp: seccomp_bpf::Compiled,
 }
 
 /// How networked containers get their network: a bridge with veths and nftables (root), or
@@ -101,6 +104,7 @@ impl Runtime {
             placement: config.placement,
             keepers: Mutex::new(HashMap::new()),
             warned_cgroups: std::sync::Once::new(),
+            seccomp: seccomp_bpf::Compiled::default(),
         }
     }
 
@@ -199,8 +203,18 @@ impl Runtime {
         tokio::fs::write(&spec_file, json).await.map_err(Error::io(&spec_file))?;
         let bundle = self.layout.bundle(id);
         tokio::fs::create_dir(&bundle).await.map_err(Error::io(&bundle))?;
+        // The seccomp profile goes in compiled, libcontainer gets the spec without it.
+        let mut config = config.clone();
+        if let Some(linux) = config.linux_mut()
+            && let Some(profile) = linux.seccomp().clone()
+        {
+            let program = self.seccomp.program(&profile).map_err(Error::InvalidSpec)?;
+            let path = bundle.join(seccomp_bpf::BPF_FILE);
+            tokio::fs::write(&path, &*program).await.map_err(Error::io(&path))?;
+            linux.set_seccomp(None);
+        }
         let config_file = bundle.join("config.json");
-        let json = serde_json::to_vec_pretty(config).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&config).map_err(|e| Error::InvalidSpec(e.to_string()))?;
         tokio::fs::write(&config_file, json).await.map_err(Error::io(&config_file))?;
 
         let log_path = self.layout.helper_log(id);
