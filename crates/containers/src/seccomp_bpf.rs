@@ -92,7 +92,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<u8>, String> {
     use std::io::{Read, Seek};
     let mut bpf = Vec::new();
     out.rewind().and_then(|_| out.read_to_end(&mut bpf)).map_err(|e| format!("seccomp export: {e}"))?;
-    if bpf.is_empty() || bpf.len() % 8 != 0 {
+    if bpf.is_empty() || !bpf.len().is_multiple_of(8) {
         return Err(format!("seccomp export: {} bytes is no BPF program", bpf.len()));
     }
     Ok(bpf)
@@ -124,7 +124,7 @@ fn tempfile_in_memory() -> Result<std::fs::File, String> {
 /// Installs a program from [`compile`] on the calling (single-threaded) process; it needs
 /// no_new_privs set (or CAP_SYS_ADMIN), as libcontainer's own load does.
 pub fn load(bpf: &[u8]) -> Result<(), String> {
-    if bpf.is_empty() || bpf.len() % 8 != 0 || bpf.len() / 8 > usize::from(u16::MAX) {
+    if bpf.is_empty() || !bpf.len().is_multiple_of(8) || bpf.len() / 8 > usize::from(u16::MAX) {
         return Err(format!("seccomp: {} bytes is no BPF program", bpf.len()));
     }
     let mut filter: Vec<libc::sock_filter> = bpf
@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn the_compiled_filter_refuses_what_the_profile_refuses_and_allows_the_rest() {
         let bpf = compile(&default_profile().unwrap()).unwrap();
-        assert!(bpf.len() >= 8 * 100 && bpf.len() % 8 == 0, "{} bytes", bpf.len());
+        assert!(bpf.len() >= 8 * 100 && bpf.len().is_multiple_of(8), "{} bytes", bpf.len());
         assert!(load(&bpf[..7]).is_err() && load(&[]).is_err());
         // SAFETY (all checks): raw syscalls with plain integer arguments in the child.
         assert_eq!(
