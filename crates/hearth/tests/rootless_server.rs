@@ -6,8 +6,9 @@
 //! host id from the subordinate range, scales it to two instances that both answer (and
 //! still answer, the same processes, after the server restarts), pushes
 //! a Docker image app from a local registry that runs as the image's user, deletes both
-//! and stops the server with SIGTERM. Then, as root, nothing of the user's is left:
-//! no process, mount or cgroup.
+//! and stops the server with SIGTERM. Last, the user runs only a cell (`--roles cell`)
+//! that joins a platform root runs, and an app pushed there runs on it until the cell
+//! drains. Then, as root, nothing of the user's is left: no process, mount or cgroup.
 //!
 //! First, the image store's helper unpacks layers as the user (owners, whiteouts and opaque
 //! directories as its containers see them), and a user without subordinate ids is told what
@@ -192,6 +193,7 @@ fn an_ordinary_user_runs_the_platform_and_its_apps() {
         layers_the_user_unpacks_keep_owners_whiteouts_and_opaque_directories(&hearth_bin, &base);
         a_user_without_subordinate_ids_is_told_what_to_do(&hearth_bin, &base);
         run_as_platform_user(&hearth_bin, &base, user.0, &cgroup_parent);
+        a_users_cell_runs_the_apps_of_a_platform_root_runs(&hearth_bin, &base, user.0, &cgroup_parent);
     });
     let leftovers = host_leftovers(user.0, &base, &delegated);
     // Clean up whatever happened (as root: the user's own files and its containers' ids).
@@ -382,4 +384,97 @@ fn run_as_platform_user(hearth_bin: &Path, base: &Path, uid: u32, cgroup_parent:
     assert!(status.success(), "the server stopped cleanly on SIGTERM: {status}\n{}", server.log());
     let log = server.log();
     assert!(!log.contains("disk limit NOT enforced"), "one warning at start, none per container:\n{log}");
+}
+
+/// `hearth server --roles cell` as the user, joined to a platform that root runs with
+/// `--roles platform`: an app pushed to the platform stages and runs on the user's cell,
+/// answers through the platform's router as a host id of the user's range, and the cell
+/// drains and exits on SIGTERM.
+fn a_users_cell_runs_the_apps_of_a_platform_root_runs(hearth_bin: &Path, base: &Path, uid: u32, cgroup_parent: &str) {
+    let dir = base.join("root-platform");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (addr, cell_addr) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let log = std::fs::File::create(dir.join("platform.log")).unwrap();
+    let data = dir.join("data");
+    let mut platform = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["server", "--roles", "platform", "--listen", &addr, "--cell-listen", &cell_addr, "--app-domain", DOMAIN])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("HEARTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("HEARTH_NO_SAMPLE_APP", "true")
+        .env("HEARTH_HOME", dir.join("server-home"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let platform_log = || std::fs::read_to_string(dir.join("platform.log")).unwrap_or_default();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for("the platform answers", 60, || answers(&format!("http://{addr}/")));
+        let token = std::fs::read_to_string(data.join("cells/join-token")).unwrap();
+        let cell_base = base.join("user-cell");
+        user_dir(&cell_base, ensure_user());
+        let mut command: Vec<std::ffi::OsString> = ["-u", USER, "--"].map(Into::into).to_vec();
+        command.extend([
+            hearth_bin.as_os_str().into(),
+            "server".into(),
+            "--data-dir".into(),
+            cell_base.join("data").into(),
+        ]);
+        let join = format!("https://{cell_addr}");
+        let args = ["--roles", "cell", "--join", &join, "--token", token.trim(), "--cell-id", "user-cell"];
+        command.extend(
+            args.iter().chain(&["--advertise-address", "127.0.0.1", "--cgroup-parent", cgroup_parent]).map(Into::into),
+        );
+        let mut cell = spawn_logged(&command, &cell_base);
+        let cell_log = || std::fs::read_to_string(cell_base.join("server.log")).unwrap_or_default();
+        let joined = Instant::now();
+        while !cell_log().contains("Cell user-cell joined") {
+            assert!(joined.elapsed() < Duration::from_secs(60), "the user's cell did not join:\n{}", cell_log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(cell_log().contains("disk limits are not enforced when hearth server runs as an ordinary user"));
+
+        hearth(&dir, &["api", &format!("http://{addr}")]);
+        hearth(&dir, &["login", "-u", "admin", "-p", ADMIN_PASSWORD]);
+        for args in [&["create-org", "o"][..], &["target", "-o", "o"], &["create-space", "s"], &["target", "-s", "s"]] {
+            hearth(&dir, args);
+        }
+        let site = dir.join("site");
+        std::fs::create_dir_all(&site).unwrap();
+        let run =
+            "mkdir -p www && echo \"cell app as $(id -u)\" > www/index.html\nexec busybox httpd -f -p $PORT -h www\n";
+        std::fs::write(site.join("run.sh"), run).unwrap();
+        std::fs::write(site.join("Procfile"), "web: sh run.sh\n").unwrap();
+        let out =
+            hearth(&dir, &["push", "cellsite", "-p", site.to_str().unwrap(), "-b", "binary_buildpack", "-m", "64M"]);
+        assert!(shows_running(&out), "{out}");
+        let mut answer = (0, String::new());
+        wait_for("the cell's app answers through the platform's router", 30, || {
+            answer = through_router(&addr, &format!("cellsite.{DOMAIN}"));
+            answer.0 == 200
+        });
+        assert_eq!(answer.1, "cell app as 2000\n");
+        let processes = app_processes(uid);
+        assert_eq!(processes.len(), 1, "{processes:?}");
+        assert_eq!(processes[0].1, SUB_START + 1999, "on the user's cell, as vcap: {processes:?}");
+
+        hearth(&dir, &["delete", "cellsite", "-f", "-r"]);
+        wait_for("the app's process ends", 30, || app_processes(uid).is_empty());
+        let pid = user_processes(uid)
+            .into_iter()
+            .find(|(_, owner, cmdline)| *owner == uid && cmdline.contains(" --roles cell "))
+            .map(|(pid, _, _)| pid)
+            .expect("the cell runs as the user");
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        wait_for("the cell drains and exits", 60, || cell.try_wait().unwrap().is_some());
+        assert!(cell.wait().unwrap().success(), "{}", cell_log());
+        assert!(cell_log().contains("Cell user-cell drained."), "{}", cell_log());
+    }));
+    let _ = platform.kill();
+    let _ = platform.wait();
+    if let Err(panic) = outcome {
+        eprintln!("--- platform log ---\n{}", platform_log());
+        std::panic::resume_unwind(panic);
+    }
 }

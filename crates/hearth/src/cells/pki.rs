@@ -97,20 +97,25 @@ impl Authority {
             }
         };
         let token_path = dir.join("join-token");
-        let secret = match std::fs::read_to_string(&token_path) {
-            Ok(s) => s.trim().to_string(),
+        let kept = std::fs::read_to_string(&token_path).map(|s| s.trim().to_string());
+        let secret = match &kept {
+            // The whole token, or (data directories from before) the secret alone.
+            Ok(text) => parse_token(text).map(|(_, secret)| secret).unwrap_or_else(|_| text.clone()),
             Err(_) => {
                 use base64::Engine;
-                let s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
-                write_private(&token_path, &s)?;
-                s
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>())
             }
         };
+        // The file holds the whole token a cell joins with, as `--token`'s help says.
+        let ca_der = pem_to_der(&ca_pem)?;
+        let token = format!("{TOKEN_PREFIX}.{}.{secret}", sha256_hex(&ca_der));
+        if kept.as_deref().ok() != Some(token.as_str()) {
+            write_private(&token_path, &token)?;
+        }
         let members = match std::fs::read_to_string(dir.join("members.json")) {
             Ok(text) => serde_json::from_str(&text).context("cells/members.json is corrupt")?,
             Err(_) => BTreeMap::new(),
         };
-        let ca_der = pem_to_der(&ca_pem)?;
         Ok(Authority {
             dir: dir.to_path_buf(),
             ca_key,
@@ -206,6 +211,13 @@ mod tests {
         // The same CA after a restart; a cell that joins twice keeps only its newest cert.
         let again = Authority::open(dir.path()).unwrap();
         assert_eq!(again.join_token(), ca.join_token());
+        let kept = || std::fs::read_to_string(dir.path().join("join-token")).unwrap();
+        assert_eq!(kept(), ca.join_token(), "the file holds the token a cell joins with");
+        // A data directory from before kept the secret alone: the secret stays, the file
+        // gets the whole token.
+        std::fs::write(dir.path().join("join-token"), format!("{secret}\n")).unwrap();
+        assert_eq!(Authority::open(dir.path()).unwrap().join_token(), ca.join_token());
+        assert_eq!(kept(), ca.join_token());
         let first = again.issue("cell-a").unwrap();
         let second = again.issue("cell-a").unwrap();
         assert_eq!(again.member(&pem_to_der(&second.cert_pem).unwrap()).as_deref(), Some("cell-a"));
