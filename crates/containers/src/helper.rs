@@ -265,7 +265,7 @@ fn create(layout: &Layout, id: &ContainerId) -> Result<Container, String> {
     let stderr = open_out(&layout.stderr(id))?;
     std::fs::write(layout.keeper_pid(id), std::process::id().to_string()).map_err(|e| format!("keeper.pid: {e}"))?;
     std::fs::create_dir_all(layout.state_root()).map_err(|e| format!("{}: {e}", layout.state_root().display()))?;
-    let filter = compiled_filter(&layout.bundle(id))?;
+    let filter = crate::seccomp_bpf::of_bundle(&layout.bundle(id))?;
     ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_executor(RestoreSignalsExecutor { init: wants_init(layout, id), filter })
         .with_stdin(stdin)
@@ -275,26 +275,6 @@ fn create(layout: &Layout, id: &ContainerId) -> Result<Container, String> {
         .and_then(|b| b.validate_id())
         .and_then(|b| b.as_init(layout.bundle(id)).with_systemd(false).with_detach(true).build())
         .map_err(|e| error_chain(&e))
-}
-
-/// The bundle's compiled seccomp filter (`seccomp_bpf`). A bundle without one is from
-/// before filters were compiled, and its spec must then hold the profile libcontainer
-/// loads: a bundle with neither is refused.
-pub(crate) fn compiled_filter(bundle: &Path) -> Result<Option<Vec<u8>>, String> {
-    let path = bundle.join(crate::seccomp_bpf::BPF_FILE);
-    match std::fs::read(&path) {
-        Ok(program) => Ok(Some(program)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let config = std::fs::read(bundle.join("config.json")).map_err(|e| format!("config.json: {e}"))?;
-            let config: serde_json::Value = serde_json::from_slice(&config).map_err(|e| format!("config.json: {e}"))?;
-            if config["linux"]["seccomp"].is_object() {
-                Ok(None)
-            } else {
-                Err("the container has neither a compiled seccomp filter nor a seccomp profile".into())
-            }
-        }
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
 }
 
 /// Runs the workload like libcontainer's default executor, after giving SIGPIPE back its
@@ -398,19 +378,5 @@ mod tests {
         ] {
             assert!(HelperCall::parse(&args(bad)).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn a_bundle_needs_a_compiled_filter_or_a_profile_in_its_spec() {
-        let bundle = std::env::temp_dir().join(format!("hearth-filter-test-{}", std::process::id()));
-        std::fs::create_dir_all(&bundle).unwrap();
-        std::fs::write(bundle.join("config.json"), r#"{"linux": {"namespaces": []}}"#).unwrap();
-        assert!(compiled_filter(&bundle).unwrap_err().contains("neither a compiled seccomp filter"));
-        std::fs::write(bundle.join("config.json"), r#"{"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}"#)
-            .unwrap();
-        assert_eq!(compiled_filter(&bundle).unwrap(), None);
-        std::fs::write(bundle.join(crate::seccomp_bpf::BPF_FILE), [6u8, 0, 0, 0, 0, 0, 0xff, 0x7f]).unwrap();
-        assert_eq!(compiled_filter(&bundle).unwrap(), Some(vec![6u8, 0, 0, 0, 0, 0, 0xff, 0x7f]));
-        std::fs::remove_dir_all(&bundle).unwrap();
     }
 }

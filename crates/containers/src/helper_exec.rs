@@ -109,7 +109,7 @@ fn start(layout: &Layout, id: &ContainerId, dir: &Path) -> Result<(Pid, Option<O
     let process: Process = serde_json::from_slice(&bytes).map_err(|e| format!("process.json: {e}"))?;
     let config = layout.bundle(id).join("config.json");
     let container = Spec::load(&config).map_err(|e| format!("{}: {e}", config.display()))?;
-    let compiled = crate::helper::compiled_filter(&layout.bundle(id))?;
+    let compiled = crate::seccomp_bpf::of_bundle(&layout.bundle(id))?;
     let seccomp = match compiled {
         Some(program) => Seccomp::Compiled(program),
         None => Seccomp::Profile(

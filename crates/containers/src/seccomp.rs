@@ -18,7 +18,7 @@ use oci_spec::runtime::{
 /// `CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET`.
 pub const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
 
-const EPERM: u32 = 1;
+pub(crate) const EPERM: u32 = 1;
 const ENOSYS: u32 = 38;
 
 /// Allowed without conditions.

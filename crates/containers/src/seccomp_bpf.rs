@@ -5,14 +5,15 @@
 //! libcontainer a spec without the profile, and the helpers' executors load the program
 //! right before `execve`, where libcontainer would have loaded it.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 
+use crate::seccomp::EPERM;
+
 /// The file in a container's bundle that holds its compiled filter.
 pub const BPF_FILE: &str = "seccomp.bpf";
-
-const EPERM: u32 = 1;
 
 /// The last profile compiled and its program: a runtime gives every container the same
 /// profile, so it is compiled once.
@@ -148,6 +149,26 @@ pub fn load(bpf: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// A bundle's compiled filter ([`BPF_FILE`]). A bundle without one is from
+/// before filters were compiled, and its spec must then hold the profile libcontainer
+/// loads: a bundle with neither is refused.
+pub fn of_bundle(bundle: &Path) -> Result<Option<Vec<u8>>, String> {
+    let path = bundle.join(BPF_FILE);
+    match std::fs::read(&path) {
+        Ok(program) => Ok(Some(program)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let config = std::fs::read(bundle.join("config.json")).map_err(|e| format!("config.json: {e}"))?;
+            let config: serde_json::Value = serde_json::from_slice(&config).map_err(|e| format!("config.json: {e}"))?;
+            if config["linux"]["seccomp"].is_object() {
+                Ok(None)
+            } else {
+                Err("the container has neither a compiled seccomp filter nor a seccomp profile".into())
+            }
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +257,19 @@ mod tests {
         other.set_default_errno_ret(Some(13));
         let changed = cache.program(&other).unwrap();
         assert!(!Arc::ptr_eq(&first, &changed) && *first != *changed);
+    }
+
+    #[test]
+    fn a_bundle_needs_a_compiled_filter_or_a_profile_in_its_spec() {
+        let bundle = std::env::temp_dir().join(format!("hearth-filter-test-{}", std::process::id()));
+        std::fs::create_dir_all(&bundle).unwrap();
+        std::fs::write(bundle.join("config.json"), r#"{"linux": {"namespaces": []}}"#).unwrap();
+        assert!(of_bundle(&bundle).unwrap_err().contains("neither a compiled seccomp filter"));
+        std::fs::write(bundle.join("config.json"), r#"{"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}"#)
+            .unwrap();
+        assert_eq!(of_bundle(&bundle).unwrap(), None);
+        std::fs::write(bundle.join(BPF_FILE), [6u8, 0, 0, 0, 0, 0, 0xff, 0x7f]).unwrap();
+        assert_eq!(of_bundle(&bundle).unwrap(), Some(vec![6u8, 0, 0, 0, 0, 0, 0xff, 0x7f]));
+        std::fs::remove_dir_all(&bundle).unwrap();
     }
 }
