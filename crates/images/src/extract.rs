@@ -16,7 +16,7 @@
 //!   `NAME`, `NAME` stays, and a directory replacing a whiteout is made opaque.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -99,6 +99,7 @@ pub fn unpack_layer_with(reader: impl Read, dest: &Path, xattrs: OverlayXattrs) 
         report: UnpackReport::default(),
         dirs: Vec::new(),
         opaque: xattrs.opaque(),
+        buf: vec![0; COPY_BUF],
     };
     for entry in archive.entries().map_err(Error::io(dest))? {
         let entry = entry.map_err(|e| tar_error(dest, e))?;
@@ -111,6 +112,24 @@ pub fn unpack_layer_with(reader: impl Read, dest: &Path, xattrs: OverlayXattrs) 
     let mut report = unpacker.report;
     report.diff_id = archive.into_inner().finish().map_err(|e| tar_error(dest, e))?;
     Ok(report)
+}
+
+/// Bytes read and written at a time for a file's content.
+const COPY_BUF: usize = 512 * 1024;
+
+/// Copies `from` to its end into `to` through `buf`.
+fn copy(from: &mut impl Read, to: &mut impl Write, buf: &mut [u8]) -> io::Result<u64> {
+    let mut total = 0;
+    loop {
+        let n = match from.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
 }
 
 fn tar_error(dest: &Path, e: io::Error) -> Error {
@@ -136,6 +155,8 @@ struct Unpacker {
     dirs: Vec<(PathBuf, Timestamps)>,
     /// The xattr that makes a directory opaque.
     opaque: &'static str,
+    /// File contents pass through here (`io::copy`'s 8 KiB made a write per 8 KiB).
+    buf: Vec<u8>,
 }
 
 impl Unpacker {
@@ -171,7 +192,7 @@ impl Unpacker {
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(&path)
                     .map_err(Error::io(&path))?;
-                self.report.bytes += io::copy(&mut entry, &mut file).map_err(|e| tar_error(&path, e))?;
+                self.report.bytes += copy(&mut entry, &mut file, &mut self.buf).map_err(|e| tar_error(&path, e))?;
                 rustix::fs::fchown(&file, Some(uid(meta.uid)), Some(gid(meta.gid))).map_err(|e| errno(&path, e))?;
                 rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode & 0o7777)).map_err(|e| errno(&path, e))?;
                 self.xattrs(&path, &meta)?;

@@ -40,6 +40,7 @@ mod digest;
 mod disk;
 mod error;
 mod extract;
+mod feed;
 mod gc;
 mod metrics;
 mod mounts;

@@ -300,6 +300,18 @@ impl Store {
         expected: Option<&Digest>,
         compressed: Option<&Digest>,
     ) -> Result<LayerRecord> {
+        let record = self.unpack_staged(tarball, staging, expected, compressed)?;
+        self.install_staged(staging, record)
+    }
+
+    /// Unpacks a layer into `staging` and checks its diff id, without adding it to the store.
+    pub(crate) fn unpack_staged(
+        &self,
+        tarball: impl Read,
+        staging: &Path,
+        expected: Option<&Digest>,
+        compressed: Option<&Digest>,
+    ) -> Result<LayerRecord> {
         let diff = staging.join("diff");
         fs::DirBuilder::new().recursive(true).mode(0o755).create(&diff).map_err(Error::io(&diff))?;
         let report: UnpackReport = match &self.config().user_namespace {
@@ -324,6 +336,11 @@ impl Store {
         };
         let json = staging.join("layer.json");
         fs::write(&json, serde_json::to_vec_pretty(&record).expect("records serialise")).map_err(Error::io(&json))?;
+        Ok(record)
+    }
+
+    /// Adds a layer [`Store::unpack_staged`] left in `staging` to the store.
+    pub(crate) fn install_staged(&self, staging: &Path, record: LayerRecord) -> Result<LayerRecord> {
         let home = self.layer_home(&record.diff_id);
         match fs::rename(staging, &home) {
             Ok(()) => Ok(record),

@@ -16,6 +16,17 @@ fn puller(registry: &Registry, store: &hearth_images::Store) -> Puller {
     )
 }
 
+/// A puller that unpacks every layer while it downloads (by default only large ones do).
+fn streaming_puller(registry: &Registry, store: &hearth_images::Store) -> Puller {
+    Puller::new(
+        store.clone(),
+        RegistryConfig { insecure_registries: vec![registry.host.clone()], whole_layer_max: 0, ..Default::default() },
+    )
+}
+
+/// Both ways a layer is unpacked: gathered whole, and streamed.
+const PULLERS: [fn(&Registry, &hearth_images::Store) -> Puller; 2] = [puller, streaming_puller];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_a_gzip_and_zstd_image_by_tag_then_by_digest_from_the_cache() {
     let registry = Registry::start();
@@ -163,21 +174,24 @@ async fn a_corrupted_layer_blob_is_refused_and_leaves_nothing() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&file, bytes).unwrap();
-    let (_dir, store) = store();
-
-    let err =
-        puller(&registry, &store).pull(&registry.reference("bad/blob:1"), &PullOptions::default()).await.unwrap_err();
-    assert!(
-        matches!(err, Error::DigestMismatch { ref expected, .. } if expected.as_str() == image.layers[0].digest),
-        "{err}"
-    );
-    let left: Vec<String> = leftovers(&store)
-        .into_iter()
-        .filter(|p| !p.contains(&image.layers[1].diff_id[7..]) && !p.contains(&image.layers[1].digest[7..]))
-        .collect();
-    // The good layer may stay (verified, or as a resumable partial download); the bad one may not.
-    assert_eq!(left, Vec::<String>::new(), "the bad layer left nothing");
-    assert!(store.image(&registry.reference("bad/blob:1")).is_err());
+    for puller in PULLERS {
+        let (_dir, store) = store();
+        let err = puller(&registry, &store)
+            .pull(&registry.reference("bad/blob:1"), &PullOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::DigestMismatch { ref expected, .. } if expected.as_str() == image.layers[0].digest),
+            "{err}"
+        );
+        let left: Vec<String> = leftovers(&store)
+            .into_iter()
+            .filter(|p| !p.contains(&image.layers[1].diff_id[7..]) && !p.contains(&image.layers[1].digest[7..]))
+            .collect();
+        // The good layer may stay (verified, or as a resumable partial download); the bad one may not.
+        assert_eq!(left, Vec::<String>::new(), "the bad layer left nothing");
+        assert!(store.image(&registry.reference("bad/blob:1")).is_err());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,32 +200,39 @@ async fn a_config_lying_about_a_diff_id_is_refused_and_leaves_nothing() {
     let mut image = TestImage::new(Format::Oci, vec![TestLayer::gzip(busybox_layer(), Format::Oci)]);
     image.diff_ids = Some(vec![sha(b"not this layer")]);
     registry.push("bad/diffid:1", &image).await;
-    let (_dir, store) = store();
-
-    let err =
-        puller(&registry, &store).pull(&registry.reference("bad/diffid:1"), &PullOptions::default()).await.unwrap_err();
-    assert!(
-        matches!(err, Error::DigestMismatch { ref actual, .. } if actual.as_str() == image.layers[0].diff_id),
-        "{err}"
-    );
-    assert_eq!(leftovers(&store), Vec::<String>::new());
+    for puller in PULLERS {
+        let (_dir, store) = store();
+        let err = puller(&registry, &store)
+            .pull(&registry.reference("bad/diffid:1"), &PullOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::DigestMismatch { ref actual, .. } if actual.as_str() == image.layers[0].diff_id),
+            "{err}"
+        );
+        assert_eq!(leftovers(&store), Vec::<String>::new());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_layer_is_refused_and_writes_nothing_outside() {
     let registry = Registry::start();
-    let (dir, store) = store();
-    let escape = dir.path().join("escaped");
-    let depth = "../".repeat(12);
-    let name = format!("{depth}{}", escape.display().to_string().trim_start_matches('/'));
-    let hostile = TarBuilder::default().file("ok", b"fine", 0o644).raw_file(&name, b"pwned").build();
-    registry.push("bad/tar:1", &TestImage::new(Format::Oci, vec![TestLayer::gzip(hostile, Format::Oci)])).await;
+    for (n, puller) in PULLERS.into_iter().enumerate() {
+        let (dir, store) = store();
+        let escape = dir.path().join("escaped");
+        let depth = "../".repeat(12);
+        let name = format!("{depth}{}", escape.display().to_string().trim_start_matches('/'));
+        let hostile = TarBuilder::default().file("ok", b"fine", 0o644).raw_file(&name, b"pwned").build();
+        let reference = registry.reference(&format!("bad/tar:{n}"));
+        registry
+            .push(&format!("bad/tar:{n}"), &TestImage::new(Format::Oci, vec![TestLayer::gzip(hostile, Format::Oci)]))
+            .await;
 
-    let err =
-        puller(&registry, &store).pull(&registry.reference("bad/tar:1"), &PullOptions::default()).await.unwrap_err();
-    assert!(matches!(err, Error::HostileLayer { .. }), "{err}");
-    assert!(!escape.exists());
-    assert_eq!(leftovers(&store), Vec::<String>::new());
+        let err = puller(&registry, &store).pull(&reference, &PullOptions::default()).await.unwrap_err();
+        assert!(matches!(err, Error::HostileLayer { .. }), "{err}");
+        assert!(!escape.exists());
+        assert_eq!(leftovers(&store), Vec::<String>::new());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,15 +271,49 @@ async fn an_interrupted_download_resumes_where_it_stopped() {
     let registry = Registry::start();
     let image = TestImage::new(Format::Oci, vec![TestLayer::gzip(busybox_layer(), Format::Oci)]);
     registry.push("resume/me:1", &image).await;
-    let (_dir, store) = store();
-    // What a previous, interrupted attempt left behind.
-    let blob = &image.layers[0].blob;
-    let half = blob.len() / 2;
-    let partial = store.root().join("tmp/downloads").join(&image.layers[0].digest[7..]);
-    std::fs::write(&partial, &blob[..half]).unwrap();
+    for puller in PULLERS {
+        let (_dir, store) = store();
+        // What a previous, interrupted attempt left behind.
+        let blob = &image.layers[0].blob;
+        let half = blob.len() / 2;
+        let partial = store.root().join("tmp/downloads").join(&image.layers[0].digest[7..]);
+        std::fs::write(&partial, &blob[..half]).unwrap();
+        let ranged_before = registry.log().matches(" 206 ").count();
 
-    puller(&registry, &store).pull(&registry.reference("resume/me:1"), &PullOptions::default()).await.unwrap();
-    assert_eq!(metrics(&store).bytes_downloaded, (blob.len() - half) as u64, "only the rest was fetched");
-    assert!(registry.log().contains(" 206 "), "a ranged request was made");
-    assert!(!partial.exists());
+        let record = puller(&registry, &store).pull(&registry.reference("resume/me:1"), &PullOptions::default()).await;
+        let base = store.layer_dir(&record.unwrap().layers[0].diff_id);
+        assert_eq!(std::fs::read(base.join("bin/busybox")).unwrap(), std::fs::read(BUSYBOX).unwrap());
+        assert_eq!(metrics(&store).bytes_downloaded, (blob.len() - half) as u64, "only the rest was fetched");
+        assert_eq!(registry.log().matches(" 206 ").count(), ranged_before + 1, "a ranged request was made");
+        assert!(!partial.exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_layer_resumes_within_the_pull() {
+    // Gathered in memory (the default for a small layer), then unpacked while it streams.
+    for whole_layer_max in [RegistryConfig::default().whole_layer_max, 0] {
+        let registry = Registry::start();
+        let image = TestImage::new(Format::Oci, vec![TestLayer::gzip(busybox_layer(), Format::Oci)]);
+        registry.push("flaky/net:1", &image).await;
+        let blob = &image.layers[0].blob;
+        let digest = &image.layers[0].digest;
+        let proxy = common::cutting_proxy::CuttingProxy::start(&registry.host, digest, blob.len() / 2).await;
+        let (_dir, store) = store();
+        let config =
+            RegistryConfig { insecure_registries: vec![proxy.host.clone()], whole_layer_max, ..Default::default() };
+
+        let record = Puller::new(store.clone(), config)
+            .pull(&format!("{}/flaky/net:1", proxy.host), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(proxy.cuts(), 1, "the first download was cut");
+        assert!(registry.log().contains(" 206 "), "the rest came from a ranged request");
+        assert_eq!(metrics(&store).bytes_downloaded, blob.len() as u64, "no byte was fetched twice");
+        let base = store.layer_dir(&record.layers[0].diff_id);
+        assert_eq!(std::fs::read(base.join("bin/busybox")).unwrap(), std::fs::read(BUSYBOX).unwrap());
+        let scratch = store.root().join("tmp").display().to_string();
+        let tmp: Vec<String> = leftovers(&store).into_iter().filter(|p| p.starts_with(&scratch)).collect();
+        assert_eq!(tmp, Vec::<String>::new(), "no download file or staging directory is left");
+    }
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses part of this
 
+pub mod cutting_proxy;
 mod token;
 
 use std::io::{Read, Write};
