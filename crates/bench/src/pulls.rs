@@ -66,6 +66,37 @@ struct Target {
     version: Option<String>,
     #[serde(flatten)]
     summary: Option<Summary>,
+    /// The tool's own CPU time (user + system) per pull, averaged over the runs.
+    cpu_ms_per_pull: Option<f64>,
+    /// The registry's CPU time per pull while serving this tool, averaged over the runs.
+    registry_cpu_ms_per_pull: Option<f64>,
+}
+
+/// CPU time spent over a tool's runs: its own and the registry's.
+#[derive(Default)]
+struct Cpu {
+    own: Option<Duration>,
+    registry: Option<Duration>,
+}
+
+impl Cpu {
+    /// Runs `f`, adding what `own` (a CPU clock) and the registry used meanwhile.
+    fn count<T>(&mut self, own: fn() -> Option<Duration>, registry: u32, f: impl FnOnce() -> T) -> T {
+        let before = (own(), crate::cpu::time_of(registry));
+        let out = f();
+        let after = (own(), crate::cpu::time_of(registry));
+        let add = |sum: Option<Duration>, a: Option<Duration>, b: Option<Duration>| match (sum, a, b) {
+            (sum, Some(a), Some(b)) => Some(sum.unwrap_or_default() + b.saturating_sub(a)),
+            _ => None,
+        };
+        self.own = add(self.own, before.0, after.0);
+        self.registry = add(self.registry, before.1, after.1);
+        out
+    }
+
+    fn per_pull(total: Option<Duration>, runs: usize) -> Option<f64> {
+        total.map(|t| t.as_secs_f64() * 1000.0 / runs as f64)
+    }
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
@@ -91,25 +122,33 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     drop(layers);
 
     let (mut hearth, mut skopeo) = (Vec::new(), Vec::new());
+    let (mut hearth_cpu, mut skopeo_cpu) = (Cpu::default(), Cpu::default());
+    let registry_pid = registry.child.id();
     for run in 1..=args.runs {
         progress(&format!("run {run} of {}: hearth-images", args.runs));
         let dir = base.0.join(format!("hearth-{run}"));
-        hearth.push(tokio.block_on(hearth_pull(&dir, &registry.host, &reference))?);
+        let pulled = hearth_cpu.count(crate::cpu::process_time, registry_pid, || {
+            tokio.block_on(hearth_pull(&dir, &registry.host, &reference))
+        });
+        hearth.push(pulled?);
         let _ = std::fs::remove_dir_all(&dir);
 
         progress(&format!("run {run} of {}: skopeo copy", args.runs));
         let dir = base.0.join(format!("skopeo-{run}"));
-        skopeo.push(skopeo_copy(&dir, &reference)?);
+        skopeo.push(skopeo_cpu.count(crate::cpu::children_time, registry_pid, || skopeo_copy(&dir, &reference))?);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    let target = |name: &str, version, samples: &[Duration], cpu: &Cpu| Target {
+        name: name.into(),
+        version,
+        summary: Summary::of(samples),
+        cpu_ms_per_pull: Cpu::per_pull(cpu.own, samples.len()),
+        registry_cpu_ms_per_pull: Cpu::per_pull(cpu.registry, samples.len()),
+    };
     let results = vec![
-        Target { name: "hearth-images pull (fresh store)".into(), version: None, summary: Summary::of(&hearth) },
-        Target {
-            name: "skopeo copy docker:// -> oci:".into(),
-            version: skopeo_version(),
-            summary: Summary::of(&skopeo),
-        },
+        target("hearth-images pull (fresh store)", None, &hearth, &hearth_cpu),
+        target("skopeo copy docker:// -> oci:", skopeo_version(), &skopeo, &skopeo_cpu),
     ];
     let median = |i: usize| results[i].summary.as_ref().map(|s| s.median_ms);
     let report = Report {
@@ -124,6 +163,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 .into(),
             "Hearth also decompresses and unpacks every layer into its store and verifies diff ids; skopeo \
              only writes the compressed blobs into an OCI layout, so Hearth does more work"
+                .into(),
+            "cpu ms = the tool's user+system CPU per pull (Hearth: this process, which does nothing else \
+             meanwhile; skopeo: the waited child); registry cpu ms = the registry's over the same runs; \
+             /proc's 10 ms ticks summed over the runs, then averaged; the registry shares these CPUs"
                 .into(),
         ],
     };
@@ -371,17 +414,22 @@ impl Report {
             i.compressed_bytes as f64 / 1e6,
             i.build_and_push_secs,
         );
-        out +=
-            &format!("{:<36} {:>5} {:>10} {:>10} {:>10}  version\n", "tool", "runs", "median ms", "min ms", "max ms");
+        out += &format!(
+            "{:<36} {:>5} {:>10} {:>10} {:>10} {:>8} {:>13}  version\n",
+            "tool", "runs", "median ms", "min ms", "max ms", "cpu ms", "registry cpu"
+        );
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
         for t in &self.results {
             if let Some(s) = &t.summary {
                 out += &format!(
-                    "{:<36} {:>5} {:>10.1} {:>10.1} {:>10.1}  {}\n",
+                    "{:<36} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>8} {:>13}  {}\n",
                     t.name,
                     s.runs,
                     s.median_ms,
                     s.min_ms,
                     s.max_ms,
+                    ms(t.cpu_ms_per_pull),
+                    ms(t.registry_cpu_ms_per_pull),
                     t.version.as_deref().unwrap_or("this build")
                 );
             }
