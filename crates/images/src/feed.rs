@@ -6,11 +6,12 @@
 //! a stream; anything it cannot take (several gzip members, a trailer whose size is not the
 //! truth, other compressions) is unpacked from memory as a stream instead.
 //!
-//! For a streamed layer, the download (async) offers each chunk to a [`Feed`]; the unpacker (a blocking thread)
-//! reads them through the [`FeedReader`], which also appends them to the download file, so a
-//! pull cut short can still be resumed by a later one. The reader reports the end of the
-//! stream only once the download says the whole blob arrived and matched its digest; a
-//! download that stops any other way makes the next read fail, and the unpack with it.
+//! For a streamed layer, the download (async) offers each chunk to a [`Feed`]; the unpacker
+//! (a blocking thread) reads them through the [`FeedReader`], which also appends them to the
+//! download file, so a pull cut short can still be resumed by a later one. The reader reports
+//! the end of the stream only once the download says the whole blob arrived and matched its
+//! digest; a download that stops any other way makes the next read fail, and the unpack with
+//! it.
 
 use std::fs::File;
 use std::io::{self, Read, Write};

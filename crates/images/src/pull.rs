@@ -329,16 +329,16 @@ impl Puller {
         }
         let blob = self.store.download_path(&layer.digest);
         let staging = self.store.tmp_path("unpack");
-        let (store, diff_id, digest, staging_path) =
-            (self.store.clone(), layer.diff_id.clone(), layer.digest.clone(), staging.clone());
-        // A diff id is checked against the config's (which the manifest's digest pins), whatever
-        // bytes the unpacker was given.
+        // Either way the unpacker checks the diff id against the config's (which the manifest's
+        // digest pins), whatever bytes it was given.
+        let unpack_args = || (self.store.clone(), layer.diff_id.clone(), layer.digest.clone(), staging.clone());
         let downloading = limits.downloads.acquire().await.expect("never closed");
         let (mut sink, streaming) = if layer.size <= self.config.whole_layer_max {
             (Sink::Whole(Vec::with_capacity(layer.size as usize)), None)
         } else {
             let unpacking = limits.unpacks.acquire().await.expect("never closed");
             let (feed, mut reader) = feed::channel(&blob).map_err(Error::io(&blob))?;
+            let (store, diff_id, digest, staging_path) = unpack_args();
             let unpacker = tokio::task::spawn_blocking(move || {
                 let record = store.unpack_staged(&mut reader, &staging_path, Some(&diff_id), Some(&digest))?;
                 reader.drain().map_err(Error::io(&staging_path))?;
@@ -374,8 +374,7 @@ impl Puller {
                 // more wait than unpack at once (what they hold in memory stays bounded).
                 let _unpacking = limits.unpacks.acquire().await.expect("never closed");
                 drop(downloading);
-                let store = self.store.clone();
-                let (diff_id, digest, staging) = (layer.diff_id.clone(), layer.digest.clone(), staging.clone());
+                let (store, diff_id, digest, staging) = unpack_args();
                 tokio::task::spawn_blocking(move || unpack_whole(&store, bytes, &staging, &diff_id, &digest)).await
             }
             _ => Ok(Err(Error::Task("nothing to unpack".into()))),
