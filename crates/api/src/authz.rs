@@ -100,6 +100,25 @@ impl Viewer {
         self.global == Global::Admin
     }
 
+    /// Everything that decides what this viewer may see and do, as text: two viewers with
+    /// the same sight are shown the same answers (the answer cache files answers under it).
+    /// Every global viewer of one kind has one sight; a viewer's own name and guid are not
+    /// part of it.
+    pub fn sight(&self) -> String {
+        use std::fmt::Write;
+        let mut out = format!("{:?} read={} write={}", self.global, self.can_read, self.can_write);
+        for (org, roles) in &self.org_roles {
+            let _ = write!(out, " org {org} {roles:?}");
+        }
+        for (space, (org, roles)) in &self.space_roles {
+            let _ = write!(out, " space {space} in {org} {roles:?}");
+        }
+        for space in &self.managed_org_spaces {
+            let _ = write!(out, " managed {space}");
+        }
+        out
+    }
+
     /// Sees everything (admin, read-only admin, global auditor).
     pub fn reads_all(&self) -> bool {
         self.global != Global::None

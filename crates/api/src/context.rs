@@ -19,6 +19,8 @@ pub struct Ctx {
     pub claims: Claims,
     /// `http://host:port` as the client reached us.
     pub base: String,
+    /// The request asked for a fresh answer (`Cache-Control: no-cache`, `Pragma: no-cache`).
+    pub no_cache: bool,
 }
 
 impl Ctx {
@@ -52,8 +54,21 @@ impl FromRequestParts<ApiState> for Ctx {
             TokenRejection::Invalid | TokenRejection::Expired => ApiError::InvalidAuthToken,
         })?;
         let viewer = load_viewer(state, &claims).await?;
-        Ok(Ctx { viewer, claims, base })
+        Ok(Ctx { viewer, claims, base, no_cache: asks_for_fresh(&parts.headers) })
     }
+}
+
+/// `Cache-Control: no-cache` (or `no-store`, or `max-age=0`) or `Pragma: no-cache`.
+fn asks_for_fresh(headers: &axum::http::HeaderMap) -> bool {
+    let says = |name, what: &[&str]| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|d| what.iter().any(|w| d.trim().eq_ignore_ascii_case(w))))
+    };
+    says(axum::http::header::CACHE_CONTROL, &["no-cache", "no-store", "max-age=0"])
+        || says(axum::http::header::PRAGMA, &["no-cache"])
 }
 
 pub(crate) async fn load_viewer(state: &ApiState, claims: &Claims) -> Result<Viewer, ApiError> {

@@ -9,6 +9,7 @@
 //!   a 403.
 //! - Every change runs in one store transaction, together with its audit event.
 
+mod answers;
 pub mod authz;
 mod blob_refs;
 mod body;
@@ -33,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use hearth_auth::Auth;
 use hearth_store::Store;
 
+pub use answers::Answers;
 pub use crashes::record_crashes;
 pub use error::ApiError;
 pub use limits::{Limit, Limits};
@@ -74,6 +76,8 @@ pub struct ApiState {
     pub work_dir: std::path::PathBuf,
     /// Runs buildpack staging; `None` where this platform runs no containers.
     pub stager: Option<std::sync::Arc<dyn Stager>>,
+    /// Answers to repeated reads, kept while their data is unchanged.
+    pub answers: Answers,
 }
 
 /// One buildpack staging: blob keys, not files, so any cell can stage it.

@@ -82,6 +82,12 @@ impl Platform {
         Ok(self.http.get(format!("{}{path}", self.url)).bearer_auth(token).build()?)
     }
 
+    /// As [`Platform::get`], asking for an answer built afresh (`Cache-Control: no-cache`).
+    pub fn get_fresh(&self, path: &str, token: &str) -> anyhow::Result<Request> {
+        let url = format!("{}{path}", self.url);
+        Ok(self.http.get(url).bearer_auth(token).header(reqwest::header::CACHE_CONTROL, "no-cache").build()?)
+    }
+
     pub async fn admin_token(&self) -> anyhow::Result<String> {
         let response = self.http.execute(self.password_grant()?).await?;
         let body = expect(response, StatusCode::OK, "the admin login").await?;

@@ -184,6 +184,7 @@ impl Server {
                     timeout: config.staging_timeout,
                 }) as Arc<dyn hearth_api::Stager>
             }),
+            answers: hearth_api::Answers::default(),
         };
         match hearth_api::fail_interrupted_builds(&store, &scheduler).await {
             Ok(0) => {}

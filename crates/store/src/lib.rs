@@ -5,7 +5,10 @@
 //! - One portable SQL dialect: queries use `$N` placeholders, `BIGINT`, `TEXT`, RFC 3339
 //!   times and JSON as text, so the same statement runs on both back ends: SQLite through
 //!   rusqlite in the calling thread, PostgreSQL through sqlx (see `conn`). Migrations run
-//!   through sqlx on both.
+//!   through sqlx on both; only triggers, which the two write differently, come in one
+//!   text per back end.
+//! - [`data_generation`] moves on, in the writer's transaction, with every change to the
+//!   tables cached API answers are built from (triggers, migration 0009).
 //! - Writes go through a [`Tx`]: a request's changes commit together or not at all. On
 //!   SQLite, write transactions are serialised in-process (one writer at a time is all
 //!   SQLite allows; waiting here is cheaper than `SQLITE_BUSY` retries).
@@ -97,6 +100,14 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "preferred address", include_str!("../migrations/0008_preferred_address.sql")),
 ];
 
+/// Migrations written once per back end: (version, name, SQLite text, PostgreSQL text).
+const DIALECT_MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    9,
+    "data generation",
+    include_str!("../migrations/0009_data_generation.sqlite.sql"),
+    include_str!("../migrations/0009_data_generation.postgres.sql"),
+)];
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.
     /// `sqlite:///path/file.db` and `postgres://…` URLs are accepted.
@@ -139,7 +150,7 @@ impl Store {
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        migrate(&pool).await?;
+        migrate(&pool, backend).await?;
         let db = match backend {
             Backend::Sqlite => {
                 pool.close().await;
@@ -180,15 +191,21 @@ impl Store {
     }
 }
 
-async fn migrate(pool: &AnyPool) -> Result<()> {
-    let migrations: Vec<Migration> = MIGRATIONS
-        .iter()
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let dialect = DIALECT_MIGRATIONS.iter().map(|(version, name, lite, pg)| match backend {
+        Backend::Sqlite => (*version, *name, *lite),
+        Backend::Postgres => (*version, *name, *pg),
+    });
+    let mut all: Vec<(i64, &str, &str)> = MIGRATIONS.iter().copied().chain(dialect).collect();
+    all.sort_by_key(|(version, _, _)| *version);
+    let migrations: Vec<Migration> = all
+        .into_iter()
         .map(|(version, name, sql)| {
             Migration::new(
-                *version,
-                Cow::Borrowed(*name),
+                version,
+                Cow::Borrowed(name),
                 MigrationType::Simple,
-                sqlx::AssertSqlSafe(*sql).into_sql_str(),
+                sqlx::AssertSqlSafe(sql).into_sql_str(),
                 false,
             )
         })

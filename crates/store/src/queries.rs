@@ -200,6 +200,15 @@ pub async fn strings(conn: &mut Conn, sql: &str, values: Vec<Value>) -> Result<V
     conn.fetch(sql, &values, |r| r.get(0)).await
 }
 
+/// The data generation (migration 0009): it moves on, in the writer's transaction, with
+/// every change to apps, spaces, organizations and metadata. Read it before the data an
+/// answer is built from, and the answer is no newer than that data: a later change
+/// shows as a larger number.
+pub async fn data_generation(conn: &mut Conn) -> Result<i64> {
+    let rows = conn.fetch("SELECT n FROM data_generation WHERE id = 1", &[], |r| r.get::<i64>(0)).await?;
+    rows.into_iter().next().ok_or_else(|| Error::Corrupt("the data generation row is missing".into()))
+}
+
 /// Labels and annotations of one resource.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metadata {

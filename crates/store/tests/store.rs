@@ -185,3 +185,60 @@ async fn placeholders_bind_by_number_and_readers_see_only_committed_rows() {
         assert!(matches!(orphan, Err(store::Error::ForeignKey(_))), "{backend}: {orphan:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_data_generation_moves_when_a_change_to_cached_tables_commits() {
+    for (backend, st) in stores().await {
+        let generation = || async { store::data_generation(&mut st.conn().await.unwrap()).await.unwrap() };
+        let start = generation().await;
+
+        let o = org("counted");
+        let mut tx = st.begin().await.unwrap();
+        store::insert(&mut tx, &o).await.unwrap();
+        assert_eq!(generation().await, start, "{backend}: an uncommitted change is not counted by other readers");
+        tx.commit().await.unwrap();
+        let after_insert = generation().await;
+        assert!(after_insert > start, "{backend}: an insert moves it");
+
+        let mut tx = st.begin().await.unwrap();
+        store::insert(&mut tx, &org("rolled-back")).await.unwrap();
+        drop(tx);
+        assert_eq!(generation().await, after_insert, "{backend}: a rolled-back change leaves it");
+
+        let mut tx = st.begin().await.unwrap();
+        let group = store::UaaGroup {
+            guid: store::new_guid(),
+            display_name: "not.cached".into(),
+            description: None,
+            created_at: store::now(),
+            updated_at: store::now(),
+            version: 0,
+        };
+        store::insert(&mut tx, &group).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(generation().await, after_insert, "{backend}: a table no cached answer reads leaves it");
+
+        let mut last = after_insert;
+        let s = space(&o.guid, "counted-space");
+        let mut labels = BTreeMap::new();
+        labels.insert("tier".to_string(), Some("gold".to_string()));
+        for step in ["update", "space", "label", "cascade"] {
+            let mut tx = st.begin().await.unwrap();
+            match step {
+                "update" => store::update(&mut tx, &Org { suspended: true, ..o.clone() }).await.unwrap(),
+                "space" => store::insert(&mut tx, &s).await.unwrap(),
+                "label" => store::patch_metadata(&mut tx, &s.guid, &labels, &BTreeMap::new()).await.unwrap(),
+                _ => assert!(store::delete::<Org>(&mut tx, &o.guid).await.unwrap()),
+            }
+            tx.commit().await.unwrap();
+            let now = generation().await;
+            assert!(now > last, "{backend}: the {step} moves it ({last} -> {now})");
+            last = now;
+        }
+        let mut conn = st.conn().await.unwrap();
+        assert!(
+            store::get::<Space>(&mut conn, &s.guid).await.unwrap().is_none(),
+            "{backend}: the space went with its org"
+        );
+    }
+}

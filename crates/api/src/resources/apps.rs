@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use super::audit_events::Target;
 use super::orgs::ctx_snapshot;
 use super::{accepted, apply_metadata, audit, check_name, created, metadata_of, ok, spawn_job};
+use crate::answers::Found;
 use crate::body::Body;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
@@ -131,6 +132,17 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
         conds.push(Cond::Sub("apps.space_guid IN (SELECT guid FROM spaces WHERE org_guid IN ({}))", v.clone()));
     }
     let mut conn = state.store.conn().await?;
+    // Without `include`, the page is built from apps, spaces (the org filter) and metadata
+    // alone: the tables the data generation follows. (Included spaces and orgs render
+    // their quotas and more.)
+    let pending = if params.include.is_empty() {
+        match state.answers.find(&mut conn, &ctx, "/v3/apps", q.as_deref()).await? {
+            Found::Answer(answer) => return Ok(answer),
+            Found::Missing(pending) => Some(pending),
+        }
+    } else {
+        None
+    };
     let mut page = store::list::<App>(&mut conn, &params.spec(conds)).await?;
     if let Some(stacks) = params.filter("stacks") {
         page.items.retain(|a| {
@@ -155,7 +167,11 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
         }
         Some(Value::Object(inc))
     };
-    Ok(render::list(&ctx, "/v3/apps", &params, page.total, resources, included))
+    let answer = render::list(&ctx, "/v3/apps", &params, page.total, resources, included);
+    Ok(match pending {
+        Some(pending) => pending.keep(answer).await,
+        None => answer,
+    })
 }
 
 /// Checks and normalises a `lifecycle` object; answers (type, data).

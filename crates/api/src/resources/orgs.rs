@@ -241,5 +241,5 @@ async fn delete_children_metadata(conn: &mut Conn, org_guid: &str) -> ApiResult<
 
 /// A copy of the request's caller for work that outlives the request.
 pub fn ctx_snapshot(ctx: &Ctx) -> Ctx {
-    Ctx { viewer: ctx.viewer.clone(), claims: ctx.claims.clone(), base: ctx.base.clone() }
+    Ctx { viewer: ctx.viewer.clone(), claims: ctx.claims.clone(), base: ctx.base.clone(), no_cache: ctx.no_cache }
 }
