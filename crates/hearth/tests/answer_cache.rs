@@ -1,4 +1,4 @@
-//! The app list's kept answers against a real platform: every change shows at once,
+//! Kept list answers (apps, spaces, organizations) against a real platform: every change shows at once,
 //! whoever makes it (an API request, or another process writing the same database), and
 //! no caller is shown an answer kept for a caller who sees more.
 
@@ -103,13 +103,35 @@ async fn the_app_list_shows_every_change_at_once_and_only_what_each_caller_may_s
     assert_eq!(names(&p, list, &admin).await, ["a0", "a1-renamed", "a2"], "a new app");
     assert_eq!(names(&p, list, &dev_token).await, ["a0", "a1-renamed"]);
 
+    // Included spaces and orgs, and the space and org lists, follow their own changes.
+    let with_space = "/v3/apps?order_by=name&include=space,space.organization";
+    let (_, v) = p.get(with_space, &admin).await;
+    assert_eq!(v["included"]["organizations"][0]["name"], "kept");
+    let spaces = "/v3/spaces?order_by=name";
+    assert_eq!(names(&p, spaces, &admin).await, ["one", "two"]);
+    assert_eq!(names(&p, spaces, &dev_token).await, ["one"], "the developer sees only their space");
+    assert_eq!(names(&p, "/v3/organizations", &dev_token).await, ["kept"]);
+    change(&p, Method::PATCH, &format!("/v3/organizations/{org}"), &admin, Some(json!({"name": "kept-renamed"}))).await;
+    change(&p, Method::PATCH, &format!("/v3/spaces/{s1}"), &admin, Some(json!({"name": "one-renamed"}))).await;
+    let (_, v) = p.get(with_space, &admin).await;
+    assert_eq!(v["included"]["organizations"][0]["name"], "kept-renamed", "an included org's rename");
+    let mut included: Vec<&str> =
+        v["included"]["spaces"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    included.sort();
+    assert_eq!(included, ["one-renamed", "two"], "an included space's rename");
+    assert_eq!(names(&p, spaces, &admin).await, ["one-renamed", "two"]);
+    assert_eq!(names(&p, "/v3/organizations", &dev_token).await, ["kept-renamed"]);
+
     // A role taken away: the developer's sight changed, so the kept answer is not theirs.
     change(&p, Method::DELETE, &format!("/v3/roles/{role}"), &admin, None).await;
     assert!(names(&p, list, &dev_token).await.is_empty(), "a developer without a role sees no apps");
+    assert!(names(&p, spaces, &dev_token).await.is_empty(), "nor the space");
+    assert_eq!(names(&p, "/v3/organizations", &dev_token).await, ["kept-renamed"], "the org role stays");
 
     // A deleted space takes its apps with it.
     change(&p, Method::DELETE, &format!("/v3/spaces/{s2}"), &admin, None).await;
     assert_eq!(names(&p, list, &admin).await, ["a0", "a1-renamed"], "a deleted space");
+    assert_eq!(names(&p, spaces, &admin).await, ["one-renamed"]);
     let (_, v) = p.get(list, &admin).await;
     assert_eq!(v["pagination"]["total_results"], 2);
     p.stop().await;

@@ -132,16 +132,11 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
         conds.push(Cond::Sub("apps.space_guid IN (SELECT guid FROM spaces WHERE org_guid IN ({}))", v.clone()));
     }
     let mut conn = state.store.conn().await?;
-    // Without `include`, the page is built from apps, spaces (the org filter) and metadata
-    // alone: the tables the data generation follows. (Included spaces and orgs render
-    // their quotas and more.)
-    let pending = if params.include.is_empty() {
-        match state.answers.find(&mut conn, &ctx, "/v3/apps", q.as_deref()).await? {
-            Found::Answer(answer) => return Ok(answer),
-            Found::Missing(pending) => Some(pending),
-        }
-    } else {
-        None
+    // The page reads apps, spaces, organizations and metadata only (included spaces and
+    // orgs too): the tables the data generation follows.
+    let pending = match state.answers.find(&mut conn, &ctx, "/v3/apps", q.as_deref()).await? {
+        Found::Answer(answer) => return Ok(answer),
+        Found::Missing(pending) => pending,
     };
     let mut page = store::list::<App>(&mut conn, &params.spec(conds)).await?;
     if let Some(stacks) = params.filter("stacks") {
@@ -168,10 +163,7 @@ pub async fn list(State(state): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
         Some(Value::Object(inc))
     };
     let answer = render::list(&ctx, "/v3/apps", &params, page.total, resources, included);
-    Ok(match pending {
-        Some(pending) => pending.keep(answer).await,
-        None => answer,
-    })
+    Ok(pending.keep(answer).await)
 }
 
 /// Checks and normalises a `lifecycle` object; answers (type, data).
