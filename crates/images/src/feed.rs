@@ -89,19 +89,26 @@ fn inflate_whole(blob: &[u8]) -> Option<Vec<u8>> {
     if claimed > WHOLE_OUT_MAX {
         return None;
     }
-    let mut out = vec![0u8; claimed];
-    let (used, inflated) = gzip_member(blob, &mut out)?;
-    (used == blob.len() && inflated == claimed).then_some(out)
+    // Not zeroed first: libdeflate writes what it reports, and only that becomes the length.
+    let mut out: Vec<u8> = Vec::with_capacity(claimed);
+    let (used, inflated) = gzip_member(blob, out.spare_capacity_mut())?;
+    if used != blob.len() || inflated != claimed {
+        return None;
+    }
+    // SAFETY: libdeflate reported the first `inflated` bytes of the spare capacity written,
+    // and `inflated` is at most the capacity it was given.
+    unsafe { out.set_len(inflated) };
+    Some(out)
 }
 
 /// Inflates the gzip member at the start of `blob` into `out` with libdeflate, answering the
 /// bytes of `blob` it took and of `out` it filled; None for bad data or too small an `out`.
-fn gzip_member(blob: &[u8], out: &mut [u8]) -> Option<(usize, usize)> {
+fn gzip_member(blob: &[u8], out: &mut [std::mem::MaybeUninit<u8>]) -> Option<(usize, usize)> {
     use libdeflate_sys as sys;
     let (mut used, mut inflated) = (0usize, 0usize);
     // SAFETY: the decompressor is checked for null, used by this call alone and freed once;
-    // libdeflate reads at most `blob.len()` bytes from `blob`, writes at most `out.len()` bytes
-    // into `out`, and writes the two counts through pointers to live locals.
+    // libdeflate reads at most `blob.len()` bytes from `blob`, writes (never reads) at most
+    // `out.len()` bytes into `out`, and writes the two counts through pointers to live locals.
     let result = unsafe {
         let decompressor = sys::libdeflate_alloc_decompressor();
         if decompressor.is_null() {
