@@ -14,7 +14,9 @@
 //!   newer than its data, so a later change is never hidden.
 //! - `Cache-Control: no-cache` or `Pragma: no-cache` on a request builds its answer
 //!   afresh (and keeps that one).
-//! - Bounded: at most [`MAX_ANSWERS`] answers and [`MAX_BYTES`] bytes, oldest out first.
+//! - Bounded: at most [`MAX_ANSWERS`] answers and [`MAX_BYTES`] bytes (bodies and keys),
+//!   first filed out first.
+//! - A generation lower than the shelf's (a database restored or made anew) empties it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -73,7 +75,12 @@ impl Answers {
         let generation = store::data_generation(conn).await?;
         let key = [path, "?", query.unwrap_or(""), "\n", &ctx.base, "\n", &ctx.viewer.sight()].concat();
         if !ctx.no_cache {
-            let shelf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut shelf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if generation < shelf.generation {
+                // The number went back: a database restored or made anew. Nothing kept can
+                // be trusted (at worst a slow reader empties a newer shelf: a refill).
+                *shelf = Shelf { generation, ..Shelf::default() };
+            }
             if shelf.generation == generation
                 && let Some(kept) = shelf.kept.get(&key)
             {
@@ -93,15 +100,16 @@ impl Answers {
         if generation > shelf.generation {
             *shelf = Shelf { generation, ..Shelf::default() };
         }
-        shelf.bytes += kept.body.len();
+        // A key counts too: it holds the caller's sight, every space of a large org.
+        shelf.bytes += key.len() + kept.body.len();
         match shelf.kept.insert(key.clone(), kept) {
-            Some(old) => shelf.bytes -= old.body.len(),
+            Some(old) => shelf.bytes -= key.len() + old.body.len(),
             None => shelf.order.push_back(key),
         }
         while shelf.order.len() > MAX_ANSWERS || shelf.bytes > MAX_BYTES {
             let Some(oldest) = shelf.order.pop_front() else { break };
             if let Some(gone) = shelf.kept.remove(&oldest) {
-                shelf.bytes -= gone.body.len();
+                shelf.bytes -= oldest.len() + gone.body.len();
             }
         }
     }
@@ -159,7 +167,7 @@ mod tests {
         assert_eq!(answers.len(), 1, "answers built at 5 are gone once one at 6 is filed");
         answers.put("a".into(), 5, kept(10));
         assert!(!has(&answers, "a", 5) && !has(&answers, "a", 6), "an answer built on older data is not filed");
-        assert_eq!(answers.0.lock().unwrap().bytes, 10);
+        assert_eq!(answers.0.lock().unwrap().bytes, 1 + 10);
     }
 
     #[test]
@@ -176,7 +184,7 @@ mod tests {
         }
         let shelf = answers.0.lock().unwrap();
         assert!(shelf.bytes <= MAX_BYTES, "{} bytes kept", shelf.bytes);
-        assert_eq!(shelf.bytes, shelf.kept.values().map(|k| k.body.len()).sum::<usize>());
+        assert_eq!(shelf.bytes, shelf.kept.iter().map(|(k, v)| k.len() + v.body.len()).sum::<usize>());
         drop(shelf);
         answers.put("huge".into(), 1, kept(MAX_ANSWER_BYTES + 1));
         assert!(!has(&answers, "huge", 1), "an answer over the single-answer limit is not kept");
@@ -188,6 +196,6 @@ mod tests {
         answers.put("a".into(), 1, kept(10));
         answers.put("a".into(), 1, kept(30));
         let shelf = answers.0.lock().unwrap();
-        assert_eq!((shelf.bytes, shelf.order.len()), (30, 1));
+        assert_eq!((shelf.bytes, shelf.order.len()), (1 + 30, 1));
     }
 }

@@ -162,6 +162,19 @@ async fn a_change_written_by_another_process_shows_at_once() {
     tx.commit().await.unwrap();
     assert_eq!(names(&p, "/v3/apps", &admin).await, ["after"]);
 
+    // The kept answer is what is served while the number stands: a change made together
+    // with moving the number back (which nothing but this test does) is not seen, except
+    // by a request that asks for a fresh answer.
+    app.name = "unseen".into();
+    let mut tx = other.begin().await.unwrap();
+    hearth_store::update(&mut tx, &app).await.unwrap();
+    hearth_store::execute(&mut tx, "UPDATE data_generation SET n = n - 1 WHERE id = 1", vec![]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(names(&p, "/v3/apps", &admin).await, ["after"], "the kept answer is served");
+    let (_, fresh) = get_raw(&p, "/v3/apps", &admin, &[("cache-control", "no-cache")]).await;
+    let fresh: Value = serde_json::from_str(&fresh).unwrap();
+    assert_eq!(fresh["resources"][0]["name"], "unseen", "no-cache reads the database");
+
     let mut tx = other.begin().await.unwrap();
     assert!(hearth_store::delete::<hearth_store::App>(&mut tx, &guid).await.unwrap());
     tx.commit().await.unwrap();

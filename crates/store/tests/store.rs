@@ -240,5 +240,19 @@ async fn the_data_generation_moves_when_a_change_to_cached_tables_commits() {
             store::get::<Space>(&mut conn, &s.guid).await.unwrap().is_none(),
             "{backend}: the space went with its org"
         );
+        drop(conn);
+
+        // Many rows in one transaction: on PostgreSQL the number moves once per transaction.
+        let o = org("many-labels");
+        let many: BTreeMap<String, Option<String>> = (0..300).map(|i| (format!("k{i}"), Some("v".into()))).collect();
+        let mut tx = st.begin().await.unwrap();
+        store::insert(&mut tx, &o).await.unwrap();
+        store::patch_metadata(&mut tx, &o.guid, &many, &many).await.unwrap();
+        tx.commit().await.unwrap();
+        let now = generation().await;
+        assert!(now > last, "{backend}");
+        if backend == "postgres" {
+            assert_eq!(now, last + 1, "one transaction of 601 rows moves it once");
+        }
     }
 }
