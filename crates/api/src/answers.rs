@@ -12,8 +12,8 @@
 //!   sight, the base URL and the request's path and query may keep answers.
 //! - The generation is read before the data: an answer is never filed under a number
 //!   newer than its data, so a later change is never hidden.
-//! - `Cache-Control: no-cache` or `Pragma: no-cache` on a request builds its answer
-//!   afresh (and keeps that one).
+//! - `Cache-Control: no-cache` (or `no-store`, `max-age=0`) or `Pragma: no-cache` on a
+//!   request builds its answer afresh (and keeps that one).
 //! - Bounded: at most [`MAX_ANSWERS`] answers and [`MAX_BYTES`] bytes (bodies and keys),
 //!   first filed out first.
 //! - A generation lower than the shelf's (a database restored or made anew) empties it.
@@ -30,9 +30,9 @@ use crate::context::Ctx;
 use crate::error::ApiResult;
 
 /// How many answers are kept at most.
-pub const MAX_ANSWERS: usize = 256;
-/// How many body bytes all kept answers hold at most.
-pub const MAX_BYTES: usize = 32 << 20;
+const MAX_ANSWERS: usize = 256;
+/// How many bytes (bodies and keys) all kept answers hold at most.
+const MAX_BYTES: usize = 32 << 20;
 /// The largest single answer that is kept.
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 
@@ -113,15 +113,6 @@ impl Answers {
             }
         }
     }
-
-    /// How many answers are kept (for tests and diagnostics).
-    pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).kept.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Pending {
@@ -150,6 +141,12 @@ mod tests {
 
     fn kept(n: usize) -> Kept {
         Kept { headers: HeaderMap::new(), body: Bytes::from(vec![b'x'; n]) }
+    }
+
+    impl Answers {
+        fn len(&self) -> usize {
+            self.0.lock().unwrap().kept.len()
+        }
     }
 
     fn has(answers: &Answers, key: &str, generation: i64) -> bool {
