@@ -6,7 +6,8 @@
 //! container's init is its child, so it alone can `waitpid` for the exit status, which it
 //! writes to `exit.json`. Protocol on its stdio: it prints `created PID` (or
 //! `error MESSAGE`) once the container exists; a line `start` on stdin starts it and is
-//! answered `started` (or `error MESSAGE`); end of stdin lets it just wait.
+//! answered `started` (or `error MESSAGE`); end of stdin lets it just wait; once the exit
+//! status is on file it prints `exited` and ends.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -120,6 +121,11 @@ impl HelperCall {
 
 /// Entry point of `hearth container-helper ...`. Must run before any thread is started.
 pub fn main(args: &[OsString]) -> ExitCode {
+    match args {
+        [op, root] if op == "standby" => return standby(Path::new(root), false),
+        [op, root, idle] if op == "standby" && idle == crate::keeper::IDLE => return standby(Path::new(root), true),
+        _ => {}
+    }
     let call = match HelperCall::parse(args) {
         Ok(call) => call,
         Err(e) => {
@@ -162,6 +168,45 @@ fn delete(layout: &Layout, id: &ContainerId) -> Result<(), String> {
     load(layout, id)?.delete(true).map_err(|e| error_chain(&e))
 }
 
+/// `standby ROOT [idle]`: a keeper started ahead of need (`keeper`). Waits for a line
+/// `keep ID` on stdin, leaves `SCHED_IDLE` if it was started under it, sends its stderr to
+/// that container's helper log and goes on as `keep ROOT ID`. End of stdin first ends it
+/// quietly.
+fn standby(root: &Path, idle: bool) -> ExitCode {
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => return ExitCode::SUCCESS,
+        Ok(_) => {}
+    }
+    let request = line.trim_end().strip_prefix(crate::keeper::KEEP_REQUEST).and_then(|rest| rest.strip_prefix(' '));
+    let id = match request.map(ContainerId::new) {
+        Some(Ok(id)) => id,
+        _ => {
+            println!("error a standby keeper expects `{} ID`, not {:?}", crate::keeper::KEEP_REQUEST, line.trim_end());
+            return ExitCode::from(2);
+        }
+    };
+    // Started under SCHED_IDLE by a root server (`keeper`): normal scheduling again now,
+    // which the container's processes inherit.
+    if idle && !crate::keeper::set_own_policy(libc::SCHED_OTHER) {
+        println!("error a standby keeper could not leave SCHED_IDLE");
+        return ExitCode::FAILURE;
+    }
+    let layout = Layout::new(root);
+    let log = layout.helper_log(&id);
+    match OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&log) {
+        // SAFETY: dup2 onto fd 2 of a file this function owns; the file is closed after.
+        Ok(file) => unsafe {
+            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 2);
+        },
+        Err(e) => {
+            println!("error {}: {e}", log.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    keep(&layout, &id)
+}
+
 /// Creates the container, then waits for its main process (see the module doc).
 fn keep(layout: &Layout, id: &ContainerId) -> ExitCode {
     // Nothing is written to stdout before libcontainer has forked.
@@ -196,7 +241,11 @@ fn keep(layout: &Layout, id: &ContainerId) -> ExitCode {
         }
     };
     match write_exit(&layout.exit_file(id), status) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            // The server may be gone; then nobody needs to hear it.
+            let _ = writeln!(out, "{}", crate::keeper::EXITED).and_then(|()| out.flush());
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("cannot record the exit status: {e}");
             ExitCode::FAILURE
@@ -263,7 +312,7 @@ fn create(layout: &Layout, id: &ContainerId) -> Result<Container, String> {
     let stdin = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
     let stdout = open_out(&layout.stdout(id))?;
     let stderr = open_out(&layout.stderr(id))?;
-    std::fs::write(layout.keeper_pid(id), std::process::id().to_string()).map_err(|e| format!("keeper.pid: {e}"))?;
+    crate::keeper::record(&layout.keeper_pid(id))?;
     std::fs::create_dir_all(layout.state_root()).map_err(|e| format!("{}: {e}", layout.state_root().display()))?;
     let filter = crate::seccomp_bpf::of_bundle(&layout.bundle(id))?;
     ContainerBuilder::new(id.to_string(), SyscallType::default())

@@ -103,7 +103,7 @@ fn open_out(path: &Path) -> Result<File, String> {
 /// Joins the process to the container; returns its host pid and, under a TTY, the
 /// terminal's master side.
 fn start(layout: &Layout, id: &ContainerId, dir: &Path) -> Result<(Pid, Option<OwnedFd>), String> {
-    std::fs::write(dir.join("keeper.pid"), std::process::id().to_string()).map_err(|e| format!("keeper.pid: {e}"))?;
+    crate::keeper::record(&dir.join("keeper.pid"))?;
     let process_file = dir.join("process.json");
     let bytes = std::fs::read(&process_file).map_err(|e| format!("{}: {e}", process_file.display()))?;
     let process: Process = serde_json::from_slice(&bytes).map_err(|e| format!("process.json: {e}"))?;

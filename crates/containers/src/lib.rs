@@ -32,6 +32,7 @@
 //!   NAT, port mappings and an egress allow list ([`network`]); destroy releases them.
 //! - The crate knows nothing of HTTP, the store, images or the scheduler.
 
+mod bundle;
 pub mod cgroup;
 mod error;
 mod exec;
@@ -40,6 +41,7 @@ mod helper_exec;
 mod helper_stream;
 mod id;
 mod init;
+mod keeper;
 pub mod layout;
 pub mod network;
 pub mod oci;

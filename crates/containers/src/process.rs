@@ -23,7 +23,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::process::{Child, ChildStdin};
 
 use crate::error::Error;
-use crate::helper::SUBCOMMAND;
 use crate::id::ContainerId;
 use crate::spec::User;
 use crate::state::ExitStatus;
@@ -220,14 +219,10 @@ pub(crate) fn read_exit(dir: &std::path::Path) -> Result<Option<ExitStatus>, Str
     }
 }
 
-/// The pid of a process's keeper, if it still runs (checked against its command line,
-/// so a reused pid is not mistaken for it).
+/// The pid of a process's keeper, if it still runs (`keeper::live`: a reused pid is not
+/// mistaken for it).
 pub(crate) fn keeper_pid(dir: &std::path::Path, id: &ProcessId) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(dir.join("keeper.pid")).ok()?.trim().parse().ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let mut args = cmdline.split(|&b| b == 0);
-    let ours = args.clone().any(|a| a == SUBCOMMAND.as_bytes()) && args.any(|a| a == id.as_str().as_bytes());
-    (ours && crate::runtime::is_alive(pid)).then_some(pid)
+    crate::keeper::live(&dir.join("keeper.pid"), id.as_str())
 }
 
 fn keeper_alive(dir: &std::path::Path, id: &ProcessId) -> bool {

@@ -3,19 +3,21 @@
 //! cgroup statistics, and cleans up.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
 
+use crate::bundle::{self, Bundle};
 use crate::cgroup::{self, Usage};
 use crate::error::Error;
-use crate::helper::{HelperCall, HelperOp, SUBCOMMAND};
+use crate::helper::{HelperCall, HelperOp};
 use crate::id::ContainerId;
+use crate::keeper::{self, Keeper, Standby};
 use crate::layout::Layout;
 use crate::network::usermode::UserMode;
 use crate::network::{Network, NetworkConfig, NetworkInfo, NetworkSpec};
@@ -65,20 +67,16 @@ pub struct ProcessResult {
     pub stderr: Vec<u8>,
 }
 
-/// A keeper this server spawned: its child handle (to reap it) and, until the container
-/// is started, its control pipes.
-struct Keeper {
-    child: Child,
-    control: Option<(ChildStdin, Lines<BufReader<ChildStdout>>)>,
-}
-
 pub struct Runtime {
     pub(crate) layout: Layout,
     pub(crate) helper: PathBuf,
     pub(crate) placement: Placement,
     keepers: Mutex<HashMap<ContainerId, Keeper>>,
+    standby: Arc<Standby>,
     networking: Networking,
     warned_cgroups: std::sync::Once,
+    /// Whether the cgroup parent has been readied (`cgroup::prepare_parent`).
+    parent_ready: std::sync::Once,
     /// The containers' seccomp profile, compiled once.
     seccomp: seccomp_bpf::Compiled,
 }
@@ -99,17 +97,20 @@ impl Runtime {
         };
         Self {
             networking,
+            standby: Arc::new(Standby::new(config.helper.clone(), config.root.clone())),
             layout: Layout::new(config.root),
             helper: config.helper,
             placement: config.placement,
             keepers: Mutex::new(HashMap::new()),
             warned_cgroups: std::sync::Once::new(),
+            parent_ready: std::sync::Once::new(),
             seccomp: seccomp_bpf::Compiled::default(),
         }
     }
 
     /// Creates a container whose main process waits to be started. On any failure,
-    /// everything made so far is removed again.
+    /// everything made so far is removed again. The info it returns has no usage measured
+    /// yet (`info` reads it).
     pub async fn create(&self, id: &ContainerId, spec: &ContainerSpec) -> Result<ContainerInfo, Error> {
         let mut config = oci::runtime_spec(id, spec, &self.placement)?;
         if self.is_rootless() && cgroup::mode() == cgroup::Mode::V1 {
@@ -129,16 +130,24 @@ impl Runtime {
         if self.is_rootless() {
             self.check_rootless_cgroups()?;
         } else {
-            check_rootfs(&spec.rootfs).await?;
+            let parent = PathBuf::from(format!("/{}", self.placement.cgroup_parent));
+            self.parent_ready.call_once(|| cgroup::prepare_parent(&parent));
         }
-        self.prepare_root().await?;
-        let dir = self.layout.container_dir(id);
-        match tokio::fs::create_dir(&dir).await {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists(id.clone())),
-            other => other.map_err(Error::io(&dir))?,
-        }
-        match self.create_in(id, spec, &config).await {
-            Ok(()) => self.info(id).await,
+        let bundle = self.bundle(spec, config)?;
+        let (layout, owned_id) = (self.layout.clone(), id.clone());
+        let rootfs = (!self.is_rootless()).then(|| spec.rootfs.clone());
+        let prepare = move || bundle::prepare(&layout, &owned_id, rootfs.as_deref());
+        tokio::task::spawn_blocking(prepare).await.map_err(|e| Error::Helper {
+            id: id.clone(),
+            op: "create",
+            message: e.to_string(),
+        })??;
+        match self.create_in(id, spec, bundle).await {
+            Ok(pid) => {
+                let network = spec.network.as_ref().and_then(|_| Network::read_record(&self.layout.network_file(id)));
+                let (status, exit, usage, spec) = (Status::Created, None, Usage::default(), spec.clone());
+                Ok(ContainerInfo { id: id.clone(), status, pid: Some(pid), exit, usage, spec, network })
+            }
             Err(e) => {
                 if let Err(cleanup) = self.destroy(id).await {
                     tracing::warn!(%id, error = %cleanup, "cleanup after a failed create failed too");
@@ -146,6 +155,23 @@ impl Runtime {
                 Err(e)
             }
         }
+    }
+
+    /// The container's files, serialised; the seccomp profile compiled (once per profile).
+    fn bundle(&self, spec: &ContainerSpec, mut config: oci_spec::runtime::Spec) -> Result<Bundle, Error> {
+        let invalid = |e: serde_json::Error| Error::InvalidSpec(e.to_string());
+        let mut seccomp_program = None;
+        if let Some(linux) = config.linux_mut()
+            && let Some(profile) = linux.seccomp().clone()
+        {
+            seccomp_program = Some(self.seccomp.program(&profile).map_err(Error::InvalidSpec)?);
+            linux.set_seccomp(None);
+        }
+        Ok(Bundle {
+            spec_json: serde_json::to_vec_pretty(spec).map_err(invalid)?,
+            config_json: serde_json::to_vec_pretty(&config).map_err(invalid)?,
+            seccomp_program,
+        })
     }
 
     /// Whether this runtime runs as an ordinary user (its id map has an owner).
@@ -182,54 +208,18 @@ impl Runtime {
         }
     }
 
-    async fn prepare_root(&self) -> Result<(), Error> {
-        use std::os::unix::fs::PermissionsExt;
-        // 0711: container processes run as mapped uids and must traverse to their bundle.
-        for dir in [self.layout.root().to_path_buf(), self.layout.containers(), self.layout.state_root()] {
-            tokio::fs::create_dir_all(&dir).await.map_err(Error::io(&dir))?;
-            tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).await.map_err(Error::io(&dir))?;
-        }
-        Ok(())
-    }
-
-    async fn create_in(
-        &self,
-        id: &ContainerId,
-        spec: &ContainerSpec,
-        config: &oci_spec::runtime::Spec,
-    ) -> Result<(), Error> {
-        let spec_file = self.layout.spec_file(id);
-        let json = serde_json::to_vec_pretty(spec).map_err(|e| Error::InvalidSpec(e.to_string()))?;
-        tokio::fs::write(&spec_file, json).await.map_err(Error::io(&spec_file))?;
-        let bundle = self.layout.bundle(id);
-        tokio::fs::create_dir(&bundle).await.map_err(Error::io(&bundle))?;
-        // The seccomp profile goes in compiled, libcontainer gets the spec without it.
-        let mut config = config.clone();
-        if let Some(linux) = config.linux_mut()
-            && let Some(profile) = linux.seccomp().clone()
-        {
-            let program = self.seccomp.program(&profile).map_err(Error::InvalidSpec)?;
-            let path = bundle.join(seccomp_bpf::BPF_FILE);
-            tokio::fs::write(&path, &*program).await.map_err(Error::io(&path))?;
-            linux.set_seccomp(None);
-        }
-        let config_file = bundle.join("config.json");
-        let json = serde_json::to_vec_pretty(&config).map_err(|e| Error::InvalidSpec(e.to_string()))?;
-        tokio::fs::write(&config_file, json).await.map_err(Error::io(&config_file))?;
-
+    /// Writes the bundle and has a keeper create the container; returns its init's pid.
+    async fn create_in(&self, id: &ContainerId, spec: &ContainerSpec, bundle: Bundle) -> Result<i32, Error> {
+        let (layout, owned_id) = (self.layout.clone(), id.clone());
+        let write = move || bundle::write(&layout, &owned_id, &bundle);
+        tokio::task::spawn_blocking(write).await.map_err(|e| Error::Helper {
+            id: id.clone(),
+            op: "create",
+            message: e.to_string(),
+        })??;
         let log_path = self.layout.helper_log(id);
-        let log = std::fs::File::create(&log_path).map_err(Error::io(&log_path))?;
-        let mut child = self
-            .helper_command(id, HelperOp::Keep)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            // Its own process group: a Ctrl-C meant for the server does not reach keepers.
-            .process_group(0)
-            .spawn()
-            .map_err(Error::io(&self.helper))?;
-        let stdin = child.stdin.take().expect("piped stdin");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let (mut child, stdin, stdout) = self.standby.keep(id, &log_path).await.map_err(Error::io(&self.helper))?;
+        let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(CREATE_TIMEOUT, lines.next_line()).await;
         let failure = |message: String| Error::Helper { id: id.clone(), op: "create", message };
         let line = match first {
@@ -248,12 +238,13 @@ impl Runtime {
             let _ = child.wait().await;
             return Err(failure(line.strip_prefix("error ").unwrap_or(&line).to_string()));
         };
-        let keeper = Keeper { child, control: Some((stdin, lines)) };
+        let keeper = Keeper { child, stdin: Some(stdin), lines: Some(lines), exited: false };
         self.keepers.lock().expect("keepers lock").insert(id.clone(), keeper);
+        Standby::refill(&self.standby);
         if let Some(net) = &spec.network {
             self.attach_network(id, pid, net).await?;
         }
-        Ok(())
+        Ok(pid)
     }
 
     /// Networks a created container (its init is `pid`) before it starts.
@@ -291,9 +282,12 @@ impl Runtime {
 
     /// Starts the main process of a created container.
     pub async fn start(&self, id: &ContainerId) -> Result<(), Error> {
-        let info = self.info(id).await?;
+        let info = self.status_info(id).await?;
         info.status.apply(id, Action::Start)?;
-        let control = self.keepers.lock().expect("keepers lock").get_mut(id).and_then(|k| k.control.take());
+        let control = self.keepers.lock().expect("keepers lock").get_mut(id).and_then(|k| match (&k.stdin, &k.lines) {
+            (Some(_), Some(_)) => k.stdin.take().zip(k.lines.take()),
+            _ => None,
+        });
         let Some((mut stdin, mut lines)) = control else {
             // A keeper from before a restart: start through a one-off helper.
             self.run_helper(id, HelperOp::Start, "start").await?;
@@ -301,7 +295,12 @@ impl Runtime {
         };
         let failure = |message: String| Error::Helper { id: id.clone(), op: "start", message };
         stdin.write_all(b"start\n").await.map_err(|e| failure(e.to_string()))?;
-        match lines.next_line().await {
+        let answer = lines.next_line().await;
+        // Its output goes on: `exited` comes there (`wait`).
+        if let Some(keeper) = self.keepers.lock().expect("keepers lock").get_mut(id) {
+            keeper.lines = Some(lines);
+        }
+        match answer {
             Ok(Some(line)) if line == "started" => self.connect_user_mode(id, &info).await,
             Ok(Some(line)) => Err(failure(line.strip_prefix("error ").unwrap_or(&line).to_string())),
             Ok(None) => Err(failure("the keeper ended".into())),
@@ -337,10 +336,16 @@ impl Runtime {
 
     /// Waits until the main process has ended and returns how.
     pub async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, Error> {
-        let keeper = self.keepers.lock().expect("keepers lock").remove(id);
-        if let Some(mut keeper) = keeper {
-            drop(keeper.control.take());
-            let _ = keeper.child.wait().await;
+        // Our own keeper says when the exit status is on file; it need not be waited for.
+        let lines = self.keepers.lock().expect("keepers lock").get_mut(id).and_then(|keeper| {
+            keeper.stdin = None;
+            keeper.lines.take()
+        });
+        if let Some(mut lines) = lines {
+            let exited = Keeper::until_exited(&mut lines).await;
+            if let Some(keeper) = self.keepers.lock().expect("keepers lock").get_mut(id) {
+                keeper.exited |= exited;
+            }
         }
         loop {
             // Check the keeper before the file: a keeper that is gone has written the file
@@ -394,7 +399,7 @@ impl Runtime {
 
     /// Sends a signal (e.g. 15 for SIGTERM) to the main process.
     pub async fn kill(&self, id: &ContainerId, signal: i32) -> Result<(), Error> {
-        let info = self.info(id).await?;
+        let info = self.status_info(id).await?;
         info.status.apply(id, Action::Kill)?;
         self.run_helper(id, HelperOp::Kill(signal), "kill").await
     }
@@ -406,20 +411,41 @@ impl Runtime {
 
     /// Like `info`, but `None` for a container that does not exist.
     pub async fn lookup(&self, id: &ContainerId) -> Result<Option<ContainerInfo>, Error> {
-        let spec_file = self.layout.spec_file(id);
-        let spec: ContainerSpec = match tokio::fs::read(&spec_file).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::InvalidSpec(e.to_string()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(spec_file)(e)),
+        self.look(id, true).await
+    }
+
+    /// `info` without reading the cgroup's usage (left at its default, nothing measured):
+    /// for the runtime's own checks, which need the status.
+    async fn status_info(&self, id: &ContainerId) -> Result<ContainerInfo, Error> {
+        self.look(id, false).await?.ok_or_else(|| Error::NotFound(id.clone()))
+    }
+
+    /// Reads everything about a container on one blocking thread (a handful of small
+    /// files; usage is a few cgroup files more).
+    async fn look(&self, id: &ContainerId, measure: bool) -> Result<Option<ContainerInfo>, Error> {
+        let (layout, cgroup_path, owned_id) = (self.layout.clone(), self.placement.cgroup_path(id), id.clone());
+        let read = move || -> Result<Option<ContainerInfo>, Error> {
+            let spec_file = layout.spec_file(&owned_id);
+            let spec: ContainerSpec = match std::fs::read(&spec_file) {
+                Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::InvalidSpec(e.to_string()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io(spec_file)(e)),
+            };
+            let exit = std::fs::read(layout.exit_file(&owned_id)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            let runtime_state = std::fs::read(layout.state_dir(&owned_id).join("state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<RuntimeState>(&b).ok());
+            let alive = runtime_state.as_ref().and_then(|s| s.pid).filter(|&pid| is_alive(pid));
+            let status = status_of(exit, runtime_state.as_ref().map(|s| (s.status.as_str(), alive.is_some())));
+            let network = spec.network.as_ref().and_then(|_| Network::read_record(&layout.network_file(&owned_id)));
+            let usage = if measure { cgroup::usage(&cgroup_path) } else { Usage::default() };
+            Ok(Some(ContainerInfo { id: owned_id, status, pid: alive, exit, usage, spec, network }))
         };
-        let exit = self.read_exit(id).await.ok().flatten();
-        let runtime_state = read_runtime_state(&self.layout.state_dir(id)).await;
-        let alive = runtime_state.as_ref().and_then(|s| s.pid).filter(|&pid| is_alive(pid));
-        let status = status_of(exit, runtime_state.as_ref().map(|s| (s.status.as_str(), alive.is_some())));
-        let network = spec.network.as_ref().and_then(|_| Network::read_record(&self.layout.network_file(id)));
-        let cgroup_path = self.placement.cgroup_path(id);
-        let usage = tokio::task::spawn_blocking(move || cgroup::usage(&cgroup_path)).await.unwrap_or_default();
-        Ok(Some(ContainerInfo { id: id.clone(), status, pid: alive, exit, usage, spec, network }))
+        tokio::task::spawn_blocking(read).await.map_err(|e| Error::Helper {
+            id: id.clone(),
+            op: "info",
+            message: e.to_string(),
+        })?
     }
 
     /// Every container this runtime's directory holds, including ones created before a
@@ -444,20 +470,13 @@ impl Runtime {
     /// Releases everything the container holds: its processes, cgroups, libcontainer
     /// state, bundle and output. Safe to repeat; a container that does not exist is fine.
     pub async fn destroy(&self, id: &ContainerId) -> Result<(), Error> {
-        let mut problems = Vec::new();
         // Done here rather than by libcontainer's delete in a helper (one exec of this
         // binary less per container): the init dies, and with it every process of its pid
         // namespace; then whatever sits in the cgroup (a create that failed half-way).
-        self.kill_init(id).await;
-        let cgroup_path = self.placement.cgroup_path(id);
-        let leftover = cgroup_path.clone();
-        let _ = tokio::task::spawn_blocking(move || kill_cgroup_processes(&leftover)).await;
-        self.reap_keeper(id).await;
+        self.kill_processes(id).await;
+        let ending = self.reap_keeper(id).await;
         crate::exec::end_process_keepers(&self.layout, id).await;
-        let failed = tokio::task::spawn_blocking(move || cgroup::sweep(&cgroup_path)).await.unwrap_or_default();
-        for (dir, e) in failed {
-            problems.push(format!("cgroup {}: {e}", dir.display()));
-        }
+        // Then the rest, on one blocking thread: cgroups, network, files.
         let (network_id, pid_file) = (id.clone(), self.layout.pasta_pid(id));
         let detach: Box<dyn FnOnce() -> Result<(), Error> + Send> = match &self.networking {
             Networking::Bridge(network) => {
@@ -469,16 +488,32 @@ impl Runtime {
                 Box::new(move || usermode.detach(&network_id, &pid_file))
             }
         };
-        match tokio::task::spawn_blocking(detach).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => problems.push(e.to_string()),
-            Err(e) => problems.push(format!("network: {e}")),
-        }
-        for dir in [self.layout.state_dir(id), self.layout.container_dir(id)] {
-            match tokio::fs::remove_dir_all(&dir).await {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => problems.push(format!("{}: {e}", dir.display())),
-                _ => {}
+        let cgroup_path = self.placement.cgroup_path(id);
+        let dirs = [self.layout.state_dir(id), self.layout.container_dir(id)];
+        let release = move || {
+            let mut problems = Vec::new();
+            for (dir, e) in cgroup::sweep(&cgroup_path) {
+                problems.push(format!("cgroup {}: {e}", dir.display()));
             }
+            if let Err(e) = detach() {
+                problems.push(e.to_string());
+            }
+            for dir in dirs {
+                match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        problems.push(format!("{}: {e}", dir.display()))
+                    }
+                    _ => {}
+                }
+            }
+            problems
+        };
+        let problems = tokio::task::spawn_blocking(release).await.unwrap_or_else(|e| vec![e.to_string()]);
+        // The keeper was ending all along; by now it has, or nearly.
+        if let Some(mut keeper) = ending
+            && tokio::time::timeout(KEEPER_EXIT_TIMEOUT, keeper.wait()).await.is_err()
+        {
+            let _ = keeper.kill().await;
         }
         if problems.is_empty() {
             Ok(())
@@ -489,29 +524,44 @@ impl Runtime {
 
     /// SIGKILLs the container's init, the pid libcontainer recorded, but only while its
     /// keeper runs: the keeper is the init's parent and reaps it, so until the keeper is
-    /// gone that pid cannot belong to another process.
-    async fn kill_init(&self, id: &ContainerId) {
-        let Some(pid) = read_runtime_state(&self.layout.state_dir(id)).await.and_then(|s| s.pid) else { return };
+    /// gone that pid cannot belong to another process. Then whatever else is in the cgroup.
+    async fn kill_processes(&self, id: &ContainerId) {
         let ours =
             self.keepers.lock().expect("keepers lock").get_mut(id).map(|k| matches!(k.child.try_wait(), Ok(None)));
         let keeper_runs = match ours {
             Some(running) => running,
             None => self.keeper_pid(id).await.is_some(),
         };
-        if keeper_runs && pid > 0 {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
+        let (state_dir, cgroup_path) = (self.layout.state_dir(id), self.placement.cgroup_path(id));
+        let kill = move || {
+            let state = std::fs::read(state_dir.join("state.json")).ok();
+            let pid = state.and_then(|b| serde_json::from_slice::<RuntimeState>(&b).ok()).and_then(|s| s.pid);
+            if let Some(pid) = pid.filter(|&pid| keeper_runs && pid > 0) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+            cgroup::kill_all(&cgroup_path);
+        };
+        let _ = tokio::task::spawn_blocking(kill).await;
     }
 
-    /// Waits for the container's keeper to end (it ends once the main process is gone).
-    async fn reap_keeper(&self, id: &ContainerId) {
+    /// Waits until the container's keeper is done with the container's files (it is, once
+    /// the main process is gone and its exit is on file). Our own keeper that said so is
+    /// returned still ending, for `destroy` to reap last.
+    async fn reap_keeper(&self, id: &ContainerId) -> Option<Child> {
         let keeper = self.keepers.lock().expect("keepers lock").remove(id);
         if let Some(mut keeper) = keeper {
-            drop(keeper.control.take());
+            keeper.stdin = None;
+            if let Some(mut lines) = keeper.lines.take() {
+                let said = tokio::time::timeout(KEEPER_EXIT_TIMEOUT, Keeper::until_exited(&mut lines)).await;
+                keeper.exited |= said.unwrap_or(false);
+            }
+            if keeper.exited {
+                return Some(keeper.child);
+            }
             if tokio::time::timeout(KEEPER_EXIT_TIMEOUT, keeper.child.wait()).await.is_err() {
                 let _ = keeper.child.kill().await;
             }
-            return;
+            return None;
         }
         // A keeper from before a restart is not our child: watch its pid instead.
         let deadline = tokio::time::Instant::now() + KEEPER_EXIT_TIMEOUT;
@@ -522,26 +572,18 @@ impl Runtime {
             }
             tokio::time::sleep(POLL).await;
         }
+        None
     }
 
     /// The pid of the container's keeper, if that process still runs.
     async fn keeper_pid(&self, id: &ContainerId) -> Option<i32> {
-        let pid: i32 = tokio::fs::read_to_string(self.layout.keeper_pid(id)).await.ok()?.trim().parse().ok()?;
-        let cmdline = tokio::fs::read(format!("/proc/{pid}/cmdline")).await.ok()?;
-        let ours = cmdline.split(|&b| b == 0).any(|arg| arg == SUBCOMMAND.as_bytes())
-            && cmdline.split(|&b| b == 0).any(|arg| arg == id.as_str().as_bytes());
-        (ours && is_alive(pid)).then_some(pid)
+        keeper::live(&self.layout.keeper_pid(id), id.as_str())
     }
 
-    /// `hearth container-helper OP ROOT ID …` for `op` on container `id`. The helper's
-    /// allocator gets no transparent huge pages: its first allocation would otherwise zero
-    /// a 2 MiB page, and libcontainer's forks of the helper copy it on write (measured: a
-    /// bare helper run 2.98 → 2.39 ms; a container 14.6 → 13.3 ms median).
+    /// `hearth container-helper OP ROOT ID …` for `op` on container `id`.
     pub(crate) fn helper_command(&self, id: &ContainerId, op: HelperOp) -> Command {
         let call = HelperCall { op, root: self.layout.root().to_path_buf(), id: id.clone() };
-        let mut command = Command::new(&self.helper);
-        command.arg(SUBCOMMAND).args(call.to_args()).env("MIMALLOC_ALLOW_THP", "0");
-        command
+        keeper::helper_command(&self.helper, call.to_args())
     }
 
     async fn run_helper(&self, id: &ContainerId, op: HelperOp, name: &'static str) -> Result<(), Error> {
@@ -556,34 +598,11 @@ impl Runtime {
     }
 }
 
-/// The rootfs must be a directory the container's mapped root can reach: it is mounted
-/// from inside the user namespace, where host root's directories count as "others".
-async fn check_rootfs(rootfs: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let refuse = |why: String| Err(Error::InvalidSpec(format!("rootfs {}: {why}", rootfs.display())));
-    match tokio::fs::metadata(rootfs).await {
-        Ok(m) if m.is_dir() => {}
-        _ => return refuse("not a directory".into()),
-    }
-    for dir in rootfs.ancestors() {
-        let mode = tokio::fs::metadata(dir).await.map_err(Error::io(dir))?.permissions().mode();
-        if mode & 0o001 == 0 {
-            return refuse(format!("{} is not searchable by others (needs o+x, e.g. 0711)", dir.display()));
-        }
-    }
-    Ok(())
-}
-
 /// The part of libcontainer's `state.json` this side reads.
 #[derive(Deserialize)]
 struct RuntimeState {
     status: String,
     pid: Option<i32>,
-}
-
-async fn read_runtime_state(dir: &Path) -> Option<RuntimeState> {
-    let bytes = tokio::fs::read(dir.join("state.json")).await.ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// A container's status from what is on disk: the keeper's exit record, and
@@ -602,15 +621,6 @@ pub(crate) fn is_alive(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
     // The state follows the parenthesised command name, which may itself hold spaces.
     stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|s| s != "Z" && s != "X")
-}
-
-fn kill_cgroup_processes(path: &Path) {
-    for dir in cgroup::dirs(path) {
-        let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else { continue };
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,32 @@ async fn a_process_runs_and_its_output_and_exit_code_come_back() {
     assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
 
+/// The second and later creates are handed to a standby keeper that started under
+/// SCHED_IDLE; the container must not inherit that.
+#[tokio::test]
+async fn containers_from_a_fresh_or_a_standby_keeper_run_at_the_servers_priority() {
+    let rt = TestRuntime::new("priority");
+    // Field 19 of /proc/self/stat is the nice value (the command name here has no spaces).
+    // Field 41 is the scheduling policy (0: SCHED_OTHER, 5: SCHED_IDLE).
+    let nice_and_policy = "cut -d' ' -f19,41 /proc/self/stat";
+    for id in ["fresh-keeper", "standby-1", "standby-2"] {
+        let (exit, stdout, stderr) = rt.run(id, sh(nice_and_policy)).await;
+        assert_eq!((exit, stdout.as_str(), stderr.as_str()), (ExitStatus::Code(0), "0 0\n", ""), "{id}");
+        // Give the next standby time to start: the next create must find it waiting.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let standby = std::fs::read_dir("/proc").unwrap().flatten().find_map(|entry| {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let ours = args.windows(2).any(|w| w[0] == b"standby" && w[1] == rt.root.as_os_str().as_encoded_bytes());
+        ours.then(|| std::fs::read_to_string(entry.path().join("stat")).unwrap())
+    });
+    let stat = standby.expect("a standby keeper waits for the next create");
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    assert_eq!(fields[41 - 3], "5", "the waiting standby runs under SCHED_IDLE: {stat}");
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn a_new_process_has_only_stdio_open_and_stdin_is_empty() {
     let rt = TestRuntime::new("fds");
