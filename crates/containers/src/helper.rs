@@ -169,9 +169,9 @@ fn delete(layout: &Layout, id: &ContainerId) -> Result<(), String> {
 }
 
 /// `standby ROOT [idle]`: a keeper started ahead of need (`keeper`). Waits for a line
-/// `keep ID` on stdin, leaves `SCHED_IDLE` if it was started under it, sends its stderr to
-/// that container's helper log and goes on as `keep ROOT ID`. End of stdin first ends it
-/// quietly.
+/// `keep ID` on stdin, checks it no longer runs under `SCHED_IDLE` if it was started so,
+/// sends its stderr to that container's helper log and goes on as `keep ROOT ID`. End of
+/// stdin first ends it quietly.
 fn standby(root: &Path, idle: bool) -> ExitCode {
     let mut line = String::new();
     match std::io::stdin().lock().read_line(&mut line) {
@@ -186,10 +186,10 @@ fn standby(root: &Path, idle: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Started under SCHED_IDLE by a root server (`keeper`): normal scheduling again now,
-    // which the container's processes inherit.
-    if idle && !crate::keeper::set_own_policy(libc::SCHED_OTHER) {
-        println!("error a standby keeper could not leave SCHED_IDLE");
+    // Started under SCHED_IDLE (`keeper`): the server gave it its own scheduling before it
+    // sent the request, and the container's processes inherit that. Checked all the same.
+    if idle && crate::keeper::is_idle() {
+        println!("error a standby keeper was handed a container while still under SCHED_IDLE");
         return ExitCode::FAILURE;
     }
     let layout = Layout::new(root);

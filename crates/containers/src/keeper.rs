@@ -16,6 +16,7 @@
 //! became, and a reused pid is not.
 
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+use crate::error::Error;
 use crate::helper::SUBCOMMAND;
 use crate::id::ContainerId;
 
@@ -56,6 +58,14 @@ impl Keeper {
     }
 }
 
+/// Waits for a keeper that said `exited` to end (it only exits by then), killing it if it
+/// has not within the keeper timeout.
+pub(crate) async fn reap(mut child: Child) {
+    if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
 /// `hearth container-helper ARGS…`. The helper's allocator gets no transparent huge
 /// pages: its first allocation would otherwise zero a 2 MiB page, and libcontainer's
 /// forks of the helper copy it on write (measured: a bare helper run 2.98 → 2.39 ms; a
@@ -74,7 +84,8 @@ where
 pub(crate) struct Standby {
     helper: PathBuf,
     root: PathBuf,
-    slot: Mutex<Option<Child>>,
+    /// The standby and, if it was started idle, the scheduling to give it.
+    slot: Mutex<Option<(Child, Option<Scheduling>)>>,
     /// A refill is under way.
     refilling: AtomicBool,
 }
@@ -86,11 +97,19 @@ impl Standby {
 
     /// A keeper creating container `id` (whose bundle is written), with its stdin and
     /// stdout: the standby one when there is one, else one spawned now. Its stderr goes to
-    /// `log`.
-    pub async fn keep(&self, id: &ContainerId, log: &Path) -> std::io::Result<(Child, ChildStdin, ChildStdout)> {
+    /// `log`. A standby started idle gets the server's scheduling back first (or is not
+    /// used): the container's processes inherit it, and the create must not wait on an
+    /// idle process.
+    pub async fn keep(&self, id: &ContainerId, log: &Path) -> Result<(Child, ChildStdin, ChildStdout), Error> {
         let standby = self.slot.lock().expect("standby lock").take();
-        if let Some(mut child) = standby {
-            if matches!(child.try_wait(), Ok(None)) {
+        if let Some((mut child, idle)) = standby {
+            let running = matches!(child.try_wait(), Ok(None));
+            let scheduled = match (idle, child.id()) {
+                (None, _) => true,
+                (Some(normal), Some(pid)) => normal.apply(pid as i32),
+                (Some(_), None) => false,
+            };
+            if running && scheduled {
                 let mut stdin = child.stdin.take().expect("piped stdin");
                 let stdout = child.stdout.take().expect("piped stdout");
                 let request = format!("{KEEP_REQUEST} {id}\n");
@@ -98,45 +117,47 @@ impl Standby {
                     return Ok((child, stdin, stdout));
                 }
             }
-            // Gone or not listening: it is not waited for (tokio reaps it) and a fresh
-            // keeper does the job.
+            // Gone, not listening or not rescheduled: it is not waited for (tokio reaps it)
+            // and a fresh keeper does the job.
             let _ = child.start_kill();
         }
-        let log = std::fs::File::create(log)?;
+        let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(log);
+        let file = file.map_err(Error::io(log))?;
         let args =
             crate::helper::HelperCall { op: crate::helper::HelperOp::Keep, root: self.root.clone(), id: id.clone() }
                 .to_args();
         let mut child = helper_command(&self.helper, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(log)
+            .stderr(file)
             // Its own process group: a Ctrl-C meant for the server does not reach keepers.
             .process_group(0)
-            .spawn()?;
+            .spawn()
+            .map_err(Error::io(&self.helper))?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         Ok((child, stdin, stdout))
     }
 
     /// Starts a standby keeper, unless one waits or is being started, on a blocking thread:
-    /// the caller does not wait for the exec. A failure to start one is not an error here:
-    /// the next create spawns its keeper itself and reports what goes wrong.
+    /// the caller does not wait for the exec. A failure to start one is logged, not
+    /// returned: the next create spawns its keeper itself and reports what goes wrong.
     ///
-    /// Run as root, the standby starts under `SCHED_IDLE` (inherited from the spawning
-    /// thread, which leaves it at once) and switches to normal scheduling when it is handed
-    /// a container (`helper`'s `standby … idle`): loading this binary is the bulk of its
-    /// work, and under normal scheduling (even at nice 19) it slowed the container started
-    /// meanwhile (measured: start 0.75 → 1.2-1.5 ms median). An ordinary user could not
-    /// switch back, so a rootless standby starts under normal scheduling.
+    /// Where the server can (`idle_works`), the standby starts under `SCHED_IDLE`
+    /// (inherited from the spawning thread, which takes its own scheduling back at once),
+    /// and `keep` gives it the server's scheduling when it hands it a container: loading
+    /// this binary is the bulk of its work, and under normal scheduling (even at nice 19)
+    /// it slowed the container started meanwhile (measured: start 0.75 → 1.2-1.5 ms
+    /// median).
     pub fn refill(this: &std::sync::Arc<Self>) {
         if this.slot.lock().expect("standby lock").is_some() || this.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = this.clone();
         tokio::task::spawn_blocking(move || {
-            let idle = nix::unistd::geteuid().is_root() && set_own_policy(libc::SCHED_IDLE);
+            let idle = idle_works().filter(|_| IDLE_SCHEDULING.apply(0));
             let mut args = vec![std::ffi::OsString::from("standby"), this.root.clone().into_os_string()];
-            if idle {
+            if idle.is_some() {
                 args.push(IDLE.into());
             }
             let spawned = helper_command(&this.helper, args)
@@ -145,14 +166,19 @@ impl Standby {
                 .stderr(Stdio::null())
                 .process_group(0)
                 .spawn();
-            if idle && !set_own_policy(libc::SCHED_OTHER) {
+            if let Some(normal) = idle
+                && !normal.apply(0)
+            {
                 tracing::warn!("a blocking thread could not leave SCHED_IDLE after starting a keeper");
             }
             let mut slot = this.slot.lock().expect("standby lock");
             match (slot.as_ref(), spawned) {
-                (None, Ok(child)) => *slot = Some(child),
+                (None, Ok(child)) => *slot = Some((child, idle)),
                 // Dropped: its stdin closes and it ends.
-                (Some(_), Ok(_)) | (_, Err(_)) => {}
+                (Some(_), Ok(_)) => {}
+                (_, Err(e)) => {
+                    tracing::warn!(error = %e, helper = %this.helper.display(), "cannot start a standby keeper")
+                }
             }
             this.refilling.store(false, Ordering::Release);
         });
@@ -162,12 +188,49 @@ impl Standby {
 /// The argument that tells a standby keeper it was started under `SCHED_IDLE`.
 pub(crate) const IDLE: &str = "idle";
 
-/// Sets the calling thread's scheduling policy (priority 0: `SCHED_OTHER`, `SCHED_IDLE`);
-/// on Linux, pid 0 means the calling thread alone. Its nice value stays what it was.
-pub(crate) fn set_own_policy(policy: libc::c_int) -> bool {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: param is a valid sched_param for the duration of the call.
-    unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
+/// A thread's scheduling policy and static priority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Scheduling {
+    policy: libc::c_int,
+    priority: libc::c_int,
+}
+
+const IDLE_SCHEDULING: Scheduling = Scheduling { policy: libc::SCHED_IDLE, priority: 0 };
+
+impl Scheduling {
+    /// Of thread `tid` (0: the calling thread).
+    fn of(tid: i32) -> Option<Self> {
+        let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain integers and a valid sched_param to fill.
+        let (policy, got) = unsafe { (libc::sched_getscheduler(tid), libc::sched_getparam(tid, &mut param)) };
+        (policy >= 0 && got == 0).then_some(Self { policy, priority: param.sched_priority })
+    }
+
+    /// Gives thread `tid` (0: the calling thread) this scheduling.
+    fn apply(self, tid: i32) -> bool {
+        let param = libc::sched_param { sched_priority: self.priority };
+        // SAFETY: param is a valid sched_param for the duration of the call.
+        unsafe { libc::sched_setscheduler(tid, self.policy, &param) == 0 }
+    }
+}
+
+/// The server's scheduling, if a thread of it can go idle and come back: leaving
+/// `SCHED_IDLE` takes `CAP_SYS_NICE` in the host's user namespace (root in an unprivileged
+/// container lacks it). Tried once, on a thread of its own that ends after.
+fn idle_works() -> Option<Scheduling> {
+    static PROBED: std::sync::OnceLock<Option<Scheduling>> = std::sync::OnceLock::new();
+    *PROBED.get_or_init(|| {
+        let probe = || {
+            let normal = Scheduling::of(0).filter(|s| s.policy != libc::SCHED_IDLE)?;
+            (IDLE_SCHEDULING.apply(0) && normal.apply(0)).then_some(normal)
+        };
+        std::thread::spawn(probe).join().ok().flatten()
+    })
+}
+
+/// Whether the calling thread runs under `SCHED_IDLE`.
+pub(crate) fn is_idle() -> bool {
+    Scheduling::of(0).is_some_and(|s| s.policy == libc::SCHED_IDLE)
 }
 
 /// Writes this process's `PID STARTTIME` to `path`.

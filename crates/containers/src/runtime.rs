@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use crate::bundle::{self, Bundle};
 use crate::cgroup::{self, Usage};
@@ -24,7 +24,7 @@ use crate::network::{Network, NetworkConfig, NetworkInfo, NetworkSpec};
 use crate::oci::{self, Placement};
 use crate::seccomp_bpf;
 use crate::spec::ContainerSpec;
-use crate::state::{Action, ExitStatus, Status};
+use crate::state::{Action, ExitStatus, Status, status_of};
 
 /// How long a helper may take to create a container before the create is abandoned.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -72,6 +72,8 @@ pub struct Runtime {
     pub(crate) helper: PathBuf,
     pub(crate) placement: Placement,
     keepers: Mutex<HashMap<ContainerId, Keeper>>,
+    /// Keepers that said `exited`, being reaped (`destroy` awaits them).
+    ending: Mutex<HashMap<ContainerId, tokio::task::JoinHandle<()>>>,
     standby: Arc<Standby>,
     networking: Networking,
     warned_cgroups: std::sync::Once,
@@ -102,6 +104,7 @@ impl Runtime {
             helper: config.helper,
             placement: config.placement,
             keepers: Mutex::new(HashMap::new()),
+            ending: Mutex::new(HashMap::new()),
             warned_cgroups: std::sync::Once::new(),
             parent_ready: std::sync::Once::new(),
             seccomp: seccomp_bpf::Compiled::default(),
@@ -218,7 +221,7 @@ impl Runtime {
             message: e.to_string(),
         })??;
         let log_path = self.layout.helper_log(id);
-        let (mut child, stdin, stdout) = self.standby.keep(id, &log_path).await.map_err(Error::io(&self.helper))?;
+        let (mut child, stdin, stdout) = self.standby.keep(id, &log_path).await?;
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(CREATE_TIMEOUT, lines.next_line()).await;
         let failure = |message: String| Error::Helper { id: id.clone(), op: "create", message };
@@ -341,10 +344,12 @@ impl Runtime {
             keeper.stdin = None;
             keeper.lines.take()
         });
-        if let Some(mut lines) = lines {
-            let exited = Keeper::until_exited(&mut lines).await;
-            if let Some(keeper) = self.keepers.lock().expect("keepers lock").get_mut(id) {
-                keeper.exited |= exited;
+        if let Some(mut lines) = lines
+            && Keeper::until_exited(&mut lines).await
+        {
+            let keeper = self.keepers.lock().expect("keepers lock").remove(id);
+            if let Some(keeper) = keeper {
+                self.ending.lock().expect("ending lock").insert(id.clone(), tokio::spawn(keeper::reap(keeper.child)));
             }
         }
         loop {
@@ -510,10 +515,8 @@ impl Runtime {
         };
         let problems = tokio::task::spawn_blocking(release).await.unwrap_or_else(|e| vec![e.to_string()]);
         // The keeper was ending all along; by now it has, or nearly.
-        if let Some(mut keeper) = ending
-            && tokio::time::timeout(KEEPER_EXIT_TIMEOUT, keeper.wait()).await.is_err()
-        {
-            let _ = keeper.kill().await;
+        if let Some(reaping) = ending {
+            let _ = reaping.await;
         }
         if problems.is_empty() {
             Ok(())
@@ -523,20 +526,27 @@ impl Runtime {
     }
 
     /// SIGKILLs the container's init, the pid libcontainer recorded, but only while its
-    /// keeper runs: the keeper is the init's parent and reaps it, so until the keeper is
-    /// gone that pid cannot belong to another process. Then whatever else is in the cgroup.
+    /// keeper runs and has not recorded an exit: the keeper is the init's parent and reaps
+    /// it just before it records the exit, so until then that pid cannot belong to another
+    /// process. Then whatever else is in the cgroup.
     async fn kill_processes(&self, id: &ContainerId) {
-        let ours =
-            self.keepers.lock().expect("keepers lock").get_mut(id).map(|k| matches!(k.child.try_wait(), Ok(None)));
+        let ours = self
+            .keepers
+            .lock()
+            .expect("keepers lock")
+            .get_mut(id)
+            .map(|k| !k.exited && matches!(k.child.try_wait(), Ok(None)));
+        let ending = self.ending.lock().expect("ending lock").contains_key(id);
         let keeper_runs = match ours {
             Some(running) => running,
-            None => self.keeper_pid(id).await.is_some(),
+            None => !ending && self.keeper_pid(id).await.is_some(),
         };
+        let exit_file = self.layout.exit_file(id);
         let (state_dir, cgroup_path) = (self.layout.state_dir(id), self.placement.cgroup_path(id));
         let kill = move || {
             let state = std::fs::read(state_dir.join("state.json")).ok();
             let pid = state.and_then(|b| serde_json::from_slice::<RuntimeState>(&b).ok()).and_then(|s| s.pid);
-            if let Some(pid) = pid.filter(|&pid| keeper_runs && pid > 0) {
+            if let Some(pid) = pid.filter(|&pid| keeper_runs && pid > 0 && !exit_file.exists()) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
             cgroup::kill_all(&cgroup_path);
@@ -546,25 +556,28 @@ impl Runtime {
 
     /// Waits until the container's keeper is done with the container's files (it is, once
     /// the main process is gone and its exit is on file). Our own keeper that said so is
-    /// returned still ending, for `destroy` to reap last.
-    async fn reap_keeper(&self, id: &ContainerId) -> Option<Child> {
+    /// returned still ending, for `destroy` to await last.
+    async fn reap_keeper(&self, id: &ContainerId) -> Option<tokio::task::JoinHandle<()>> {
         let keeper = self.keepers.lock().expect("keepers lock").remove(id);
+        let deadline = tokio::time::Instant::now() + KEEPER_EXIT_TIMEOUT;
         if let Some(mut keeper) = keeper {
             keeper.stdin = None;
             if let Some(mut lines) = keeper.lines.take() {
-                let said = tokio::time::timeout(KEEPER_EXIT_TIMEOUT, Keeper::until_exited(&mut lines)).await;
+                let said = tokio::time::timeout_at(deadline, Keeper::until_exited(&mut lines)).await;
                 keeper.exited |= said.unwrap_or(false);
             }
             if keeper.exited {
-                return Some(keeper.child);
+                return Some(tokio::spawn(keeper::reap(keeper.child)));
             }
-            if tokio::time::timeout(KEEPER_EXIT_TIMEOUT, keeper.child.wait()).await.is_err() {
+            if tokio::time::timeout_at(deadline, keeper.child.wait()).await.is_err() {
                 let _ = keeper.child.kill().await;
             }
             return None;
         }
+        if let Some(reaping) = self.ending.lock().expect("ending lock").remove(id) {
+            return Some(reaping);
+        }
         // A keeper from before a restart is not our child: watch its pid instead.
-        let deadline = tokio::time::Instant::now() + KEEPER_EXIT_TIMEOUT;
         while let Some(pid) = self.keeper_pid(id).await {
             if tokio::time::Instant::now() > deadline {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
@@ -605,17 +618,6 @@ struct RuntimeState {
     pid: Option<i32>,
 }
 
-/// A container's status from what is on disk: the keeper's exit record, and
-/// libcontainer's recorded status with whether its init process still lives.
-fn status_of(exit: Option<ExitStatus>, runtime: Option<(&str, bool)>) -> Status {
-    match (exit, runtime) {
-        (Some(_), _) | (None, None) => Status::Stopped,
-        (None, Some((_, false))) => Status::Stopped,
-        (None, Some(("creating" | "created", true))) => Status::Created,
-        (None, Some((_, true))) => Status::Running,
-    }
-}
-
 /// Alive and not a zombie.
 pub(crate) fn is_alive(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
@@ -626,15 +628,6 @@ pub(crate) fn is_alive(pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_comes_from_the_exit_record_first_then_the_live_init() {
-        assert_eq!(status_of(Some(ExitStatus::Code(0)), Some(("running", true))), Status::Stopped);
-        assert_eq!(status_of(None, None), Status::Stopped);
-        assert_eq!(status_of(None, Some(("created", true))), Status::Created);
-        assert_eq!(status_of(None, Some(("running", true))), Status::Running);
-        assert_eq!(status_of(None, Some(("running", false))), Status::Stopped);
-    }
 
     #[test]
     fn this_process_is_alive_and_pid_zero_is_not() {

@@ -61,9 +61,29 @@ impl ExitStatus {
     }
 }
 
+/// A container's status from what is on disk: the keeper's exit record, and
+/// libcontainer's recorded status with whether its init process still lives.
+pub(crate) fn status_of(exit: Option<ExitStatus>, runtime: Option<(&str, bool)>) -> Status {
+    match (exit, runtime) {
+        (Some(_), _) | (None, None) => Status::Stopped,
+        (None, Some((_, false))) => Status::Stopped,
+        (None, Some(("creating" | "created", true))) => Status::Created,
+        (None, Some((_, true))) => Status::Running,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_comes_from_the_exit_record_first_then_the_live_init() {
+        assert_eq!(status_of(Some(ExitStatus::Code(0)), Some(("running", true))), Status::Stopped);
+        assert_eq!(status_of(None, None), Status::Stopped);
+        assert_eq!(status_of(None, Some(("created", true))), Status::Created);
+        assert_eq!(status_of(None, Some(("running", true))), Status::Running);
+        assert_eq!(status_of(None, Some(("running", false))), Status::Stopped);
+    }
 
     #[test]
     fn transitions() {
