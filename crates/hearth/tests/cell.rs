@@ -161,6 +161,8 @@ fn block_on<F: Future>(f: F) -> F::Output {
 
 #[test]
 fn a_cell_runs_replaces_scales_backs_off_and_keeps_instances_across_a_restart() {
+    let _cgroups =
+        common::CgroupParents(["one"].map(|n| format!("hearth-cell-test-{}-{n}", std::process::id())).to_vec());
     let dir = std::env::temp_dir().join(format!("hearth-cell-test-{}", std::process::id()));
     let node_config = node_config(&dir, "one", 0);
     block_on(async {
@@ -262,6 +264,8 @@ fn a_cell_runs_replaces_scales_backs_off_and_keeps_instances_across_a_restart() 
 /// elsewhere, and when it comes back it removes the container it no longer owns.
 #[test]
 fn a_drained_cell_hands_over_without_loss_and_a_silent_cell_is_replaced() {
+    let _cgroups =
+        common::CgroupParents(["a", "b", "c"].map(|n| format!("hearth-cell-test-{}-{n}", std::process::id())).to_vec());
     let dir = std::env::temp_dir().join(format!("hearth-cells-test-{}", std::process::id()));
     let configs: Vec<NodeConfig> = ["a", "b", "c"].iter().zip(1..).map(|(n, i)| node_config(&dir, n, i)).collect();
     block_on(async {
@@ -347,6 +351,8 @@ fn a_drained_cell_hands_over_without_loss_and_a_silent_cell_is_replaced() {
 /// API's `/stats` as they run, with their address and ports, and a crash with its reason.
 #[test]
 fn process_stats_show_the_instances_the_cell_runs() {
+    let _cgroups =
+        common::CgroupParents(["stats"].map(|n| format!("hearth-cell-test-{}-{n}", std::process::id())).to_vec());
     let dir = std::env::temp_dir().join(format!("hearth-cell-stats-{}", std::process::id()));
     block_on(async {
         let mut config = hearth::config::ServerConfig::for_dir(&dir.join("data"), common::database_url().await);
@@ -432,6 +438,8 @@ fn process_stats_show_the_instances_the_cell_runs() {
 /// copy stops, so it keeps answering) and the big one runs where it left.
 #[test]
 fn a_big_instance_gets_room_by_moving_a_small_one_without_downtime() {
+    let _cgroups =
+        common::CgroupParents(["p", "q"].map(|n| format!("hearth-cell-test-{}-{n}", std::process::id())).to_vec());
     let dir = std::env::temp_dir().join(format!("hearth-cells-boulder-{}", std::process::id()));
     let configs: Vec<NodeConfig> = ["p", "q"].iter().zip(5..).map(|(n, i)| node_config(&dir, n, i)).collect();
     block_on(async {

@@ -165,6 +165,7 @@ fn opening_the_node_sweeps_what_a_crash_left_half_made() {
     use hearth_containers::ContainerId;
 
     let dir = std::env::temp_dir().join(format!("hearth-node-sweep-{}", std::process::id()));
+    let _cgroups = common::CgroupParents(vec![format!("hearth-sweep-{}", std::process::id())]);
     let config = NodeConfig {
         dir: dir.clone(),
         insecure_registries: Vec::new(),

@@ -146,6 +146,8 @@ fn staging_runs_as_a_task_on_the_cell_the_auction_chooses() {
         let limits = hearth_api::Limits::default().stored_archive();
         let bits = Arc::new(BlobStagingBits { blobs: blobs.clone(), limits });
         let logs = hearth_logs::Store::new(hearth_logs::StoreConfig::default()).unwrap();
+        let _cgroups =
+            common::CgroupParents(["s", "b"].map(|n| format!("hearth-stage-test-{}-{n}", std::process::id())).to_vec());
         let small = cell(&sched, &node_config(&dir, "s", 1), "cell-small", 256, bits.clone()).await;
         let big = cell(&sched, &node_config(&dir, "b", 2), "cell-big", 4096, bits.clone()).await;
         let converger =

@@ -143,7 +143,8 @@ impl Drop for Server {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = Command::new("pkill").args(["-KILL", "-f", &format!("container-helper keep {root}/")]).status();
+        let keepers = format!("container-helper (keep|standby) {root}/");
+        let _ = Command::new("pkill").args(["-KILL", "-f", &keepers]).status();
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut mounts: Vec<&str> =
             mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).collect();
@@ -152,6 +153,14 @@ impl Drop for Server {
             let _ = Command::new("umount").args(["-l", m]).status();
         }
         let _ = std::fs::remove_dir_all(&self.root);
+        // And the cgroups those processes were in (children first), in every hierarchy.
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let dir = hierarchy.path().join(cgroup_parent(&self.root));
+            for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_dir(child.path());
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
     }
 }
 

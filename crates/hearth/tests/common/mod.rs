@@ -201,3 +201,22 @@ impl TestPlatform {
         panic!("job {job_path} did not finish");
     }
 }
+
+/// Removes, when dropped, the named cgroup parents (their child cgroups first) in every
+/// hierarchy: runtimes leave their parent behind, as a server does, and a test's must not
+/// outlive it. Busy cgroups stay (rmdir refuses them).
+pub struct CgroupParents(pub Vec<String>);
+
+impl Drop for CgroupParents {
+    fn drop(&mut self) {
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            for name in &self.0 {
+                let dir = hierarchy.path().join(name);
+                for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let _ = std::fs::remove_dir(child.path());
+                }
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+}
