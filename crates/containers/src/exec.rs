@@ -25,8 +25,6 @@ use crate::state::Action;
 
 /// How long a keeper may take to start its process.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long destroy waits for a process keeper to record its process's end.
-const KEEPER_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Runtime {
     /// Runs another process in a running container, with the container's security floor
@@ -229,7 +227,7 @@ fn oci_process(container: &ContainerSpec, spec: &ProcessSpec, id_range: u32) -> 
 pub(crate) async fn end_process_keepers(layout: &Layout, id: &ContainerId) {
     let dir = layout.processes(id);
     let Ok(entries) = std::fs::read_dir(&dir) else { return };
-    let deadline = tokio::time::Instant::now() + KEEPER_EXIT_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + crate::keeper::EXIT_TIMEOUT;
     for entry in entries.flatten() {
         let Some(process) = entry.file_name().to_str().and_then(|n| ProcessId::new(n).ok()) else { continue };
         while let Some(pid) = keeper_pid(&entry.path(), &process) {

@@ -33,14 +33,16 @@ use crate::id::ContainerId;
 pub(crate) const KEEP_REQUEST: &str = "keep";
 
 /// A keeper this server spawned: its child handle (to reap it), its stdin until the
-/// container is started, and its output lines until it has said `exited`.
+/// container is started, and its output lines until it has said `exited` (then `wait`
+/// hands it to `reap`).
 pub(crate) struct Keeper {
     pub child: Child,
     pub stdin: Option<ChildStdin>,
     pub lines: Option<Lines<BufReader<ChildStdout>>>,
-    /// It said `exited`: the exit status is on file and it touches nothing more.
-    pub exited: bool,
 }
+
+/// How long a keeper may take to end once its main process is gone (or killed).
+pub(crate) const EXIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The line a keeper prints once the exit status is on file, just before it ends.
 pub(crate) const EXITED: &str = "exited";
@@ -61,7 +63,7 @@ impl Keeper {
 /// Waits for a keeper that said `exited` to end (it only exits by then), killing it if it
 /// has not within the keeper timeout.
 pub(crate) async fn reap(mut child: Child) {
-    if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await.is_err() {
+    if tokio::time::timeout(EXIT_TIMEOUT, child.wait()).await.is_err() {
         let _ = child.kill().await;
     }
 }

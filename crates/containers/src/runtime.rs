@@ -28,8 +28,6 @@ use crate::state::{Action, ExitStatus, Status, status_of};
 
 /// How long a helper may take to create a container before the create is abandoned.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long destroy waits for a keeper to record the exit of a killed container.
-const KEEPER_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(2);
 
 /// Where and how a `Runtime` keeps its containers.
@@ -140,11 +138,7 @@ impl Runtime {
         let (layout, owned_id) = (self.layout.clone(), id.clone());
         let rootfs = (!self.is_rootless()).then(|| spec.rootfs.clone());
         let prepare = move || bundle::prepare(&layout, &owned_id, rootfs.as_deref());
-        tokio::task::spawn_blocking(prepare).await.map_err(|e| Error::Helper {
-            id: id.clone(),
-            op: "create",
-            message: e.to_string(),
-        })??;
+        on_blocking_thread(id, "create", prepare).await?;
         match self.create_in(id, spec, bundle).await {
             Ok(pid) => {
                 let network = spec.network.as_ref().and_then(|_| Network::read_record(&self.layout.network_file(id)));
@@ -215,11 +209,7 @@ impl Runtime {
     async fn create_in(&self, id: &ContainerId, spec: &ContainerSpec, bundle: Bundle) -> Result<i32, Error> {
         let (layout, owned_id) = (self.layout.clone(), id.clone());
         let write = move || bundle::write(&layout, &owned_id, &bundle);
-        tokio::task::spawn_blocking(write).await.map_err(|e| Error::Helper {
-            id: id.clone(),
-            op: "create",
-            message: e.to_string(),
-        })??;
+        on_blocking_thread(id, "create", write).await?;
         let log_path = self.layout.helper_log(id);
         let (mut child, stdin, stdout) = self.standby.keep(id, &log_path).await?;
         let mut lines = BufReader::new(stdout).lines();
@@ -241,7 +231,7 @@ impl Runtime {
             let _ = child.wait().await;
             return Err(failure(line.strip_prefix("error ").unwrap_or(&line).to_string()));
         };
-        let keeper = Keeper { child, stdin: Some(stdin), lines: Some(lines), exited: false };
+        let keeper = Keeper { child, stdin: Some(stdin), lines: Some(lines) };
         self.keepers.lock().expect("keepers lock").insert(id.clone(), keeper);
         Standby::refill(&self.standby);
         if let Some(net) = &spec.network {
@@ -437,20 +427,14 @@ impl Runtime {
                 Err(e) => return Err(Error::io(spec_file)(e)),
             };
             let exit = std::fs::read(layout.exit_file(&owned_id)).ok().and_then(|b| serde_json::from_slice(&b).ok());
-            let runtime_state = std::fs::read(layout.state_dir(&owned_id).join("state.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<RuntimeState>(&b).ok());
+            let runtime_state = read_runtime_state(&layout.state_dir(&owned_id));
             let alive = runtime_state.as_ref().and_then(|s| s.pid).filter(|&pid| is_alive(pid));
             let status = status_of(exit, runtime_state.as_ref().map(|s| (s.status.as_str(), alive.is_some())));
             let network = spec.network.as_ref().and_then(|_| Network::read_record(&layout.network_file(&owned_id)));
             let usage = if measure { cgroup::usage(&cgroup_path) } else { Usage::default() };
             Ok(Some(ContainerInfo { id: owned_id, status, pid: alive, exit, usage, spec, network }))
         };
-        tokio::task::spawn_blocking(read).await.map_err(|e| Error::Helper {
-            id: id.clone(),
-            op: "info",
-            message: e.to_string(),
-        })?
+        on_blocking_thread(id, "info", read).await
     }
 
     /// Every container this runtime's directory holds, including ones created before a
@@ -530,12 +514,8 @@ impl Runtime {
     /// it just before it records the exit, so until then that pid cannot belong to another
     /// process. Then whatever else is in the cgroup.
     async fn kill_processes(&self, id: &ContainerId) {
-        let ours = self
-            .keepers
-            .lock()
-            .expect("keepers lock")
-            .get_mut(id)
-            .map(|k| !k.exited && matches!(k.child.try_wait(), Ok(None)));
+        let ours =
+            self.keepers.lock().expect("keepers lock").get_mut(id).map(|k| matches!(k.child.try_wait(), Ok(None)));
         let ending = self.ending.lock().expect("ending lock").contains_key(id);
         let keeper_runs = match ours {
             Some(running) => running,
@@ -544,8 +524,7 @@ impl Runtime {
         let exit_file = self.layout.exit_file(id);
         let (state_dir, cgroup_path) = (self.layout.state_dir(id), self.placement.cgroup_path(id));
         let kill = move || {
-            let state = std::fs::read(state_dir.join("state.json")).ok();
-            let pid = state.and_then(|b| serde_json::from_slice::<RuntimeState>(&b).ok()).and_then(|s| s.pid);
+            let pid = read_runtime_state(&state_dir).and_then(|s| s.pid);
             if let Some(pid) = pid.filter(|&pid| keeper_runs && pid > 0 && !exit_file.exists()) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
@@ -559,14 +538,15 @@ impl Runtime {
     /// returned still ending, for `destroy` to await last.
     async fn reap_keeper(&self, id: &ContainerId) -> Option<tokio::task::JoinHandle<()>> {
         let keeper = self.keepers.lock().expect("keepers lock").remove(id);
-        let deadline = tokio::time::Instant::now() + KEEPER_EXIT_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + keeper::EXIT_TIMEOUT;
         if let Some(mut keeper) = keeper {
             keeper.stdin = None;
+            let mut exited = false;
             if let Some(mut lines) = keeper.lines.take() {
                 let said = tokio::time::timeout_at(deadline, Keeper::until_exited(&mut lines)).await;
-                keeper.exited |= said.unwrap_or(false);
+                exited = said.unwrap_or(false);
             }
-            if keeper.exited {
+            if exited {
                 return Some(tokio::spawn(keeper::reap(keeper.child)));
             }
             if tokio::time::timeout_at(deadline, keeper.child.wait()).await.is_err() {
@@ -616,6 +596,21 @@ impl Runtime {
 struct RuntimeState {
     status: String,
     pid: Option<i32>,
+}
+
+/// libcontainer's `state.json` in a container's state directory, if it is there and whole.
+fn read_runtime_state(dir: &std::path::Path) -> Option<RuntimeState> {
+    serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()
+}
+
+/// Runs `f` on a blocking thread; a panic there is a failure of `op` on container `id`.
+async fn on_blocking_thread<T: Send + 'static>(
+    id: &ContainerId,
+    op: &'static str,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let joined = tokio::task::spawn_blocking(f).await;
+    joined.map_err(|e| Error::Helper { id: id.clone(), op, message: e.to_string() })?
 }
 
 /// Alive and not a zombie.

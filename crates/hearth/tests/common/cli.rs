@@ -153,14 +153,8 @@ impl Drop for Server {
             let _ = Command::new("umount").args(["-l", m]).status();
         }
         let _ = std::fs::remove_dir_all(&self.root);
-        // And the cgroups those processes were in (children first), in every hierarchy.
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let dir = hierarchy.path().join(cgroup_parent(&self.root));
-            for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let _ = std::fs::remove_dir(child.path());
-            }
-            let _ = std::fs::remove_dir(&dir);
-        }
+        // And the cgroups those processes were in.
+        drop(super::CgroupParents(vec![cgroup_parent(&self.root)]));
     }
 }
 
