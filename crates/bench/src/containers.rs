@@ -235,9 +235,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
              and pids limits; runc and crun compile its seccomp profile on each run, Hearth's runtime once. The \
              `runc spec` bundle has no user namespace, no seccomp and no limits, so runc and crun do less work"
                 .into(),
-            "Hearth keeps one standby keeper (a `hearth container-helper` started ahead, under SCHED_IDLE): a \
-             create hands it the container, and the next one loads while this container runs, so no create pays \
-             the exec of the `hearth` binary (the helper floor below); runc and crun pay their own exec in every run"
+            "Hearth's keepers are forked by a zygote (a `hearth container-helper zygote` the first create starts \
+             and the others reuse), so only the first create pays the exec of the `hearth` binary (the helper \
+             floor below), and the warm-up takes that one; runc and crun pay their own exec in every run"
                 .into(),
             "Hearth's phases are its public Runtime calls; the Runtime exposes no finer timing (rootfs, \
              cgroups inside libcontainer), so that split would need instrumenting crates/containers; the \

@@ -91,7 +91,7 @@ impl HelperCall {
     pub fn parse(args: &[OsString]) -> Result<Self, String> {
         let usage = || {
             "usage: container-helper keep|start|delete ROOT ID | kill ROOT ID SIGNAL | exec ROOT ID PROCESS \
-             | stream-in ROOT ID DEST UID:GID | stream-out ROOT ID PATH"
+             | stream-in ROOT ID DEST UID:GID | stream-out ROOT ID PATH | zygote ROOT"
                 .to_string()
         };
         let [op, root, id, rest @ ..] = args else { return Err(usage()) };
@@ -122,8 +122,7 @@ impl HelperCall {
 /// Entry point of `hearth container-helper ...`. Must run before any thread is started.
 pub fn main(args: &[OsString]) -> ExitCode {
     match args {
-        [op, root] if op == "standby" => return standby(Path::new(root), false),
-        [op, root, idle] if op == "standby" && idle == crate::keeper::IDLE => return standby(Path::new(root), true),
+        [op, root] if op == "zygote" => return crate::zygote::serve(Path::new(root)),
         _ => {}
     }
     let call = match HelperCall::parse(args) {
@@ -168,47 +167,8 @@ fn delete(layout: &Layout, id: &ContainerId) -> Result<(), String> {
     load(layout, id)?.delete(true).map_err(|e| error_chain(&e))
 }
 
-/// `standby ROOT [idle]`: a keeper started ahead of need (`keeper`). Waits for a line
-/// `keep ID` on stdin, checks it no longer runs under `SCHED_IDLE` if it was started so,
-/// sends its stderr to that container's helper log and goes on as `keep ROOT ID`. End of
-/// stdin first ends it quietly.
-fn standby(root: &Path, idle: bool) -> ExitCode {
-    let mut line = String::new();
-    match std::io::stdin().lock().read_line(&mut line) {
-        Ok(0) | Err(_) => return ExitCode::SUCCESS,
-        Ok(_) => {}
-    }
-    let request = line.trim_end().strip_prefix(crate::keeper::KEEP_REQUEST).and_then(|rest| rest.strip_prefix(' '));
-    let id = match request.map(ContainerId::new) {
-        Some(Ok(id)) => id,
-        _ => {
-            println!("error a standby keeper expects `{} ID`, not {:?}", crate::keeper::KEEP_REQUEST, line.trim_end());
-            return ExitCode::from(2);
-        }
-    };
-    // Started under SCHED_IDLE (`keeper`): the server gave it its own scheduling before it
-    // sent the request, and the container's processes inherit that. Checked all the same.
-    if idle && crate::keeper::is_idle() {
-        println!("error a standby keeper was handed a container while still under SCHED_IDLE");
-        return ExitCode::FAILURE;
-    }
-    let layout = Layout::new(root);
-    let log = layout.helper_log(&id);
-    match OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&log) {
-        // SAFETY: dup2 onto fd 2 of a file this function owns; the file is closed after.
-        Ok(file) => unsafe {
-            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 2);
-        },
-        Err(e) => {
-            println!("error {}: {e}", log.display());
-            return ExitCode::FAILURE;
-        }
-    }
-    keep(&layout, &id)
-}
-
 /// Creates the container, then waits for its main process (see the module doc).
-fn keep(layout: &Layout, id: &ContainerId) -> ExitCode {
+pub(crate) fn keep(layout: &Layout, id: &ContainerId) -> ExitCode {
     // Nothing is written to stdout before libcontainer has forked.
     let created = create(layout, id);
     let mut out = std::io::stdout().lock();

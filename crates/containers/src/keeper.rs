@@ -1,55 +1,64 @@
 //! Keepers: the helper processes that create a container and then wait for its main
-//! process (`helper`'s `keep`), and how a keeper is told apart from whatever process later
-//! reuses its pid.
+//! process (`helper`'s `keep`), where they come from, and how a keeper is told apart from
+//! whatever process later reuses its pid.
 //!
-//! Starting a keeper costs an exec of this large binary before it does anything (measured
-//! here: 3.5-3.8 ms of a 12.7 ms create-to-destroy, most of it loading and relocating the
-//! binary). So the runtime keeps one *standby* keeper started ahead:
-//! `container-helper standby ROOT [idle]` waits on stdin for a line `keep ID` and from then
-//! on is exactly `container-helper keep ROOT ID`. A create takes the standby and, once its own
-//! container exists, starts the next one. A standby holds nothing but its pipes; it ends
-//! when its stdin closes, so with the server.
+//! A keeper is forked by the runtime's zygote (`zygote`), which pays the exec of this large
+//! binary once; a keeper is spawned afresh (`container-helper keep ROOT ID`) only where the
+//! zygote cannot serve (it failed, or ended). Either way the server holds its stdin and
+//! stdout and a handle to watch, kill and reap it ([`KeeperProcess`]).
 //!
 //! A keeper records `PID STARTTIME` in its `keeper.pid`. The start time (field 22 of
 //! `/proc/PID/stat`) together with the pid names one process for the life of the host, so
-//! a standby (whose command line carries no container id) is recognised as the keeper it
-//! became, and a reused pid is not.
+//! a forked keeper (whose command line is the zygote's) is recognised as the keeper it is,
+//! and a reused pid is not.
 
-use std::io::Write as _;
+use std::io::{IoSlice, IoSliceMut, Write as _};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
+};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncBufReadExt, BufReader, Interest, Lines};
+use tokio::net::unix::pipe;
+use tokio::process::{Child, Command};
 
 use crate::error::Error;
 use crate::helper::SUBCOMMAND;
 use crate::id::ContainerId;
 
-/// The word a standby keeper expects before the container id.
+/// The word a keeper request starts with, before the container id.
 pub(crate) const KEEP_REQUEST: &str = "keep";
 
-/// A keeper this server spawned: its child handle (to reap it), its stdin until the
-/// container is started, and its output lines until it has said `exited` (then `wait`
-/// hands it to `reap`).
+/// A keeper's stdin, which the server writes `start` to.
+pub(crate) type KeeperStdin = pipe::Sender;
+/// A keeper's output, read line by line.
+pub(crate) type KeeperLines = Lines<BufReader<pipe::Receiver>>;
+
+/// A keeper this server started: its process, its stdin until the container is started,
+/// and its output lines until it has said `exited` (then `wait` hands it to `reap`).
 pub(crate) struct Keeper {
-    pub child: Child,
-    pub stdin: Option<ChildStdin>,
-    pub lines: Option<Lines<BufReader<ChildStdout>>>,
+    pub process: KeeperProcess,
+    pub stdin: Option<KeeperStdin>,
+    pub lines: Option<KeeperLines>,
 }
 
 /// How long a keeper may take to end once its main process is gone (or killed).
-pub(crate) const EXIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the zygote may take to answer a fork request (it loads first if just started).
+const ZYGOTE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The line a keeper prints once the exit status is on file, just before it ends.
 pub(crate) const EXITED: &str = "exited";
 
 impl Keeper {
     /// Reads the keeper's output until it says `exited` (true) or ends (false).
-    pub async fn until_exited(lines: &mut Lines<BufReader<ChildStdout>>) -> bool {
+    pub async fn until_exited(lines: &mut KeeperLines) -> bool {
         loop {
             match lines.next_line().await {
                 Ok(Some(line)) if line == EXITED => return true,
@@ -60,11 +69,52 @@ impl Keeper {
     }
 }
 
+/// A keeper's process: a child of this server, or a child of its zygote watched through a
+/// pidfd (the zygote reaps it).
+pub(crate) enum KeeperProcess {
+    Spawned(Child),
+    Forked(AsyncFd<OwnedFd>),
+}
+
+impl KeeperProcess {
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        match self {
+            KeeperProcess::Spawned(child) => matches!(child.try_wait(), Ok(None)),
+            KeeperProcess::Forked(pidfd) => {
+                let mut fds = [libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+                // SAFETY: one valid pollfd, no waiting; a pidfd turns readable once the process ends.
+                let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+                ready == 0
+            }
+        }
+    }
+
+    /// Waits for it to end.
+    pub async fn wait(&mut self) {
+        match self {
+            KeeperProcess::Spawned(child) => drop(child.wait().await),
+            KeeperProcess::Forked(pidfd) => drop(pidfd.readable().await),
+        }
+    }
+
+    /// SIGKILLs it and waits for it to end.
+    pub async fn kill(&mut self) {
+        if let KeeperProcess::Forked(pidfd) = self {
+            // SAFETY: a pidfd this handle owns, a valid signal, no siginfo.
+            unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, 0, 0) };
+        } else if let KeeperProcess::Spawned(child) = self {
+            let _ = child.start_kill();
+        }
+        self.wait().await;
+    }
+}
+
 /// Waits for a keeper that said `exited` to end (it only exits by then), killing it if it
 /// has not within the keeper timeout.
-pub(crate) async fn reap(mut child: Child) {
-    if tokio::time::timeout(EXIT_TIMEOUT, child.wait()).await.is_err() {
-        let _ = child.kill().await;
+pub(crate) async fn reap(mut process: KeeperProcess) {
+    if tokio::time::timeout(EXIT_TIMEOUT, process.wait()).await.is_err() {
+        process.kill().await;
     }
 }
 
@@ -82,49 +132,33 @@ where
     command
 }
 
-/// The one keeper started ahead of need.
-pub(crate) struct Standby {
+/// Where a runtime's keepers come from: its zygote, started with the first create.
+pub(crate) struct Keepers {
     helper: PathBuf,
     root: PathBuf,
-    /// The standby and, if it was started idle, the scheduling to give it.
-    slot: Mutex<Option<(Child, Option<Scheduling>)>>,
-    /// A refill is under way.
-    refilling: AtomicBool,
+    zygote: tokio::sync::Mutex<Option<Zygote>>,
 }
 
-impl Standby {
+/// A running zygote: its process and the server's end of its socket.
+struct Zygote {
+    _process: Child,
+    socket: AsyncFd<OwnedFd>,
+}
+
+impl Keepers {
     pub fn new(helper: PathBuf, root: PathBuf) -> Self {
-        Self { helper, root, slot: Mutex::new(None), refilling: AtomicBool::new(false) }
+        Self { helper, root, zygote: tokio::sync::Mutex::new(None) }
     }
 
     /// A keeper creating container `id` (whose bundle is written), with its stdin and
-    /// stdout: the standby one when there is one, else one spawned now. Its stderr goes to
-    /// `log`. A standby started idle gets the server's scheduling back first (or is not
-    /// used): the container's processes inherit it, and the create must not wait on an
-    /// idle process.
-    pub async fn keep(&self, id: &ContainerId, log: &Path) -> Result<(Child, ChildStdin, ChildStdout), Error> {
-        let standby = self.slot.lock().expect("standby lock").take();
-        if let Some((mut child, idle)) = standby {
-            let running = matches!(child.try_wait(), Ok(None));
-            let scheduled = match (idle, child.id()) {
-                (None, _) => true,
-                (Some(normal), Some(pid)) => normal.apply(pid as i32),
-                (Some(_), None) => false,
-            };
-            if running && scheduled {
-                let mut stdin = child.stdin.take().expect("piped stdin");
-                let stdout = child.stdout.take().expect("piped stdout");
-                let request = format!("{KEEP_REQUEST} {id}\n");
-                if stdin.write_all(request.as_bytes()).await.is_ok() {
-                    return Ok((child, stdin, stdout));
-                }
-            }
-            // Gone, not listening or not rescheduled: it is not waited for (tokio reaps it)
-            // and a fresh keeper does the job.
-            let _ = child.start_kill();
-        }
+    /// output. Its stderr goes to `log`.
+    pub async fn keep(&self, id: &ContainerId, log: &Path) -> Result<Keeper, Error> {
         let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(log);
         let file = file.map_err(Error::io(log))?;
+        match self.fork(id, &file).await {
+            Ok(keeper) => return Ok(keeper),
+            Err(e) => tracing::warn!(%id, error = %e, "the zygote could not fork a keeper; spawning one"),
+        }
         let args =
             crate::helper::HelperCall { op: crate::helper::HelperOp::Keep, root: self.root.clone(), id: id.clone() }
                 .to_args();
@@ -136,103 +170,109 @@ impl Standby {
             .process_group(0)
             .spawn()
             .map_err(Error::io(&self.helper))?;
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        Ok((child, stdin, stdout))
+        let io = |e: std::io::Error| Error::Helper { id: id.clone(), op: "create", message: e.to_string() };
+        let stdin = child.stdin.take().expect("piped stdin").into_owned_fd().map_err(io)?;
+        let stdout = child.stdout.take().expect("piped stdout").into_owned_fd().map_err(io)?;
+        Ok(Keeper {
+            process: KeeperProcess::Spawned(child),
+            stdin: Some(pipe::Sender::from_owned_fd(stdin).map_err(io)?),
+            lines: Some(BufReader::new(pipe::Receiver::from_owned_fd(stdout).map_err(io)?).lines()),
+        })
     }
 
-    /// Starts a standby keeper, unless one waits or is being started, on a blocking thread:
-    /// the caller does not wait for the exec. A failure to start one is logged, not
-    /// returned: the next create spawns its keeper itself and reports what goes wrong.
-    ///
-    /// Where the server can (`idle_works`), the standby starts under `SCHED_IDLE`
-    /// (inherited from the spawning thread, which takes its own scheduling back at once),
-    /// and `keep` gives it the server's scheduling when it hands it a container: loading
-    /// this binary is the bulk of its work, and under normal scheduling (even at nice 19)
-    /// it slowed the container started meanwhile (measured: start 0.75 → 1.2-1.5 ms
-    /// median).
-    pub fn refill(this: &std::sync::Arc<Self>) {
-        if this.slot.lock().expect("standby lock").is_some() || this.refilling.swap(true, Ordering::AcqRel) {
-            return;
+    /// Has the zygote (started now if it is not running) fork a keeper for `id`. A zygote
+    /// that fails is dropped (it ends once its socket closes) and the next create starts
+    /// another.
+    async fn fork(&self, id: &ContainerId, log: &std::fs::File) -> Result<Keeper, String> {
+        let mut zygote = self.zygote.lock().await;
+        if zygote.is_none() {
+            *zygote = Some(self.start_zygote()?);
         }
-        let this = this.clone();
-        tokio::task::spawn_blocking(move || {
-            let idle = idle_works().filter(|_| IDLE_SCHEDULING.apply(0));
-            let mut args = vec![std::ffi::OsString::from("standby"), this.root.clone().into_os_string()];
-            if idle.is_some() {
-                args.push(IDLE.into());
-            }
-            let spawned = helper_command(&this.helper, args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .process_group(0)
-                .spawn();
-            if let Some(normal) = idle
-                && !normal.apply(0)
-            {
-                tracing::warn!("a blocking thread could not leave SCHED_IDLE after starting a keeper");
-            }
-            let mut slot = this.slot.lock().expect("standby lock");
-            match (slot.as_ref(), spawned) {
-                (None, Ok(child)) => *slot = Some((child, idle)),
-                // Dropped: its stdin closes and it ends.
-                (Some(_), Ok(_)) => {}
-                (_, Err(e)) => {
-                    tracing::warn!(error = %e, helper = %this.helper.display(), "cannot start a standby keeper")
+        let socket = &zygote.as_ref().expect("a zygote").socket;
+        let asked = tokio::time::timeout(ZYGOTE_TIMEOUT, ask(socket, id, log)).await;
+        let answer = asked.unwrap_or_else(|_| Err(format!("no answer within {ZYGOTE_TIMEOUT:?}")));
+        if answer.is_err() {
+            *zygote = None;
+        }
+        answer
+    }
+
+    fn start_zygote(&self) -> Result<Zygote, String> {
+        let flags = SockFlag::SOCK_CLOEXEC;
+        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, flags)
+            .map_err(|e| format!("socketpair: {e}"))?;
+        let process = helper_command(&self.helper, [std::ffi::OsStr::new("zygote"), self.root.as_os_str()])
+            .stdin(Stdio::from(theirs))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.helper.display()))?;
+        let nonblocking = nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(ours.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nonblocking))
+            .map_err(|e| format!("fcntl: {e}"))?;
+        let socket =
+            register(ours, Interest::READABLE | Interest::WRITABLE).map_err(|e| format!("the zygote's socket: {e}"))?;
+        Ok(Zygote { _process: process, socket })
+    }
+}
+
+/// Watches `fd` with the runtime's reactor.
+fn register(fd: OwnedFd, interest: Interest) -> Result<AsyncFd<OwnedFd>, String> {
+    // SAFETY: an OwnedFd is open and stays the same descriptor until the AsyncFd drops it.
+    unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.to_string())
+}
+
+/// Sends the zygote a request for `id`'s keeper (with its stdio) and takes the answer.
+async fn ask(socket: &AsyncFd<OwnedFd>, id: &ContainerId, log: &std::fs::File) -> Result<Keeper, String> {
+    let (stdin_read, stdin_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    let (stdout_read, stdout_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    let request = format!("{KEEP_REQUEST} {id}");
+    let rights = [stdin_read.as_raw_fd(), stdout_write.as_raw_fd(), log.as_raw_fd()];
+    socket
+        .async_io(Interest::WRITABLE, |fd| {
+            let control = [ControlMessage::ScmRights(&rights)];
+            let iov = [IoSlice::new(request.as_bytes())];
+            sendmsg::<()>(fd.as_raw_fd(), &iov, &control, MsgFlags::MSG_NOSIGNAL, None).map_err(std::io::Error::from)
+        })
+        .await
+        .map_err(|e| format!("sending to the zygote: {e}"))?;
+    // The zygote has its own copies now; the keeper's ends close here.
+    drop((stdin_read, stdout_write));
+    let mut buf = [0u8; crate::zygote::MESSAGE_MAX];
+    let (answer, pidfd) = socket
+        .async_io(Interest::READABLE, |fd| {
+            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let msg = recvmsg::<()>(fd.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+                .map_err(std::io::Error::from)?;
+            let mut pidfd = None;
+            for cmsg in msg.cmsgs().into_iter().flatten() {
+                if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                    for fd in fds {
+                        // SAFETY: SCM_RIGHTS descriptors are new in this process and owned by nobody else.
+                        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                        pidfd.get_or_insert(fd);
+                    }
                 }
             }
-            this.refilling.store(false, Ordering::Release);
-        });
+            Ok((msg.bytes, pidfd))
+        })
+        .await
+        .map_err(|e| format!("reading the zygote's answer: {e}"))?;
+    let answer = String::from_utf8_lossy(&buf[..answer]).into_owned();
+    match (answer.strip_prefix("forked "), pidfd) {
+        (Some(_), Some(pidfd)) => {
+            let io = |e: std::io::Error| e.to_string();
+            Ok(Keeper {
+                process: KeeperProcess::Forked(register(pidfd, Interest::READABLE)?),
+                stdin: Some(pipe::Sender::from_owned_fd(stdin_write).map_err(io)?),
+                lines: Some(BufReader::new(pipe::Receiver::from_owned_fd(stdout_read).map_err(io)?).lines()),
+            })
+        }
+        _ if answer.is_empty() => Err("the zygote ended".into()),
+        _ => Err(answer.strip_prefix("error ").unwrap_or(&answer).to_string()),
     }
-}
-
-/// The argument that tells a standby keeper it was started under `SCHED_IDLE`.
-pub(crate) const IDLE: &str = "idle";
-
-/// A thread's scheduling policy and static priority.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Scheduling {
-    policy: libc::c_int,
-    priority: libc::c_int,
-}
-
-const IDLE_SCHEDULING: Scheduling = Scheduling { policy: libc::SCHED_IDLE, priority: 0 };
-
-impl Scheduling {
-    /// Of thread `tid` (0: the calling thread).
-    fn of(tid: i32) -> Option<Self> {
-        let mut param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: plain integers and a valid sched_param to fill.
-        let (policy, got) = unsafe { (libc::sched_getscheduler(tid), libc::sched_getparam(tid, &mut param)) };
-        (policy >= 0 && got == 0).then_some(Self { policy, priority: param.sched_priority })
-    }
-
-    /// Gives thread `tid` (0: the calling thread) this scheduling.
-    fn apply(self, tid: i32) -> bool {
-        let param = libc::sched_param { sched_priority: self.priority };
-        // SAFETY: param is a valid sched_param for the duration of the call.
-        unsafe { libc::sched_setscheduler(tid, self.policy, &param) == 0 }
-    }
-}
-
-/// The server's scheduling, if a thread of it can go idle and come back: leaving
-/// `SCHED_IDLE` takes `CAP_SYS_NICE` in the host's user namespace (root in an unprivileged
-/// container lacks it). Tried once, on a thread of its own that ends after.
-fn idle_works() -> Option<Scheduling> {
-    static PROBED: std::sync::OnceLock<Option<Scheduling>> = std::sync::OnceLock::new();
-    *PROBED.get_or_init(|| {
-        let probe = || {
-            let normal = Scheduling::of(0).filter(|s| s.policy != libc::SCHED_IDLE)?;
-            (IDLE_SCHEDULING.apply(0) && normal.apply(0)).then_some(normal)
-        };
-        std::thread::spawn(probe).join().ok().flatten()
-    })
-}
-
-/// Whether the calling thread runs under `SCHED_IDLE`.
-pub(crate) fn is_idle() -> bool {
-    Scheduling::of(0).is_some_and(|s| s.policy == libc::SCHED_IDLE)
 }
 
 /// Writes this process's `PID STARTTIME` to `path`.

@@ -53,6 +53,7 @@ pub mod seccomp_bpf;
 mod spec;
 mod state;
 mod stream;
+mod zygote;
 
 pub use error::Error;
 pub use id::ContainerId;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::bundle::{self, Bundle};
@@ -17,7 +17,7 @@ use crate::cgroup::{self, Usage};
 use crate::error::Error;
 use crate::helper::{HelperCall, HelperOp};
 use crate::id::ContainerId;
-use crate::keeper::{self, Keeper, Standby};
+use crate::keeper::{self, Keeper, Keepers};
 use crate::layout::Layout;
 use crate::network::usermode::UserMode;
 use crate::network::{Network, NetworkConfig, NetworkInfo, NetworkSpec};
@@ -72,7 +72,7 @@ pub struct Runtime {
     keepers: Mutex<HashMap<ContainerId, Keeper>>,
     /// Keepers that said `exited`, being reaped (`destroy` awaits them).
     ending: Mutex<HashMap<ContainerId, tokio::task::JoinHandle<()>>>,
-    standby: Arc<Standby>,
+    keepers_from: Keepers,
     networking: Networking,
     warned_cgroups: std::sync::Once,
     /// Whether the cgroup parent has been readied (`cgroup::prepare_parent`).
@@ -97,7 +97,7 @@ impl Runtime {
         };
         Self {
             networking,
-            standby: Arc::new(Standby::new(config.helper.clone(), config.root.clone())),
+            keepers_from: Keepers::new(config.helper.clone(), config.root.clone()),
             layout: Layout::new(config.root),
             helper: config.helper,
             placement: config.placement,
@@ -211,29 +211,27 @@ impl Runtime {
         let write = move || bundle::write(&layout, &owned_id, &bundle);
         on_blocking_thread(id, "create", write).await?;
         let log_path = self.layout.helper_log(id);
-        let (mut child, stdin, stdout) = self.standby.keep(id, &log_path).await?;
-        let mut lines = BufReader::new(stdout).lines();
+        let mut keeper = self.keepers_from.keep(id, &log_path).await?;
+        let lines = keeper.lines.as_mut().expect("a new keeper's output");
         let first = tokio::time::timeout(CREATE_TIMEOUT, lines.next_line()).await;
         let failure = |message: String| Error::Helper { id: id.clone(), op: "create", message };
         let line = match first {
             Ok(Ok(Some(line))) => line,
             Ok(Ok(None)) | Ok(Err(_)) => {
-                let _ = child.wait().await;
+                keeper.process.wait().await;
                 let log = tokio::fs::read_to_string(&log_path).await.unwrap_or_default();
                 return Err(failure(format!("the helper ended without an answer: {}", log.trim())));
             }
             Err(_) => {
-                let _ = child.kill().await;
+                keeper.process.kill().await;
                 return Err(failure(format!("no answer within {CREATE_TIMEOUT:?}")));
             }
         };
         let Some(pid) = line.strip_prefix("created ").and_then(|pid| pid.parse::<i32>().ok()) else {
-            let _ = child.wait().await;
+            keeper.process.wait().await;
             return Err(failure(line.strip_prefix("error ").unwrap_or(&line).to_string()));
         };
-        let keeper = Keeper { child, stdin: Some(stdin), lines: Some(lines) };
         self.keepers.lock().expect("keepers lock").insert(id.clone(), keeper);
-        Standby::refill(&self.standby);
         if let Some(net) = &spec.network {
             self.attach_network(id, pid, net).await?;
         }
@@ -339,7 +337,7 @@ impl Runtime {
         {
             let keeper = self.keepers.lock().expect("keepers lock").remove(id);
             if let Some(keeper) = keeper {
-                self.ending.lock().expect("ending lock").insert(id.clone(), tokio::spawn(keeper::reap(keeper.child)));
+                self.ending.lock().expect("ending lock").insert(id.clone(), tokio::spawn(keeper::reap(keeper.process)));
             }
         }
         loop {
@@ -514,8 +512,7 @@ impl Runtime {
     /// it just before it records the exit, so until then that pid cannot belong to another
     /// process. Then whatever else is in the cgroup.
     async fn kill_processes(&self, id: &ContainerId) {
-        let ours =
-            self.keepers.lock().expect("keepers lock").get_mut(id).map(|k| matches!(k.child.try_wait(), Ok(None)));
+        let ours = self.keepers.lock().expect("keepers lock").get_mut(id).map(|k| k.process.running());
         let ending = self.ending.lock().expect("ending lock").contains_key(id);
         let keeper_runs = match ours {
             Some(running) => running,
@@ -547,10 +544,10 @@ impl Runtime {
                 exited = said.unwrap_or(false);
             }
             if exited {
-                return Some(tokio::spawn(keeper::reap(keeper.child)));
+                return Some(tokio::spawn(keeper::reap(keeper.process)));
             }
-            if tokio::time::timeout_at(deadline, keeper.child.wait()).await.is_err() {
-                let _ = keeper.child.kill().await;
+            if tokio::time::timeout_at(deadline, keeper.process.wait()).await.is_err() {
+                keeper.process.kill().await;
             }
             return None;
         }

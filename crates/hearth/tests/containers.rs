@@ -51,33 +51,71 @@ async fn a_process_runs_and_its_output_and_exit_code_come_back() {
     assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
 
-/// The second and later creates are handed to a standby keeper that started under
-/// SCHED_IDLE; the container must not inherit that.
+/// The pids of this runtime's processes whose command line reads `container-helper ROLE
+/// ROOT` (`zygote` or `keeper`), zombies left out.
+fn helpers(root: &std::path::Path, role: &str) -> Vec<String> {
+    let ours = format!("container-helper\0{role}\0{}\0", root.display());
+    let pids = std::fs::read_dir("/proc").unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string());
+    pids.filter(|pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        String::from_utf8_lossy(&cmdline).contains(&ours) && !zombie
+    })
+    .collect()
+}
+
+fn zygotes(root: &std::path::Path) -> Vec<String> {
+    helpers(root, "zygote")
+}
+
+/// Keepers are forked by the runtime's one zygote, which loaded the binary once. A
+/// container runs at the server's nice value and policy, not the zygote's; a keeper goes on
+/// when the zygote dies, and the next creates work and get a new zygote.
 #[tokio::test]
-async fn containers_from_a_fresh_or_a_standby_keeper_run_at_the_servers_priority() {
-    let rt = TestRuntime::new("priority");
+async fn keepers_come_from_one_zygote_which_is_replaced_when_it_dies() {
+    let rt = TestRuntime::new("zygote");
     // Field 19 of /proc/self/stat is the nice value (the command name here has no spaces).
     // Field 41 is the scheduling policy (0: SCHED_OTHER, 5: SCHED_IDLE).
     let nice_and_policy = "cut -d' ' -f19,41 /proc/self/stat";
-    // What the server (this test) runs with: what its containers must get.
     let own = std::fs::read_to_string("/proc/self/stat").unwrap();
     let own: Vec<&str> = own.rsplit_once(')').unwrap().1.split_whitespace().collect();
     let expected = format!("{} {}\n", own[19 - 3], own[41 - 3]);
-    for id in ["fresh-keeper", "standby-1", "standby-2"] {
+    assert_eq!(zygotes(&rt.root), Vec::<String>::new(), "no zygote before the first create");
+    let (exit, stdout, stderr) = rt.run("first", sh(nice_and_policy)).await;
+    assert_eq!((exit, stdout.as_str(), stderr.as_str()), (ExitStatus::Code(0), expected.as_str(), ""));
+    let first = zygotes(&rt.root);
+    assert_eq!(first.len(), 1, "one zygote: {first:?}");
+
+    let sleeper = ContainerId::new("sleeper").unwrap();
+    rt.runtime.create(&sleeper, &sh("sleep 60")).await.unwrap();
+    rt.runtime.start(&sleeper).await.unwrap();
+    let keeper = std::fs::read_to_string(rt.root.join("containers/sleeper/keeper.pid")).unwrap();
+    let keeper = keeper.split_whitespace().next().unwrap().to_string();
+    let stat = std::fs::read_to_string(format!("/proc/{keeper}/stat")).unwrap();
+    let parent = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(parent, first[0], "the keeper is the zygote's child");
+    assert_eq!(helpers(&rt.root, "keeper"), vec![keeper.clone()], "a forked keeper shows as one");
+
+    std::process::Command::new("kill").args(["-KILL", &first[0]]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !zygotes(&rt.root).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(zygotes(&rt.root), Vec::<String>::new(), "the zygote is gone");
+    for id in ["after-1", "after-2"] {
         let (exit, stdout, stderr) = rt.run(id, sh(nice_and_policy)).await;
         assert_eq!((exit, stdout.as_str(), stderr.as_str()), (ExitStatus::Code(0), expected.as_str(), ""), "{id}");
-        // Give the next standby time to start: the next create must find it waiting.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    let standby = std::fs::read_dir("/proc").unwrap().flatten().find_map(|entry| {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let ours = args.windows(2).any(|w| w[0] == b"standby" && w[1] == rt.root.as_os_str().as_encoded_bytes());
-        ours.then(|| std::fs::read_to_string(entry.path().join("stat")).unwrap())
-    });
-    let stat = standby.expect("a standby keeper waits for the next create");
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    assert_eq!(fields[41 - 3], "5", "the waiting standby runs under SCHED_IDLE: {stat}");
+    let second = zygotes(&rt.root);
+    assert_eq!(second.len(), 1, "a new zygote: {second:?}");
+    assert_ne!(second, first);
+    assert_eq!(
+        rt.runtime.info(&sleeper).await.unwrap().status,
+        Status::Running,
+        "the orphaned keeper's container runs on"
+    );
+    rt.runtime.destroy(&sleeper).await.unwrap();
     assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
 

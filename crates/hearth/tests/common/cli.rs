@@ -143,7 +143,7 @@ impl Drop for Server {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let keepers = format!("container-helper (keep|standby) {root}/");
+        let keepers = format!("container-helper (keep|keeper|zygote) {root}/");
         let _ = Command::new("pkill").args(["-KILL", "-f", &keepers]).status();
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut mounts: Vec<&str> =

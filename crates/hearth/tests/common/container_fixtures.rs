@@ -119,10 +119,10 @@ impl TestRuntime {
         for line in mountinfo.lines().filter(|l| l.contains(&root) || l.contains(&self.cgroup_parent)) {
             found.push(format!("mount {line}"));
         }
-        // The runtime keeps one standby keeper started ahead of the next create; it belongs
-        // to no container, but a second one would be a leak.
-        let standby = format!("container-helper\0standby\0{root}\0");
-        let mut standbys = Vec::new();
+        // The runtime keeps one zygote, which keepers are forked from; it belongs to no
+        // container, but a second one would be a leak.
+        let zygote = format!("container-helper\0zygote\0{root}\0");
+        let mut zygotes = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let name = entry.file_name();
             if !name.to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
@@ -137,14 +137,14 @@ impl TestRuntime {
             if zombie || !(cmdline.contains(&root) || cgroups.contains(&self.cgroup_parent)) {
                 continue;
             }
-            if cmdline.contains(&standby) {
-                standbys.push(process);
+            if cmdline.contains(&zygote) {
+                zygotes.push(process);
             } else {
                 found.push(process);
             }
         }
-        if standbys.len() > 1 {
-            found.extend(standbys);
+        if zygotes.len() > 1 {
+            found.extend(zygotes);
         }
         found
     }
