@@ -137,9 +137,18 @@ impl Runtime {
         let bundle = self.bundle(spec, config)?;
         let (layout, owned_id) = (self.layout.clone(), id.clone());
         let rootfs = (!self.is_rootless()).then(|| spec.rootfs.clone());
-        let prepare = move || bundle::prepare(&layout, &owned_id, rootfs.as_deref());
-        on_blocking_thread(id, "create", prepare).await?;
-        match self.create_in(id, spec, bundle).await {
+        // One hand-off: the directory (whose failure, e.g. an id in use, must not destroy
+        // anything) and then the bundle in it (whose failure is cleaned up like the rest).
+        let prepare = move || {
+            bundle::prepare(&layout, &owned_id, rootfs.as_deref())?;
+            Ok(bundle::write(&layout, &owned_id, &bundle))
+        };
+        let written = on_blocking_thread(id, "create", prepare).await?;
+        let created = match written {
+            Ok(()) => self.create_in(id, spec).await,
+            Err(e) => Err(e),
+        };
+        match created {
             Ok(pid) => {
                 let network = spec.network.as_ref().and_then(|_| Network::read_record(&self.layout.network_file(id)));
                 let (status, exit, usage, spec) = (Status::Created, None, Usage::default(), spec.clone());
@@ -205,11 +214,8 @@ impl Runtime {
         }
     }
 
-    /// Writes the bundle and has a keeper create the container; returns its init's pid.
-    async fn create_in(&self, id: &ContainerId, spec: &ContainerSpec, bundle: Bundle) -> Result<i32, Error> {
-        let (layout, owned_id) = (self.layout.clone(), id.clone());
-        let write = move || bundle::write(&layout, &owned_id, &bundle);
-        on_blocking_thread(id, "create", write).await?;
+    /// Has a keeper create the container from its written bundle; returns its init's pid.
+    async fn create_in(&self, id: &ContainerId, spec: &ContainerSpec) -> Result<i32, Error> {
         let log_path = self.layout.helper_log(id);
         let mut keeper = self.keepers_from.keep(id, &log_path).await?;
         let lines = keeper.lines.as_mut().expect("a new keeper's output");
@@ -460,7 +466,12 @@ impl Runtime {
         // Done here rather than by libcontainer's delete in a helper (one exec of this
         // binary less per container): the init dies, and with it every process of its pid
         // namespace; then whatever sits in the cgroup (a create that failed half-way).
-        self.kill_processes(id).await;
+        // A keeper that said `exited` has reaped the init, and the pid namespace died with
+        // it: only the cgroup sweep below is left, with no hand-off of its own.
+        let exited = self.ending.lock().expect("ending lock").contains_key(id);
+        if !exited {
+            self.kill_processes(id).await;
+        }
         let ending = self.reap_keeper(id).await;
         crate::exec::end_process_keepers(&self.layout, id).await;
         // Then the rest, on one blocking thread: cgroups, network, files.
@@ -479,6 +490,9 @@ impl Runtime {
         let dirs = [self.layout.state_dir(id), self.layout.container_dir(id)];
         let release = move || {
             let mut problems = Vec::new();
+            if exited {
+                cgroup::kill_all(&cgroup_path);
+            }
             for (dir, e) in cgroup::sweep(&cgroup_path) {
                 problems.push(format!("cgroup {}: {e}", dir.display()));
             }

@@ -119,6 +119,22 @@ async fn keepers_come_from_one_zygote_which_is_replaced_when_it_dies() {
     assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
 
+/// A create with an id in use is refused and leaves the container that has it alone.
+#[tokio::test]
+async fn a_second_create_with_the_same_id_is_refused_and_changes_nothing() {
+    let rt = TestRuntime::new("duplicate");
+    let id = ContainerId::new("taken").unwrap();
+    rt.runtime.create(&id, &sh("sleep 60")).await.unwrap();
+    rt.runtime.start(&id).await.unwrap();
+    let before = rt.runtime.info(&id).await.unwrap();
+    let second = rt.runtime.create(&id, &sh("echo other")).await;
+    assert!(matches!(second, Err(Error::AlreadyExists(ref taken)) if *taken == id), "{second:?}");
+    let after = rt.runtime.info(&id).await.unwrap();
+    assert_eq!((after.status, after.pid, &after.spec.args), (Status::Running, before.pid, &before.spec.args));
+    rt.runtime.destroy(&id).await.unwrap();
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn a_new_process_has_only_stdio_open_and_stdin_is_empty() {
     let rt = TestRuntime::new("fds");
