@@ -137,14 +137,27 @@ pub fn usage(path: &Path) -> Usage {
 }
 
 /// Removes whatever is left of a container's cgroup directories (they must be empty of
-/// processes). Missing directories are fine; returns the ones that could not be removed.
+/// processes; one still busy is tried again for up to a second). Missing directories are
+/// fine; returns the ones that could not be removed.
 pub fn sweep(path: &Path) -> Vec<(PathBuf, std::io::Error)> {
-    let mut failed = Vec::new();
-    for dir in dirs(path) {
-        match std::fs::remove_dir(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => failed.push((dir, e)),
-            _ => {}
+    let once = || {
+        let mut failed = Vec::new();
+        for dir in dirs(path) {
+            match std::fs::remove_dir(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => failed.push((dir, e)),
+                _ => {}
+            }
         }
+        failed
+    };
+    // A process just killed may take a moment to leave its cgroup: EBUSY until then.
+    let mut failed = once();
+    for _ in 0..100 {
+        if !failed.iter().any(|(_, e): &(PathBuf, std::io::Error)| e.raw_os_error() == Some(libc::EBUSY)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        failed = once();
     }
     failed
 }

@@ -7,7 +7,7 @@
 //! writes to `exit.json`. Protocol on its stdio: it prints `created PID` (or
 //! `error MESSAGE`) once the container exists; a line `start` on stdin starts it and is
 //! answered `started` (or `error MESSAGE`); end of stdin lets it just wait; once the exit
-//! status is on file it prints `exited` and ends.
+//! status is on file it prints `exited STATUS` (as `exit.json` holds it) and ends.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -203,7 +203,9 @@ pub(crate) fn keep(layout: &Layout, id: &ContainerId) -> ExitCode {
     match write_exit(&layout.exit_file(id), status) {
         Ok(()) => {
             // The server may be gone; then nobody needs to hear it.
-            let _ = writeln!(out, "{}", crate::keeper::EXITED).and_then(|()| out.flush());
+            // With the status, so the server need not read the file back.
+            let said = serde_json::to_string(&status).unwrap_or_default();
+            let _ = writeln!(out, "{} {said}", crate::keeper::EXITED).and_then(|()| out.flush());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -9,8 +9,8 @@
 //!
 //! A keeper records `PID STARTTIME` in its `keeper.pid`. The start time (field 22 of
 //! `/proc/PID/stat`) together with the pid names one process for the life of the host, so
-//! a forked keeper (whose command line is the zygote's) is recognised as the keeper it is,
-//! and a reused pid is not.
+//! a forked keeper (whose command line names no container) is recognised as the keeper
+//! it is, and a reused pid is not.
 
 use std::io::{IoSlice, IoSliceMut, Write as _};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -30,6 +30,7 @@ use tokio::process::{Child, Command};
 use crate::error::Error;
 use crate::helper::SUBCOMMAND;
 use crate::id::ContainerId;
+use crate::state::ExitStatus;
 
 /// The word a keeper request starts with, before the container id.
 pub(crate) const KEEP_REQUEST: &str = "keep";
@@ -53,20 +54,31 @@ pub(crate) const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the zygote may take to answer a fork request (it loads first if just started).
 const ZYGOTE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The line a keeper prints once the exit status is on file, just before it ends.
+/// The line a keeper prints once the exit status is on file, just before it ends:
+/// `exited STATUS` (the status as `exit.json` holds it).
 pub(crate) const EXITED: &str = "exited";
 
 impl Keeper {
-    /// Reads the keeper's output until it says `exited` (true) or ends (false).
-    pub async fn until_exited(lines: &mut KeeperLines) -> bool {
+    /// Reads the keeper's output until it says `exited` (then the status it gave, if it
+    /// reads as one) or ends (`None`).
+    pub async fn until_exited(lines: &mut KeeperLines) -> Option<Option<ExitStatus>> {
         loop {
             match lines.next_line().await {
-                Ok(Some(line)) if line == EXITED => return true,
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => return false,
+                Ok(Some(line)) => {
+                    if let Some(said) = exited(&line) {
+                        return Some(said);
+                    }
+                }
+                Ok(None) | Err(_) => return None,
             }
         }
     }
+}
+
+/// Whether `line` is the keeper's `exited [STATUS]`, and the status if it gives one.
+fn exited(line: &str) -> Option<Option<ExitStatus>> {
+    let rest = line.strip_prefix(EXITED)?;
+    (rest.is_empty() || rest.starts_with(' ')).then(|| serde_json::from_str(rest.trim_start()).ok())
 }
 
 /// A keeper's process: a child of this server, or a child of its zygote watched through a
@@ -139,7 +151,8 @@ pub(crate) struct Keepers {
     zygote: tokio::sync::Mutex<Option<Zygote>>,
 }
 
-/// A running zygote: its process and the server's end of its socket.
+/// A running zygote: its process (killed when this is dropped) and the server's end of
+/// its socket.
 struct Zygote {
     _process: Child,
     socket: AsyncFd<OwnedFd>,
@@ -155,9 +168,16 @@ impl Keepers {
     pub async fn keep(&self, id: &ContainerId, log: &Path) -> Result<Keeper, Error> {
         let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(log);
         let file = file.map_err(Error::io(log))?;
-        match self.fork(id, &file).await {
-            Ok(keeper) => return Ok(keeper),
-            Err(e) => tracing::warn!(%id, error = %e, "the zygote could not fork a keeper; spawning one"),
+        if pidfds_work() {
+            match self.fork(id, &file).await {
+                Ok(keeper) => return Ok(keeper),
+                Err(Asked::NotForked(why) | Asked::Refused(why)) => {
+                    tracing::warn!(%id, error = %why, "the zygote did not fork a keeper; spawning one")
+                }
+                // A keeper may exist without the server holding it: the create fails, and the
+                // cleanup after it finds that keeper by its `keeper.pid` and its cgroup.
+                Err(Asked::Unknown(why)) => return Err(Error::Helper { id: id.clone(), op: "create", message: why }),
+            }
         }
         let args =
             crate::helper::HelperCall { op: crate::helper::HelperOp::Keep, root: self.root.clone(), id: id.clone() }
@@ -180,19 +200,22 @@ impl Keepers {
         })
     }
 
-    /// Has the zygote (started now if it is not running) fork a keeper for `id`. A zygote
-    /// that fails is dropped (it ends once its socket closes) and the next create starts
-    /// another.
-    async fn fork(&self, id: &ContainerId, log: &std::fs::File) -> Result<Keeper, String> {
-        let mut zygote = self.zygote.lock().await;
-        if zygote.is_none() {
-            *zygote = Some(self.start_zygote()?);
-        }
-        let socket = &zygote.as_ref().expect("a zygote").socket;
-        let asked = tokio::time::timeout(ZYGOTE_TIMEOUT, ask(socket, id, log)).await;
-        let answer = asked.unwrap_or_else(|_| Err(format!("no answer within {ZYGOTE_TIMEOUT:?}")));
-        if answer.is_err() {
-            *zygote = None;
+    /// Has the zygote (started now if it is not running) fork a keeper for `id`. The zygote
+    /// is put back only after a whole exchange: one that failed, or whose create was
+    /// cancelled half-way (its answer would go to the next request), is dropped, which
+    /// kills it (its keepers, in process groups of their own, go on), and the next create
+    /// starts another.
+    async fn fork(&self, id: &ContainerId, log: &std::fs::File) -> Result<Keeper, Asked> {
+        let mut slot = self.zygote.lock().await;
+        let zygote = match slot.take() {
+            Some(zygote) => zygote,
+            None => self.start_zygote().map_err(Asked::NotForked)?,
+        };
+        let asked = tokio::time::timeout(ZYGOTE_TIMEOUT, ask(&zygote.socket, id, log)).await;
+        let answer = asked
+            .unwrap_or_else(|_| Err(Asked::Unknown(format!("the zygote gave no answer within {ZYGOTE_TIMEOUT:?}"))));
+        if matches!(answer, Ok(_) | Err(Asked::Refused(_))) {
+            *slot = Some(zygote);
         }
         answer
     }
@@ -206,6 +229,7 @@ impl Keepers {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .process_group(0)
+            .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("{}: {e}", self.helper.display()))?;
         let nonblocking = nix::fcntl::OFlag::O_NONBLOCK;
@@ -217,6 +241,29 @@ impl Keepers {
     }
 }
 
+/// How an exchange with the zygote failed.
+#[derive(Debug)]
+enum Asked {
+    /// The zygote refused the request (and forked nothing); it serves on.
+    Refused(String),
+    /// No keeper was forked: the request never went out (the zygote is gone).
+    NotForked(String),
+    /// A keeper may have been forked, and the server does not hold it.
+    Unknown(String),
+}
+
+/// Whether this kernel has pidfds (5.3 and later), which the server watches forked
+/// keepers through. Asked once.
+fn pidfds_work() -> bool {
+    static WORK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORK.get_or_init(|| {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, std::process::id(), 0) } as RawFd;
+        // SAFETY: a new descriptor nobody else owns.
+        (fd >= 0).then(|| drop(unsafe { OwnedFd::from_raw_fd(fd) })).is_some()
+    })
+}
+
 /// Watches `fd` with the runtime's reactor.
 fn register(fd: OwnedFd, interest: Interest) -> Result<AsyncFd<OwnedFd>, String> {
     // SAFETY: an OwnedFd is open and stays the same descriptor until the AsyncFd drops it.
@@ -224,9 +271,9 @@ fn register(fd: OwnedFd, interest: Interest) -> Result<AsyncFd<OwnedFd>, String>
 }
 
 /// Sends the zygote a request for `id`'s keeper (with its stdio) and takes the answer.
-async fn ask(socket: &AsyncFd<OwnedFd>, id: &ContainerId, log: &std::fs::File) -> Result<Keeper, String> {
-    let (stdin_read, stdin_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
-    let (stdout_read, stdout_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+async fn ask(socket: &AsyncFd<OwnedFd>, id: &ContainerId, log: &std::fs::File) -> Result<Keeper, Asked> {
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Asked::NotForked(e.to_string()));
+    let ((stdin_read, stdin_write), (stdout_read, stdout_write)) = (pipe()?, pipe()?);
     let request = format!("{KEEP_REQUEST} {id}");
     let rights = [stdin_read.as_raw_fd(), stdout_write.as_raw_fd(), log.as_raw_fd()];
     socket
@@ -236,7 +283,7 @@ async fn ask(socket: &AsyncFd<OwnedFd>, id: &ContainerId, log: &std::fs::File) -
             sendmsg::<()>(fd.as_raw_fd(), &iov, &control, MsgFlags::MSG_NOSIGNAL, None).map_err(std::io::Error::from)
         })
         .await
-        .map_err(|e| format!("sending to the zygote: {e}"))?;
+        .map_err(|e| Asked::NotForked(format!("sending to the zygote: {e}")))?;
     // The zygote has its own copies now; the keeper's ends close here.
     drop((stdin_read, stdout_write));
     let mut buf = [0u8; crate::zygote::MESSAGE_MAX];
@@ -259,20 +306,32 @@ async fn ask(socket: &AsyncFd<OwnedFd>, id: &ContainerId, log: &std::fs::File) -
             Ok((msg.bytes, pidfd))
         })
         .await
-        .map_err(|e| format!("reading the zygote's answer: {e}"))?;
+        .map_err(|e| Asked::Unknown(format!("reading the zygote's answer: {e}")))?;
     let answer = String::from_utf8_lossy(&buf[..answer]).into_owned();
-    match (answer.strip_prefix("forked "), pidfd) {
-        (Some(_), Some(pidfd)) => {
-            let io = |e: std::io::Error| e.to_string();
-            Ok(Keeper {
-                process: KeeperProcess::Forked(register(pidfd, Interest::READABLE)?),
-                stdin: Some(pipe::Sender::from_owned_fd(stdin_write).map_err(io)?),
-                lines: Some(BufReader::new(pipe::Receiver::from_owned_fd(stdout_read).map_err(io)?).lines()),
-            })
-        }
-        _ if answer.is_empty() => Err("the zygote ended".into()),
-        _ => Err(answer.strip_prefix("error ").unwrap_or(&answer).to_string()),
+    if let Some(why) = answer.strip_prefix(crate::zygote::REFUSED) {
+        return Err(Asked::Refused(why.trim_start().to_string()));
     }
+    let Some(pidfd) = pidfd.filter(|_| answer.starts_with(crate::zygote::FORKED)) else {
+        return Err(Asked::Unknown(if answer.is_empty() { "the zygote ended".into() } else { answer }));
+    };
+    let kill = |pidfd: &OwnedFd, why: String| {
+        // SAFETY: a pidfd this function owns, a valid signal, no siginfo.
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, 0, 0) };
+        Asked::Unknown(why)
+    };
+    let (stdin, stdout) = match (pipe::Sender::from_owned_fd(stdin_write), pipe::Receiver::from_owned_fd(stdout_read)) {
+        (Ok(stdin), Ok(stdout)) => (stdin, stdout),
+        (Err(e), _) | (_, Err(e)) => return Err(kill(&pidfd, e.to_string())),
+    };
+    // SAFETY: a pidfd this function owns (dup'd so that it can still be signalled if the
+    // registration fails and drops the original).
+    let backup = pidfd.try_clone().map_err(|e| kill(&pidfd, e.to_string()))?;
+    let process = register(pidfd, Interest::READABLE).map_err(|e| kill(&backup, e))?;
+    Ok(Keeper {
+        process: KeeperProcess::Forked(process),
+        stdin: Some(stdin),
+        lines: Some(BufReader::new(stdout).lines()),
+    })
 }
 
 /// Writes this process's `PID STARTTIME` to `path`.
@@ -333,6 +392,17 @@ mod tests {
         std::fs::write(&path, format!("{pid} {}\n", start.parse::<u64>().unwrap() + 1)).unwrap();
         assert_eq!(live(&path, "anything"), None);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_exited_line_gives_the_status_when_it_has_one() {
+        let said = format!("{EXITED} {}", serde_json::to_string(&ExitStatus::Signal(9)).unwrap());
+        assert_eq!(exited(&said), Some(Some(ExitStatus::Signal(9))));
+        assert_eq!(exited(r#"exited {"code":3}"#), Some(Some(ExitStatus::Code(3))));
+        assert_eq!(exited("exited"), Some(None), "a bare `exited`: the status is on file");
+        assert_eq!(exited("exited {nonsense"), Some(None));
+        assert_eq!(exited("exitedly"), None);
+        assert_eq!(exited("created 42"), None);
     }
 
     #[test]

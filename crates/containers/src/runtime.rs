@@ -339,11 +339,15 @@ impl Runtime {
             keeper.lines.take()
         });
         if let Some(mut lines) = lines
-            && Keeper::until_exited(&mut lines).await
+            && let Some(said) = Keeper::until_exited(&mut lines).await
         {
             let keeper = self.keepers.lock().expect("keepers lock").remove(id);
             if let Some(keeper) = keeper {
                 self.ending.lock().expect("ending lock").insert(id.clone(), tokio::spawn(keeper::reap(keeper.process)));
+            }
+            // Said once it was on file: no need to read it back.
+            if let Some(exit) = said {
+                return Ok(exit);
             }
         }
         loop {
@@ -555,7 +559,7 @@ impl Runtime {
             let mut exited = false;
             if let Some(mut lines) = keeper.lines.take() {
                 let said = tokio::time::timeout_at(deadline, Keeper::until_exited(&mut lines)).await;
-                exited = said.unwrap_or(false);
+                exited = said.is_ok_and(|said| said.is_some());
             }
             if exited {
                 return Some(tokio::spawn(keeper::reap(keeper.process)));

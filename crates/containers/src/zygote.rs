@@ -11,10 +11,13 @@
 //! `keep ID` with three descriptors (the keeper's stdin, stdout and stderr); the zygote
 //! forks, and the child becomes exactly what `container-helper keep ROOT ID` would be with
 //! those as its stdio, in a process group of its own. The zygote answers `forked PID` with
-//! a pidfd of the child (or `error MESSAGE`). It reaps its children as they end; it ends when
-//! the server's end of the socket closes, and its keepers go on without it.
+//! a pidfd of the child; `refused MESSAGE` when it forked nothing (a bad request, a failed
+//! fork); `error MESSAGE` when it forked but could not hand the child over (it killed it).
+//! It reaps its children as they end; it ends when the server's end of the socket closes
+//! (or the server kills it), and its keepers go on without it.
 //!
-//! The zygote is single-threaded (so forking it is safe) and holds nothing but the socket.
+//! The zygote is single-threaded (so forking it is safe) and holds only the socket, a
+//! signalfd and its stdio.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -36,6 +39,18 @@ const SOCKET: RawFd = 0;
 const STDIO: usize = 3;
 /// The most a request or an answer holds (`keep` and an id of at most 128 bytes).
 pub(crate) const MESSAGE_MAX: usize = 256;
+/// How an answer starts when a keeper was forked and its pidfd comes with it.
+pub(crate) const FORKED: &str = "forked ";
+/// How an answer starts when nothing was forked.
+pub(crate) const REFUSED: &str = "refused ";
+
+/// Why a request got no keeper.
+enum Failed {
+    /// Nothing was forked.
+    Refused(String),
+    /// A child was forked, and killed: it could not be handed over.
+    Killed(String),
+}
 
 /// Serves fork requests until the server goes (see the module doc).
 pub(crate) fn serve(root: &Path) -> ExitCode {
@@ -88,8 +103,9 @@ pub(crate) fn serve(root: &Path) -> ExitCode {
         let request = String::from_utf8_lossy(&buf[..len]).into_owned();
         let answer = fork_keeper(root, &request, received, &old_mask, &signals);
         let (text, pidfd) = match answer {
-            Ok((pid, pidfd)) => (format!("forked {pid}"), Some(pidfd)),
-            Err(message) => (format!("error {message}"), None),
+            Ok((pid, pidfd)) => (format!("{FORKED}{pid}"), Some(pidfd)),
+            Err(Failed::Refused(message)) => (format!("{REFUSED}{message}"), None),
+            Err(Failed::Killed(message)) => (format!("error {message}"), None),
         };
         let rights: Vec<RawFd> = pidfd.iter().map(AsRawFd::as_raw_fd).collect();
         let control: Vec<ControlMessage> =
@@ -108,26 +124,32 @@ fn fork_keeper(
     stdio: Vec<OwnedFd>,
     old_mask: &SigSet,
     signals: &SignalFd,
-) -> Result<(i32, OwnedFd), String> {
-    let id = requested_id(request, stdio.len())?;
-    // SAFETY: this process is single-threaded; the child only calls async-signal-safe
-    // functions until it runs `keep`, the same code an exec'd keeper runs.
+) -> Result<(i32, OwnedFd), Failed> {
+    let id = requested_id(request, stdio.len()).map_err(Failed::Refused)?;
+    // SAFETY: this process is single-threaded, so the child may go on like any program
+    // (allocate, read files): no lock is held by a thread that is not there.
     match unsafe { libc::fork() } {
-        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        -1 => Err(Failed::Refused(format!("fork: {}", std::io::Error::last_os_error()))),
         0 => {
-            // SAFETY: in the child, on descriptors this process owns: the received ones go to
-            // 0-2 (dup2 leaves the copies without close-on-exec), the signalfd goes, the
-            // signal mask is the one the zygote started with.
+            // SAFETY: in the child, on descriptors this process owns: the signalfd goes
+            // first (so no number of it is reused below), the received ones go to 0-2
+            // (dup2 leaves the copies without close-on-exec; one already there only loses
+            // close-on-exec), the signal mask is the one the zygote started with.
             unsafe {
-                for (target, fd) in stdio.iter().enumerate() {
-                    libc::dup2(fd.as_raw_fd(), target as RawFd);
-                }
                 libc::close(signals.as_raw_fd());
+                for (target, fd) in stdio.into_iter().enumerate() {
+                    let (fd, target) = (std::os::fd::IntoRawFd::into_raw_fd(fd), target as RawFd);
+                    if fd == target {
+                        libc::fcntl(fd, libc::F_SETFD, 0);
+                    } else {
+                        libc::dup2(fd, target);
+                        libc::close(fd);
+                    }
+                }
                 libc::sigprocmask(libc::SIG_SETMASK, old_mask.as_ref(), std::ptr::null_mut());
                 // Its own process group: a Ctrl-C meant for the server does not reach keepers.
                 libc::setpgid(0, 0);
             }
-            drop(stdio);
             show_as_keeper();
             // A panic ends the keeper here rather than unwinding into the zygote's loop.
             let keep = std::panic::AssertUnwindSafe(|| crate::helper::keep(&Layout::new(root), &id));
@@ -144,7 +166,7 @@ fn fork_keeper(
                 let error = std::io::Error::last_os_error();
                 // SAFETY: our own child, not yet reaped.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
-                return Err(format!("pidfd_open: {error}"));
+                return Err(Failed::Killed(format!("pidfd_open: {error}")));
             }
             // SAFETY: a new descriptor nobody else owns.
             Ok((pid, unsafe { OwnedFd::from_raw_fd(fd) }))

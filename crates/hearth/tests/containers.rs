@@ -119,6 +119,40 @@ async fn keepers_come_from_one_zygote_which_is_replaced_when_it_dies() {
     assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
 
+/// A create cancelled while the zygote has its request (here the zygote is stopped, so
+/// it cannot answer) gives up that zygote: its late answer never reaches the next create,
+/// and the next creates get keepers of their own.
+#[tokio::test]
+async fn a_create_cancelled_half_way_does_not_hand_its_keeper_to_the_next() {
+    let rt = TestRuntime::new("cancelled");
+    let (exit, _, _) = rt.run("first", sh("true")).await;
+    assert_eq!(exit, ExitStatus::Code(0));
+    let zygote = zygotes(&rt.root);
+    assert_eq!(zygote.len(), 1, "{zygote:?}");
+    std::process::Command::new("kill").args(["-STOP", &zygote[0]]).status().unwrap();
+    let stranded = ContainerId::new("stranded").unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_millis(300), rt.runtime.create(&stranded, &sh("true"))).await;
+    assert!(cancelled.is_err(), "the create waits on the stopped zygote until it is cancelled");
+    // Were that zygote still in use, it would now answer the cancelled request.
+    let mut cont = std::process::Command::new("kill");
+    cont.args(["-CONT", &zygote[0]]).stderr(std::process::Stdio::null()).status().unwrap();
+    rt.runtime.destroy(&stranded).await.unwrap();
+
+    let a = ContainerId::new("a").unwrap();
+    rt.runtime.create(&a, &sh("sleep 60")).await.unwrap();
+    rt.runtime.start(&a).await.unwrap();
+    let (exit, stdout, _) = rt.run("b", sh("echo b")).await;
+    assert_eq!((exit, stdout.as_str()), (ExitStatus::Code(0), "b\n"));
+    // a's keeper is still a's own: its end is seen as a's.
+    rt.runtime.kill(&a, 9).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(5), rt.runtime.wait(&a)).await;
+    assert_eq!(waited.expect("a's keeper reports a's end").unwrap(), ExitStatus::Signal(9));
+    rt.runtime.destroy(&a).await.unwrap();
+    let now = zygotes(&rt.root);
+    assert!(!now.contains(&zygote[0]), "the stranded zygote is gone: {now:?}");
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
 /// A create with an id in use is refused and leaves the container that has it alone.
 #[tokio::test]
 async fn a_second_create_with_the_same_id_is_refused_and_changes_nothing() {
