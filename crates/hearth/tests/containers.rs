@@ -153,6 +153,26 @@ async fn a_create_cancelled_half_way_does_not_hand_its_keeper_to_the_next() {
     assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
 
+/// Creates at the same time share the one zygote: each container gets a keeper of its
+/// own, which reports that container's output and exit.
+#[tokio::test]
+async fn concurrent_creates_each_get_their_own_keeper() {
+    let rt = TestRuntime::new("concurrent");
+    let runs = (0..6).map(|i| {
+        let rt = &rt;
+        async move {
+            let id = format!("c-{i}");
+            let (exit, stdout, stderr) = rt.run(&id, sh(&format!("echo {id}; exit {i}"))).await;
+            (i, exit, stdout, stderr)
+        }
+    });
+    for (i, exit, stdout, stderr) in futures_util::future::join_all(runs).await {
+        assert_eq!((exit, stdout, stderr), (ExitStatus::Code(i), format!("c-{i}\n"), String::new()), "c-{i}");
+    }
+    assert_eq!(zygotes(&rt.root).len(), 1, "one zygote served them all");
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
 /// A create with an id in use is refused and leaves the container that has it alone.
 #[tokio::test]
 async fn a_second_create_with_the_same_id_is_refused_and_changes_nothing() {
