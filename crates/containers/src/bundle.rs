@@ -1,7 +1,7 @@
 //! What a create writes before a keeper takes over: the runtime's directories, the
 //! container's directory with its `spec.json`, and the OCI bundle (`config.json` without
 //! the seccomp profile, which goes in compiled). All of it is plain blocking file work done
-//! in two goes (`Runtime::create` runs `prepare` and `write` each on a blocking thread
+//! in one go (`Runtime::create` runs `prepare` and then `write` on one blocking thread
 //! rather than a dozen async file calls, each a thread hand-off).
 
 use std::os::unix::fs::PermissionsExt;

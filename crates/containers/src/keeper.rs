@@ -4,7 +4,7 @@
 //!
 //! A keeper is forked by the runtime's zygote (`zygote`), which pays the exec of this large
 //! binary once; a keeper is spawned afresh (`container-helper keep ROOT ID`) only where the
-//! zygote cannot serve (it failed, or ended). Either way the server holds its stdin and
+//! zygote forked nothing (it is gone, or refused) or the kernel has no pidfds. Either way the server holds its stdin and
 //! stdout and a handle to watch, kill and reap it ([`KeeperProcess`]).
 //!
 //! A keeper records `PID STARTTIME` in its `keeper.pid`. The start time (field 22 of
@@ -323,8 +323,8 @@ async fn ask(socket: &AsyncFd<OwnedFd>, id: &ContainerId, log: &std::fs::File) -
         (Ok(stdin), Ok(stdout)) => (stdin, stdout),
         (Err(e), _) | (_, Err(e)) => return Err(kill(&pidfd, e.to_string())),
     };
-    // SAFETY: a pidfd this function owns (dup'd so that it can still be signalled if the
-    // registration fails and drops the original).
+    // A copy, so that the keeper can still be killed if the registration fails and drops
+    // the original.
     let backup = pidfd.try_clone().map_err(|e| kill(&pidfd, e.to_string()))?;
     let process = register(pidfd, Interest::READABLE).map_err(|e| kill(&backup, e))?;
     Ok(Keeper {

@@ -531,10 +531,9 @@ impl Runtime {
     /// process. Then whatever else is in the cgroup.
     async fn kill_processes(&self, id: &ContainerId) {
         let ours = self.keepers.lock().expect("keepers lock").get_mut(id).map(|k| k.process.running());
-        let ending = self.ending.lock().expect("ending lock").contains_key(id);
         let keeper_runs = match ours {
             Some(running) => running,
-            None => !ending && self.keeper_pid(id).await.is_some(),
+            None => self.keeper_pid(id).await.is_some(),
         };
         let exit_file = self.layout.exit_file(id);
         let (state_dir, cgroup_path) = (self.layout.state_dir(id), self.placement.cgroup_path(id));

@@ -51,24 +51,6 @@ async fn a_process_runs_and_its_output_and_exit_code_come_back() {
     assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
 
-/// The pids of this runtime's processes whose command line reads `container-helper ROLE
-/// ROOT` (`zygote` or `keeper`), zombies left out.
-fn helpers(root: &std::path::Path, role: &str) -> Vec<String> {
-    let ours = format!("container-helper\0{role}\0{}\0", root.display());
-    let pids = std::fs::read_dir("/proc").unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string());
-    pids.filter(|pid| {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        String::from_utf8_lossy(&cmdline).contains(&ours) && !zombie
-    })
-    .collect()
-}
-
-fn zygotes(root: &std::path::Path) -> Vec<String> {
-    helpers(root, "zygote")
-}
-
 /// Keepers are forked by the runtime's one zygote, which loaded the binary once. A
 /// container runs at the server's nice value and policy, not the zygote's; a keeper goes on
 /// when the zygote dies, and the next creates work and get a new zygote.
@@ -81,10 +63,10 @@ async fn keepers_come_from_one_zygote_which_is_replaced_when_it_dies() {
     let own = std::fs::read_to_string("/proc/self/stat").unwrap();
     let own: Vec<&str> = own.rsplit_once(')').unwrap().1.split_whitespace().collect();
     let expected = format!("{} {}\n", own[19 - 3], own[41 - 3]);
-    assert_eq!(zygotes(&rt.root), Vec::<String>::new(), "no zygote before the first create");
+    assert_eq!(rt.helpers("zygote"), Vec::<String>::new(), "no zygote before the first create");
     let (exit, stdout, stderr) = rt.run("first", sh(nice_and_policy)).await;
     assert_eq!((exit, stdout.as_str(), stderr.as_str()), (ExitStatus::Code(0), expected.as_str(), ""));
-    let first = zygotes(&rt.root);
+    let first = rt.helpers("zygote");
     assert_eq!(first.len(), 1, "one zygote: {first:?}");
 
     let sleeper = ContainerId::new("sleeper").unwrap();
@@ -95,19 +77,19 @@ async fn keepers_come_from_one_zygote_which_is_replaced_when_it_dies() {
     let stat = std::fs::read_to_string(format!("/proc/{keeper}/stat")).unwrap();
     let parent = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().to_string();
     assert_eq!(parent, first[0], "the keeper is the zygote's child");
-    assert_eq!(helpers(&rt.root, "keeper"), vec![keeper.clone()], "a forked keeper shows as one");
+    assert_eq!(rt.helpers("keeper"), vec![keeper.clone()], "a forked keeper shows as one");
 
     std::process::Command::new("kill").args(["-KILL", &first[0]]).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !zygotes(&rt.root).is_empty() && Instant::now() < deadline {
+    while !rt.helpers("zygote").is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(zygotes(&rt.root), Vec::<String>::new(), "the zygote is gone");
+    assert_eq!(rt.helpers("zygote"), Vec::<String>::new(), "the zygote is gone");
     for id in ["after-1", "after-2"] {
         let (exit, stdout, stderr) = rt.run(id, sh(nice_and_policy)).await;
         assert_eq!((exit, stdout.as_str(), stderr.as_str()), (ExitStatus::Code(0), expected.as_str(), ""), "{id}");
     }
-    let second = zygotes(&rt.root);
+    let second = rt.helpers("zygote");
     assert_eq!(second.len(), 1, "a new zygote: {second:?}");
     assert_ne!(second, first);
     assert_eq!(
@@ -127,7 +109,7 @@ async fn a_create_cancelled_half_way_does_not_hand_its_keeper_to_the_next() {
     let rt = TestRuntime::new("cancelled");
     let (exit, _, _) = rt.run("first", sh("true")).await;
     assert_eq!(exit, ExitStatus::Code(0));
-    let zygote = zygotes(&rt.root);
+    let zygote = rt.helpers("zygote");
     assert_eq!(zygote.len(), 1, "{zygote:?}");
     std::process::Command::new("kill").args(["-STOP", &zygote[0]]).status().unwrap();
     let stranded = ContainerId::new("stranded").unwrap();
@@ -148,7 +130,7 @@ async fn a_create_cancelled_half_way_does_not_hand_its_keeper_to_the_next() {
     let waited = tokio::time::timeout(Duration::from_secs(5), rt.runtime.wait(&a)).await;
     assert_eq!(waited.expect("a's keeper reports a's end").unwrap(), ExitStatus::Signal(9));
     rt.runtime.destroy(&a).await.unwrap();
-    let now = zygotes(&rt.root);
+    let now = rt.helpers("zygote");
     assert!(!now.contains(&zygote[0]), "the stranded zygote is gone: {now:?}");
     assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
@@ -169,7 +151,7 @@ async fn concurrent_creates_each_get_their_own_keeper() {
     for (i, exit, stdout, stderr) in futures_util::future::join_all(runs).await {
         assert_eq!((exit, stdout, stderr), (ExitStatus::Code(i), format!("c-{i}\n"), String::new()), "c-{i}");
     }
-    assert_eq!(zygotes(&rt.root).len(), 1, "one zygote served them all");
+    assert_eq!(rt.helpers("zygote").len(), 1, "one zygote served them all");
     assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
 

@@ -98,6 +98,13 @@ impl TestRuntime {
         (result.exit, String::from_utf8(result.stdout).unwrap(), String::from_utf8(result.stderr).unwrap())
     }
 
+    /// The pids of this runtime's helpers whose command line reads `container-helper ROLE
+    /// ROOT` (`zygote`, or `keeper` for one forked from it).
+    pub fn helpers(&self, role: &str) -> Vec<String> {
+        let ours = format!("container-helper\0{role}\0{}\0", self.root.display());
+        live_processes().into_iter().filter(|p| p.cmdline.contains(&ours)).map(|p| p.pid).collect()
+    }
+
     /// Everything of this runtime still on the host: state and bundle directories, cgroup
     /// directories, mounts, processes (containers' and helpers').
     pub fn leftovers(&self) -> Vec<String> {
@@ -123,24 +130,15 @@ impl TestRuntime {
         // container, but a second one would be a leak.
         let zygote = format!("container-helper\0zygote\0{root}\0");
         let mut zygotes = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let name = entry.file_name();
-            if !name.to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
+        for process in live_processes() {
+            if !(process.cmdline.contains(&root) || process.cgroups.contains(&self.cgroup_parent)) {
                 continue;
             }
-            let cmdline =
-                String::from_utf8_lossy(&std::fs::read(entry.path().join("cmdline")).unwrap_or_default()).to_string();
-            let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-            let process = format!("process {} {cmdline:?}", name.to_string_lossy());
-            if zombie || !(cmdline.contains(&root) || cgroups.contains(&self.cgroup_parent)) {
-                continue;
-            }
-            if cmdline.contains(&zygote) {
-                zygotes.push(process);
+            let line = format!("process {} {:?}", process.pid, process.cmdline);
+            if process.cmdline.contains(&zygote) {
+                zygotes.push(line);
             } else {
-                found.push(process);
+                found.push(line);
             }
         }
         if zygotes.len() > 1 {
@@ -170,4 +168,32 @@ impl Drop for TestRuntime {
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// A process on the host, as `/proc` shows it.
+struct LiveProcess {
+    pid: String,
+    /// Its arguments, NUL-separated.
+    cmdline: String,
+    cgroups: String,
+}
+
+/// Every process on the host but zombies.
+fn live_processes() -> Vec<LiveProcess> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) {
+            continue;
+        }
+        let cmdline =
+            String::from_utf8_lossy(&std::fs::read(entry.path().join("cmdline")).unwrap_or_default()).to_string();
+        let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        found.push(LiveProcess { pid, cmdline, cgroups });
+    }
+    found
 }
