@@ -419,7 +419,10 @@ impl Puller {
             sink.offer(0, &partial.into(), true).await;
         }
         let digest = layer.digest.as_str();
-        let mut stream = if received.is_empty() {
+        // Asked as a range even from the start (`bytes=0-`): oci-client hashes a whole-blob
+        // answer itself, and `received` (which also spans resumes) already does, so a range
+        // answer is hashed once instead of twice. An empty blob has no range to ask for.
+        let mut stream = if layer.size == 0 {
             self.client.pull_blob_stream(job.reference, digest).await.map_err(|e| job.registry_error(e))?
         } else {
             match self

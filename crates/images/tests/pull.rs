@@ -308,12 +308,58 @@ async fn a_connection_dropped_mid_layer_resumes_within_the_pull() {
             .await
             .unwrap();
         assert_eq!(proxy.cuts(), 1, "the first download was cut");
-        assert!(registry.log().contains(" 206 "), "the rest came from a ranged request");
+        assert_eq!(registry.blob_gets(digest), 2, "one download cut, one for the rest");
         assert_eq!(metrics(&store).bytes_downloaded, blob.len() as u64, "no byte was fetched twice");
         let base = store.layer_dir(&record.layers[0].diff_id);
         assert_eq!(std::fs::read(base.join("bin/busybox")).unwrap(), std::fs::read(BUSYBOX).unwrap());
         let scratch = store.root().join("tmp").display().to_string();
         let tmp: Vec<String> = leftovers(&store).into_iter().filter(|p| p.starts_with(&scratch)).collect();
         assert_eq!(tmp, Vec::<String>::new(), "no download file or staging directory is left");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_ignores_ranges_sends_whole_blobs_which_are_still_verified() {
+    let registry = Registry::start();
+    let image = TestImage::new(Format::Oci, vec![TestLayer::gzip(busybox_layer(), Format::Oci)]);
+    registry.push("no/ranges:1", &image).await;
+    let proxy = common::cutting_proxy::CuttingProxy::ignoring_ranges(&registry.host).await;
+    let reference = format!("{}/no/ranges:1", proxy.host);
+    let blob = &image.layers[0].blob;
+    let digest = &image.layers[0].digest;
+    let config = |whole_layer_max| RegistryConfig {
+        insecure_registries: vec![proxy.host.clone()],
+        whole_layer_max,
+        ..Default::default()
+    };
+    for whole_layer_max in [RegistryConfig::default().whole_layer_max, 0] {
+        let (_dir, store) = store();
+        let puller = Puller::new(store.clone(), config(whole_layer_max));
+        // Half a download left by an earlier pull: a whole answer starts the blob over.
+        let partial = store.root().join("tmp/downloads").join(&digest[7..]);
+        std::fs::write(&partial, &blob[..blob.len() / 2]).unwrap();
+        let record = puller.pull(&reference, &PullOptions::default()).await.unwrap();
+        let base = store.layer_dir(&record.layers[0].diff_id);
+        assert_eq!(std::fs::read(base.join("bin/busybox")).unwrap(), std::fs::read(BUSYBOX).unwrap());
+        assert_eq!(metrics(&store).bytes_downloaded, blob.len() as u64, "the whole blob came again");
+        assert!(!partial.exists());
+    }
+    assert!(registry.blob_gets(digest) >= 2);
+    assert!(!registry.log().contains("\" 206 "), "the registry never saw a range");
+
+    // A whole answer with other bytes is refused as a ranged one is.
+    let file = registry.blob_file(digest);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    for whole_layer_max in [RegistryConfig::default().whole_layer_max, 0] {
+        let (_dir, store) = store();
+        let err = Puller::new(store.clone(), config(whole_layer_max))
+            .pull(&reference, &PullOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { ref expected, .. } if expected.as_str() == digest), "{err}");
+        assert_eq!(leftovers(&store), Vec::<String>::new(), "the bad layer left nothing");
     }
 }
