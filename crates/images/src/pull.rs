@@ -8,8 +8,9 @@
 //! `feed`). A network failure resumes within the pull; a layer is renamed into the store once
 //! its blob and diff id check out; a mismatch removes everything the pull wrote.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, future};
 use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
@@ -95,7 +96,7 @@ impl Default for RegistryConfig {
 }
 
 /// Credentials for one pull. Basic credentials also answer a token (bearer) challenge.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub enum Credentials {
     #[default]
     Anonymous,
@@ -124,10 +125,13 @@ pub struct PullOptions {
 /// Pulls images into a store.
 #[derive(Clone)]
 pub struct Puller {
-    client: Client,
+    clients: Arc<Mutex<HashMap<Credentials, Client>>>,
     store: Store,
     config: RegistryConfig,
 }
+
+/// Registry clients kept at most (one per set of credentials); past that the map starts over.
+const CLIENTS_MAX: usize = 64;
 
 /// The fully qualified form of a reference, as image records are keyed.
 pub(crate) fn canonical_reference(reference: &str) -> Result<String> {
@@ -142,6 +146,8 @@ fn parse_reference(reference: &str) -> Result<Reference> {
 
 /// Everything one pull needs while its layers are fetched.
 struct Job<'a> {
+    /// The client for this pull's credentials (see [`Puller::client`]).
+    client: Client,
     reference: &'a Reference,
     name: String,
     progress: Option<&'a dyn Progress>,
@@ -161,15 +167,31 @@ impl Job<'_> {
 
 impl Puller {
     pub fn new(store: Store, config: RegistryConfig) -> Self {
+        Self { clients: Arc::default(), store, config }
+    }
+
+    /// The registry client for `credentials`. oci-client keeps the first credentials a client
+    /// is handed for a registry, and the tokens they earn, for the client's whole life: with
+    /// one client per set of credentials, what one tenant's pull brought never serves another
+    /// tenant's, and a refused pull cannot spoil a later one that has the right credentials.
+    fn client(&self, credentials: &Credentials) -> Client {
+        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(credentials) {
+            return client.clone();
+        }
+        if clients.len() >= CLIENTS_MAX {
+            clients.clear();
+        }
         let client = Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(config.insecure_registries.clone()),
+            protocol: ClientProtocol::HttpsExcept(self.config.insecure_registries.clone()),
             // Platform choice is ours (below); the client must not pick silently.
             platform_resolver: None,
             connect_timeout: Some(std::time::Duration::from_secs(10)),
             read_timeout: Some(std::time::Duration::from_secs(60)),
             ..Default::default()
         });
-        Self { client, store, config }
+        clients.insert(credentials.clone(), client.clone());
+        client
     }
 
     /// The store this puller fills.
@@ -180,7 +202,12 @@ impl Puller {
     /// Pulls `reference` (`registry/repository:tag` or `…@sha256:…`) and records it.
     pub async fn pull(&self, reference: &str, options: &PullOptions) -> Result<ImageRecord> {
         let parsed = parse_reference(reference)?;
-        let job = Job { reference: &parsed, name: parsed.whole(), progress: options.progress.as_deref() };
+        let job = Job {
+            client: self.client(&options.credentials),
+            reference: &parsed,
+            name: parsed.whole(),
+            progress: options.progress.as_deref(),
+        };
         let auth = match &options.credentials {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
@@ -249,7 +276,7 @@ impl Puller {
     /// from the registry without fetching its layers (docker staging).
     pub async fn inspect(&self, reference: &str, credentials: &Credentials) -> Result<(Digest, RuntimeConfig)> {
         let parsed = parse_reference(reference)?;
-        let job = Job { reference: &parsed, name: parsed.whole(), progress: None };
+        let job = Job { client: self.client(credentials), reference: &parsed, name: parsed.whole(), progress: None };
         let auth = match credentials {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
@@ -271,7 +298,7 @@ impl Puller {
     /// reference's own digest when pulling by digest).
     async fn manifest(&self, job: &Job<'_>, reference: &Reference, auth: &RegistryAuth) -> Result<(Vec<u8>, Digest)> {
         let (bytes, _claimed) =
-            self.client.pull_manifest_raw(reference, auth, MANIFEST_TYPES).await.map_err(|e| job.registry_error(e))?;
+            job.client.pull_manifest_raw(reference, auth, MANIFEST_TYPES).await.map_err(|e| job.registry_error(e))?;
         let actual = Digest::of(&bytes);
         if let Some(expected) = reference.digest() {
             let expected = Digest::parse(expected)?;
@@ -305,7 +332,7 @@ impl Puller {
         }
         let expected = Digest::parse(descriptor.digest().as_ref())?;
         let mut bytes = Vec::new();
-        self.client.pull_blob(job.reference, expected.as_str(), &mut bytes).await.map_err(|e| job.registry_error(e))?;
+        job.client.pull_blob(job.reference, expected.as_str(), &mut bytes).await.map_err(|e| job.registry_error(e))?;
         check_blob(&format!("config of {}", job.name), &expected, descriptor.size(), &bytes)?;
         Ok(bytes)
     }
@@ -423,9 +450,9 @@ impl Puller {
         // answer itself, and `received` (which also spans resumes) already does, so a range
         // answer is hashed once instead of twice. An empty blob has no range to ask for.
         let mut stream = if layer.size == 0 {
-            self.client.pull_blob_stream(job.reference, digest).await.map_err(|e| job.registry_error(e))?
+            job.client.pull_blob_stream(job.reference, digest).await.map_err(|e| job.registry_error(e))?
         } else {
-            match self
+            match job
                 .client
                 .pull_blob_stream_partial(job.reference, digest, received.len(), None)
                 .await

@@ -163,6 +163,35 @@ async fn basic_and_token_auth_registries_need_the_right_credentials() {
     }
 }
 
+/// The server holds one puller for every tenant: the credentials one pull brought (and the
+/// tokens they earned) never serve another pull, and a refused pull does not spoil a later one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_puller_never_lends_one_pulls_credentials_to_another() {
+    for registry in
+        [Registry::start_with_basic_auth("alice", "s3cret"), Registry::start_with_token_auth("alice", "s3cret")]
+    {
+        registry.push("private/app:1", &busybox_image(Format::Docker)).await;
+        let reference = registry.reference("private/app:1");
+        let (_dir, store) = store();
+        let shared = puller(&registry, &store);
+        let with = |password: &str| PullOptions {
+            credentials: Credentials::Basic { username: "alice".into(), password: password.into() },
+            ..Default::default()
+        };
+        let anonymous = PullOptions::default();
+
+        assert!(shared.pull(&reference, &anonymous).await.is_err(), "anonymous is refused");
+        shared.pull(&reference, &with("s3cret")).await.expect("the right password after a refusal");
+        for (who, options) in [("anonymous", &anonymous), ("a wrong password", &with("nope"))] {
+            let err = shared.pull(&reference, options).await.unwrap_err();
+            assert!(matches!(err, Error::Registry { .. }), "{who}: {err}");
+            let err = shared.inspect(&reference, &options.credentials).await.unwrap_err();
+            assert!(matches!(err, Error::Registry { .. }), "{who} inspecting: {err}");
+        }
+        shared.pull(&reference, &with("s3cret")).await.expect("the right password still works");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_layer_blob_is_refused_and_leaves_nothing() {
     let registry = Registry::start();
