@@ -15,15 +15,18 @@
 //!   (aufs bookkeeping) are ignored. A whiteout only hides lower layers: if this layer also has
 //!   `NAME`, `NAME` stays, and a directory replacing a whiteout is made opaque.
 
+use std::cell::RefCell;
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 use tar::EntryType;
 
+use crate::Sha256Writer;
 use crate::digest::HashingReader;
 use crate::{Digest, Error, Result};
 
@@ -94,28 +97,89 @@ pub fn unpack_layer_with(reader: impl Read, dest: &Path, xattrs: OverlayXattrs) 
         Box::new(buffered)
     };
     let mut archive = tar::Archive::new(HashingReader::new(decompressed));
-    let mut unpacker = Unpacker {
-        root: dest.to_path_buf(),
-        report: UnpackReport::default(),
-        dirs: Vec::new(),
-        opaque: xattrs.opaque(),
-        buf: vec![0; COPY_BUF],
-    };
-    for entry in archive.entries().map_err(Error::io(dest))? {
-        let entry = entry.map_err(|e| tar_error(dest, e))?;
-        unpacker.entry(entry)?;
-    }
-    // Directory times last: creating their children changed them.
-    for (dir, times) in unpacker.dirs.iter().rev() {
-        rustix::fs::utimensat(CWD, dir, times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| errno(dir, e))?;
-    }
-    let mut report = unpacker.report;
+    let entries = archive.entries().map_err(Error::io(dest))?;
+    let mut report = Unpacker::new(dest, xattrs, None).run(entries)?;
     report.diff_id = archive.into_inner().finish().map_err(|e| tar_error(dest, e))?;
     Ok(report)
 }
 
+/// [`unpack_layer_with`] for an uncompressed tar already in memory. Files are written straight
+/// from `tar`, each piece hashed into the diff id just before it is written (so it is read
+/// from memory once, and written while still in cache); the rest of the tar is hashed as the
+/// entries are read or skipped.
+pub(crate) fn unpack_tar_with(tar: &[u8], dest: &Path, xattrs: OverlayXattrs) -> Result<UnpackReport> {
+    let hash = Rc::new(RefCell::new(SliceHash { tar, hashed: 0, hash: Sha256Writer::default() }));
+    let mut archive = tar::Archive::new(SliceReader { hash: hash.clone(), pos: 0 });
+    let entries = archive.entries_with_seek().map_err(Error::io(dest))?;
+    let mut report = Unpacker::new(dest, xattrs, Some(hash.clone())).run(entries)?;
+    drop(archive);
+    let mut hash = hash.take();
+    hash.advance_to(tar.len());
+    report.diff_id = hash.hash.finish();
+    Ok(report)
+}
+
+/// An in-memory tar and how far into it its digest has got: every byte is hashed once, in order.
+#[derive(Default)]
+struct SliceHash<'a> {
+    tar: &'a [u8],
+    hashed: usize,
+    hash: Sha256Writer,
+}
+
+impl SliceHash<'_> {
+    /// Hashes the bytes up to `end` not hashed yet.
+    fn advance_to(&mut self, end: usize) {
+        let end = end.min(self.tar.len());
+        if end > self.hashed {
+            self.hash.update(&self.tar[self.hashed..end]);
+            self.hashed = end;
+        }
+    }
+}
+
+/// Reads (and skips forward through) an in-memory tar, hashing what it passes.
+struct SliceReader<'a> {
+    hash: Rc<RefCell<SliceHash<'a>>>,
+    pos: usize,
+}
+
+impl Read for SliceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut hash = self.hash.borrow_mut();
+        let rest = &hash.tar[self.pos.min(hash.tar.len())..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
+        hash.advance_to(self.pos);
+        Ok(n)
+    }
+}
+
+impl Seek for SliceReader<'_> {
+    /// Forward only (the tar reader skips the contents it was not asked for), and not past the end.
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let mut hash = self.hash.borrow_mut();
+        let target = match to {
+            SeekFrom::Current(by) if by >= 0 => self.pos.checked_add(by as usize),
+            SeekFrom::Start(at) => usize::try_from(at).ok(),
+            _ => None,
+        };
+        match target {
+            Some(at) if at >= self.pos && at <= hash.tar.len() => {
+                self.pos = at;
+                hash.advance_to(at);
+                Ok(at as u64)
+            }
+            _ => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the tar ends inside an entry")),
+        }
+    }
+}
+
 /// Bytes read and written at a time for a file's content.
 const COPY_BUF: usize = 512 * 1024;
+/// Bytes of an in-memory file hashed, then written, at a time (well inside a core's cache).
+const PIECE: usize = 256 * 1024;
 
 /// Copies `from` to its end into `to` through `buf`.
 fn copy(from: &mut impl Read, to: &mut impl Write, buf: &mut [u8]) -> io::Result<u64> {
@@ -149,7 +213,7 @@ struct Meta {
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
-struct Unpacker {
+struct Unpacker<'a> {
     root: PathBuf,
     report: UnpackReport,
     dirs: Vec<(PathBuf, Timestamps)>,
@@ -157,9 +221,59 @@ struct Unpacker {
     opaque: &'static str,
     /// File contents pass through here (`io::copy`'s 8 KiB made a write per 8 KiB).
     buf: Vec<u8>,
+    /// The tar, when it is in memory: file contents are written from it directly.
+    memory: Option<Rc<RefCell<SliceHash<'a>>>>,
 }
 
-impl Unpacker {
+impl<'a> Unpacker<'a> {
+    fn new(dest: &Path, xattrs: OverlayXattrs, memory: Option<Rc<RefCell<SliceHash<'a>>>>) -> Self {
+        Unpacker {
+            root: dest.to_path_buf(),
+            report: UnpackReport::default(),
+            dirs: Vec::new(),
+            opaque: xattrs.opaque(),
+            buf: if memory.is_some() { Vec::new() } else { vec![0; COPY_BUF] },
+            memory,
+        }
+    }
+
+    /// Unpacks every entry, then sets the directories' times; the report's diff id is left to
+    /// the caller.
+    fn run<R: Read>(mut self, entries: tar::Entries<'_, R>) -> Result<UnpackReport> {
+        for entry in entries {
+            let entry = entry.map_err(|e| tar_error(&self.root, e))?;
+            self.entry(entry)?;
+        }
+        // Directory times last: creating their children changed them.
+        for (dir, times) in self.dirs.iter().rev() {
+            rustix::fs::utimensat(CWD, dir, times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| errno(dir, e))?;
+        }
+        Ok(self.report)
+    }
+
+    /// Writes a regular file's contents: from the in-memory tar when there is one (a sparse
+    /// entry's stored bytes are not its contents, so it is read like any stream), else copied.
+    fn contents<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, file: &mut fs::File, path: &Path) -> Result<u64> {
+        let Some(memory) = self.memory.as_ref().filter(|_| entry.header().entry_type() != EntryType::GNUSparse) else {
+            if self.buf.is_empty() {
+                self.buf = vec![0; COPY_BUF];
+            }
+            return copy(entry, file, &mut self.buf).map_err(|e| tar_error(path, e));
+        };
+        let tar = memory.borrow().tar;
+        let start = usize::try_from(entry.raw_file_position()).unwrap_or(usize::MAX);
+        let end = usize::try_from(entry.size()).ok().and_then(|size| start.checked_add(size));
+        let Some(end) = end.filter(|&end| end <= tar.len()) else {
+            return Err(tar_error(path, io::Error::new(io::ErrorKind::UnexpectedEof, "the tar ends inside this file")));
+        };
+        for piece in (start..end).step_by(PIECE) {
+            let piece_end = (piece + PIECE).min(end);
+            memory.borrow_mut().advance_to(piece_end);
+            file.write_all(&tar[piece..piece_end]).map_err(Error::io(path))?;
+        }
+        Ok((end - start) as u64)
+    }
+
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
         self.report.entries += 1;
         let raw = entry.path().map_err(|e| tar_error(&self.root, e))?.into_owned();
@@ -192,7 +306,7 @@ impl Unpacker {
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(&path)
                     .map_err(Error::io(&path))?;
-                self.report.bytes += copy(&mut entry, &mut file, &mut self.buf).map_err(|e| tar_error(&path, e))?;
+                self.report.bytes += self.contents(&mut entry, &mut file, &path)?;
                 rustix::fs::fchown(&file, Some(uid(meta.uid)), Some(gid(meta.gid))).map_err(|e| errno(&path, e))?;
                 rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode & 0o7777)).map_err(|e| errno(&path, e))?;
                 self.xattrs(&path, &meta)?;

@@ -78,6 +78,60 @@ fn scratch() -> Scratch {
     Scratch { _dir: dir, layer, outside }
 }
 
+/// Unpacks as [`super::unpack_layer`] does and, for a plain tar, also from memory
+/// ([`unpack_tar_with`], as a pulled layer is) into a sibling directory: both must end the
+/// same way, and a success in the same files (a failure leaves a partial layer the caller
+/// discards, so only what it wrote outside matters, which the tests check).
+fn unpack_layer(bytes: &[u8], dest: &Path) -> Result<UnpackReport> {
+    let streamed = super::unpack_layer(bytes, dest);
+    if bytes.starts_with(&[0x1f, 0x8b]) || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return streamed;
+    }
+    let twin = dest.with_extension("from-memory");
+    fs::create_dir_all(&twin).unwrap();
+    let from_memory = unpack_tar_with(bytes, &twin, OverlayXattrs::Trusted);
+    let same_place = |text: String| text.replace(&twin.display().to_string(), &dest.display().to_string());
+    match (&streamed, &from_memory) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(format!("{a:?}"), same_place(format!("{b:?}")), "the same report");
+            assert_eq!(tree(dest), tree(&twin), "the same files");
+        }
+        // A tar cut short is told in each reader's words; a refusal in the same ones.
+        (Err(a @ Error::Malformed { .. }), Err(b @ Error::Malformed { .. })) => {
+            assert!(!b.to_string().is_empty(), "{a}")
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), same_place(b.to_string()), "the same error"),
+        _ => panic!("streamed: {streamed:?}, from memory: {from_memory:?}"),
+    }
+    streamed
+}
+
+/// Every entry under `root`: path, type, owner, mode, times, contents or target, opaque marker.
+fn tree(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let mut names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        names.sort();
+        for path in names {
+            let m = fs::symlink_metadata(&path).unwrap();
+            let what = if m.is_dir() {
+                dirs.push(path.clone());
+                format!("dir opaque={:?}", xattr(&path, OPAQUE_XATTR))
+            } else if m.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&path).unwrap().display())
+            } else if m.is_file() {
+                format!("file {} links={}", Digest::of(&fs::read(&path).unwrap()), m.nlink())
+            } else {
+                format!("special rdev={}", m.rdev())
+            };
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            out.push(format!("{rel} {what} {}:{} {:o} {}", m.uid(), m.gid(), m.mode(), m.mtime()));
+        }
+    }
+    out
+}
+
 fn refused(tar: Tar, dest: &Path) -> String {
     match unpack_layer(&tar.bytes()[..], dest) {
         Err(Error::HostileLayer { reason, .. }) => reason.to_string(),
@@ -244,6 +298,12 @@ fn truncated_and_garbage_streams_are_errors() {
     assert!(unpack_layer(&gz[..gz.len() / 2], &s.layer).is_err());
     let s = scratch();
     assert!(unpack_layer(&[0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3][..], &s.layer).is_err());
+    // A plain tar cut inside a file's contents, and inside a header.
+    let plain = Tar::default().file("a", &"x".repeat(5000)).file("b", "y").bytes();
+    for cut in [512 + 3000, 512 + 5120 + 100] {
+        let s = scratch();
+        assert!(unpack_layer(&plain[..cut], &s.layer).is_err(), "cut at {cut}");
+    }
 }
 
 fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {

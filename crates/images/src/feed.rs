@@ -72,7 +72,7 @@ pub(crate) fn unpack_whole(
     match inflate_whole(&blob) {
         Some(tar) => {
             drop(blob);
-            store.unpack_staged(&tar[..], staging, Some(diff_id), Some(digest))
+            store.unpack_staged_tar(&tar, staging, Some(diff_id), Some(digest))
         }
         None => store.unpack_staged(&blob[..], staging, Some(diff_id), Some(digest)),
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::extract::{UnpackReport, unpack_layer};
+use crate::extract::{OverlayXattrs, UnpackReport, unpack_layer, unpack_tar_with};
 use crate::metrics::Counters;
 use crate::userns::{UserNamespace, remove_tree};
 use crate::{Digest, DiskLimitBackend, Error, Result, RuntimeConfig};
@@ -318,6 +318,34 @@ impl Store {
             Some(namespace) => namespace.unpack(tarball, &diff)?,
             None => unpack_layer(tarball, &diff)?,
         };
+        self.record_staged(report, staging, expected, compressed)
+    }
+
+    /// [`Store::unpack_staged`] for an uncompressed tar in memory, written from where it lies.
+    pub(crate) fn unpack_staged_tar(
+        &self,
+        tar: &[u8],
+        staging: &Path,
+        expected: Option<&Digest>,
+        compressed: Option<&Digest>,
+    ) -> Result<LayerRecord> {
+        let diff = staging.join("diff");
+        fs::DirBuilder::new().recursive(true).mode(0o755).create(&diff).map_err(Error::io(&diff))?;
+        let report: UnpackReport = match &self.config().user_namespace {
+            Some(namespace) => namespace.unpack(tar, &diff)?,
+            None => unpack_tar_with(tar, &diff, OverlayXattrs::Trusted)?,
+        };
+        self.record_staged(report, staging, expected, compressed)
+    }
+
+    /// Checks an unpacked layer's diff id if one is expected and writes its record beside it.
+    fn record_staged(
+        &self,
+        report: UnpackReport,
+        staging: &Path,
+        expected: Option<&Digest>,
+        compressed: Option<&Digest>,
+    ) -> Result<LayerRecord> {
         if let Some(expected) = expected
             && *expected != report.diff_id
         {
