@@ -102,22 +102,28 @@ fn inflate_whole(blob: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Inflates the gzip member at the start of `blob` into `out` with libdeflate, answering the
-/// bytes of `blob` it took and of `out` it filled; None for bad data or too small an `out`.
+/// bytes of `blob` it took (header, deflate stream and trailer) and of `out` it filled; None
+/// for bad data or too small an `out`. The trailer's CRC is not checked (libdeflate's gzip
+/// call spends more time on it than the deflate call's setup): the blob's digest was checked
+/// before, and the diff id of what it inflates to is checked after.
 fn gzip_member(blob: &[u8], out: &mut [std::mem::MaybeUninit<u8>]) -> Option<(usize, usize)> {
     use libdeflate_sys as sys;
+    let header = gzip_header_len(blob)?;
+    let stream = &blob[header..];
     let (mut used, mut inflated) = (0usize, 0usize);
     // SAFETY: the decompressor is checked for null, used by this call alone and freed once;
-    // libdeflate reads at most `blob.len()` bytes from `blob`, writes (never reads) at most
-    // `out.len()` bytes into `out`, and writes the two counts through pointers to live locals.
+    // libdeflate reads at most `stream.len()` bytes from `stream`, writes (never reads) at
+    // most `out.len()` bytes into `out`, and writes the two counts through pointers to live
+    // locals.
     let result = unsafe {
         let decompressor = sys::libdeflate_alloc_decompressor();
         if decompressor.is_null() {
             return None;
         }
-        let result = sys::libdeflate_gzip_decompress_ex(
+        let result = sys::libdeflate_deflate_decompress_ex(
             decompressor,
-            blob.as_ptr().cast(),
-            blob.len(),
+            stream.as_ptr().cast(),
+            stream.len(),
             out.as_mut_ptr().cast(),
             out.len(),
             &mut used,
@@ -126,7 +132,39 @@ fn gzip_member(blob: &[u8], out: &mut [std::mem::MaybeUninit<u8>]) -> Option<(us
         sys::libdeflate_free_decompressor(decompressor);
         result
     };
-    (result == sys::libdeflate_result_LIBDEFLATE_SUCCESS).then_some((used, inflated))
+    const TRAILER: usize = 8; // CRC-32 and size
+    let whole = header + used + TRAILER;
+    (result == sys::libdeflate_result_LIBDEFLATE_SUCCESS && whole <= blob.len()).then_some((whole, inflated))
+}
+
+/// The length of the gzip member header at the start of `blob` (RFC 1952: ten fixed bytes,
+/// then the extra field, name, comment and header CRC its flags announce); None when `blob`
+/// does not start with one (another method, reserved flags set, a header longer than `blob`).
+fn gzip_header_len(blob: &[u8]) -> Option<usize> {
+    const FHCRC: u8 = 0x02;
+    const FEXTRA: u8 = 0x04;
+    const FNAME: u8 = 0x08;
+    const FCOMMENT: u8 = 0x10;
+    const RESERVED: u8 = 0xe0;
+    let fixed = blob.get(..10)?;
+    if fixed[..3] != [0x1f, 0x8b, 8] || fixed[3] & RESERVED != 0 {
+        return None;
+    }
+    let flags = fixed[3];
+    let mut at = 10;
+    if flags & FEXTRA != 0 {
+        let len = u16::from_le_bytes(blob.get(at..at + 2)?.try_into().ok()?) as usize;
+        at += 2 + len;
+    }
+    for field in [FNAME, FCOMMENT] {
+        if flags & field != 0 {
+            at += blob.get(at..)?.iter().position(|&b| b == 0)? + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        at += 2;
+    }
+    (at <= blob.len()).then_some(at)
 }
 
 enum Piece {
@@ -261,6 +299,33 @@ mod tests {
         }
         assert_eq!(inflate_whole(b"plain tar bytes, not gzip at all"), None);
         assert_eq!(inflate_whole(&one[..one.len() / 2]), None, "a truncated member");
+        assert_eq!(inflate_whole(&one[..one.len() - 1]), None, "a member without its whole trailer");
+    }
+
+    #[test]
+    fn a_gzip_header_with_every_optional_field_is_read_and_a_bad_one_is_not() {
+        let data = b"layer bytes ".repeat(1000);
+        let mut gz = flate2::GzBuilder::new()
+            .filename("layer.tar")
+            .comment("built by a test")
+            .extra(vec![7; 300])
+            .write(Vec::new(), flate2::Compression::default());
+        gz.write_all(&data).unwrap();
+        let full = gz.finish().unwrap();
+        assert_eq!(gzip_header_len(&full), Some(10 + 2 + 300 + "layer.tar\0".len() + "built by a test\0".len()));
+        assert_eq!(inflate_whole(&full).as_deref(), Some(&data[..]));
+        // A header CRC (FHCRC) adds two bytes after the rest.
+        let mut with_crc = full.clone();
+        with_crc[3] |= 0x02;
+        with_crc.splice(gzip_header_len(&full).unwrap()..gzip_header_len(&full).unwrap(), [0xab, 0xcd]);
+        assert_eq!(inflate_whole(&with_crc).as_deref(), Some(&data[..]));
+        let mut reserved = full.clone();
+        reserved[3] |= 0x20;
+        assert_eq!(gzip_header_len(&reserved), None, "a reserved flag");
+        let mut method = full.clone();
+        method[2] = 7;
+        assert_eq!(gzip_header_len(&method), None, "not deflate");
+        assert_eq!(gzip_header_len(&full[..20]), None, "a name running past the end");
     }
 
     #[tokio::test]
