@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Pulls per tool (alternating)
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 11)]
     runs: usize,
     /// Layers of random bytes (besides the busybox layer)
     #[arg(long, value_name = "N", default_value_t = 5)]
