@@ -169,7 +169,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
              (Hearth, skopeo, Hearth, ...); skopeo (a new process each time, as it is run) copies into a fresh \
              directory; Hearth pulls through one puller into one store, as the server keeps them, and the \
              image is removed and its layers collected after each run (untimed), so every pull is cold; its \
-             first pull also builds the registry client"
+             first pull also builds the registry client, and later ones reuse its connections"
                 .into(),
             "Hearth also decompresses and unpacks every layer into its store and verifies diff ids; skopeo \
              only writes the compressed blobs into an OCI layout, so Hearth does more work"

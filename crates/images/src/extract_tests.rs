@@ -31,6 +31,17 @@ impl Tar {
         self.0.resize(self.0.len().div_ceil(512) * 512, 0);
         self
     }
+    /// A regular file whose header claims `size` bytes, followed by `data` (padded).
+    fn claiming(mut self, path: &str, data: &[u8], size: u64) -> Self {
+        let at = self.0.len();
+        self = self.entry(path, EntryType::Regular, data, "");
+        let mut header = Header::new_gnu();
+        header.as_mut_bytes().copy_from_slice(&self.0[at..at + 512]);
+        header.set_size(size);
+        header.set_cksum();
+        self.0[at..at + 512].copy_from_slice(header.as_bytes());
+        self
+    }
     fn file(self, path: &str, data: &str) -> Self {
         self.entry(path, EntryType::Regular, data.as_bytes(), "")
     }
@@ -311,4 +322,39 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
     buf.truncate(n);
     Some(buf)
+}
+
+#[test]
+fn long_names_pax_sizes_and_big_files_unpack_the_same_from_memory() {
+    // GNU long name and long link target entries, and a file spanning several pieces.
+    let long_dir = "d".repeat(120);
+    let big: Vec<u8> = (0..600 * 1024 + 7).map(|n: u32| (n.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = Header::new_gnu();
+    header.set_size(big.len() as u64);
+    header.set_mode(0o640);
+    builder.append_data(&mut header, format!("{long_dir}/big.bin"), &big[..]).unwrap();
+    let mut link = Header::new_gnu();
+    link.set_entry_type(EntryType::Symlink);
+    link.set_size(0);
+    link.set_mode(0o777);
+    builder.append_link(&mut link, "short", format!("{long_dir}/big.bin")).unwrap();
+    let tar = builder.into_inner().unwrap();
+    let s = scratch();
+    let report = unpack_layer(&tar, &s.layer).unwrap();
+    assert_eq!(fs::read(s.layer.join(&long_dir).join("big.bin")).unwrap(), big);
+    assert_eq!(fs::read_link(s.layer.join("short")).unwrap(), Path::new(&long_dir).join("big.bin"));
+    assert_eq!((report.bytes, report.diff_id), (big.len() as u64, Digest::of(&tar)));
+
+    // A PAX size overrides the header's (which here says 0).
+    let s = scratch();
+    let tar = Tar::default().pax(&[("size", b"5")]).claiming("sized", b"hello", 0).file("after", "x").bytes();
+    unpack_layer(&tar, &s.layer).unwrap();
+    assert_eq!(fs::read_to_string(s.layer.join("sized")).unwrap(), "hello");
+    assert_eq!(fs::read_to_string(s.layer.join("after")).unwrap(), "x");
+
+    // A size running past the end of the tar is an error both ways.
+    let s = scratch();
+    let tar = Tar::default().claiming("liar", b"short", 100_000).bytes();
+    assert!(unpack_layer(&tar, &s.layer).is_err());
 }

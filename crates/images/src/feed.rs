@@ -103,9 +103,10 @@ fn inflate_whole(blob: &[u8]) -> Option<Vec<u8>> {
 
 /// Inflates the gzip member at the start of `blob` into `out` with libdeflate, answering the
 /// bytes of `blob` it took (header, deflate stream and trailer) and of `out` it filled; None
-/// for bad data or too small an `out`. The trailer's CRC is not checked (libdeflate's gzip
-/// call spends more time on it than the deflate call's setup): the blob's digest was checked
-/// before, and the diff id of what it inflates to is checked after.
+/// for bad data or too small an `out`. Neither the trailer's CRC nor a header CRC is checked
+/// (the streaming decoder checks both, so a blob whose CRCs lie is taken here and refused
+/// there): the blob's digest was checked before, and the diff id of what it inflates to is
+/// checked after, which a CRC could only repeat, at the cost of a pass over the output.
 fn gzip_member(blob: &[u8], out: &mut [std::mem::MaybeUninit<u8>]) -> Option<(usize, usize)> {
     use libdeflate_sys as sys;
     let header = gzip_header_len(blob)?;

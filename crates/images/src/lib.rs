@@ -35,6 +35,7 @@
 //!
 //! This crate knows nothing of the container runtime, the scheduler or the platform's HTTP API.
 
+mod clients;
 mod config;
 mod digest;
 mod disk;

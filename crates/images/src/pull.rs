@@ -8,12 +8,11 @@
 //! `feed`). A network failure resumes within the pull; a layer is renamed into the store once
 //! its blob and diff id check out; a mismatch removes everything the pull wrote.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, future};
-use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::client::BlobResponse;
 use oci_client::manifest::{
     IMAGE_DOCKER_CONFIG_MEDIA_TYPE, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
     OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
@@ -23,6 +22,7 @@ use oci_client::{Client, Reference};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use tokio::sync::Semaphore;
 
+use crate::clients::Clients;
 use crate::feed::{self, Sink, unpack_whole};
 use crate::store::{ImageLayer, remove_any};
 use crate::{Digest, Error, ImageRecord, Progress, PullEvent, Result, RuntimeConfig, Store};
@@ -125,13 +125,10 @@ pub struct PullOptions {
 /// Pulls images into a store.
 #[derive(Clone)]
 pub struct Puller {
-    clients: Arc<Mutex<HashMap<Credentials, Client>>>,
+    clients: Arc<Clients>,
     store: Store,
     config: RegistryConfig,
 }
-
-/// Registry clients kept at most (one per set of credentials); past that the map starts over.
-const CLIENTS_MAX: usize = 64;
 
 /// The fully qualified form of a reference, as image records are keyed.
 pub(crate) fn canonical_reference(reference: &str) -> Result<String> {
@@ -146,7 +143,7 @@ fn parse_reference(reference: &str) -> Result<Reference> {
 
 /// Everything one pull needs while its layers are fetched.
 struct Job<'a> {
-    /// The client for this pull's credentials (see [`Puller::client`]).
+    /// The client for this pull's credentials (see [`Clients`]).
     client: Client,
     reference: &'a Reference,
     name: String,
@@ -167,31 +164,7 @@ impl Job<'_> {
 
 impl Puller {
     pub fn new(store: Store, config: RegistryConfig) -> Self {
-        Self { clients: Arc::default(), store, config }
-    }
-
-    /// The registry client for `credentials`. oci-client keeps the first credentials a client
-    /// is handed for a registry, and the tokens they earn, for the client's whole life: with
-    /// one client per set of credentials, what one tenant's pull brought never serves another
-    /// tenant's, and a refused pull cannot spoil a later one that has the right credentials.
-    fn client(&self, credentials: &Credentials) -> Client {
-        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(client) = clients.get(credentials) {
-            return client.clone();
-        }
-        if clients.len() >= CLIENTS_MAX {
-            clients.clear();
-        }
-        let client = Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(self.config.insecure_registries.clone()),
-            // Platform choice is ours (below); the client must not pick silently.
-            platform_resolver: None,
-            connect_timeout: Some(std::time::Duration::from_secs(10)),
-            read_timeout: Some(std::time::Duration::from_secs(60)),
-            ..Default::default()
-        });
-        clients.insert(credentials.clone(), client.clone());
-        client
+        Self { clients: Arc::new(Clients::new(config.insecure_registries.clone())), store, config }
     }
 
     /// The store this puller fills.
@@ -203,7 +176,7 @@ impl Puller {
     pub async fn pull(&self, reference: &str, options: &PullOptions) -> Result<ImageRecord> {
         let parsed = parse_reference(reference)?;
         let job = Job {
-            client: self.client(&options.credentials),
+            client: self.clients.get(&options.credentials),
             reference: &parsed,
             name: parsed.whole(),
             progress: options.progress.as_deref(),
@@ -276,7 +249,8 @@ impl Puller {
     /// from the registry without fetching its layers (docker staging).
     pub async fn inspect(&self, reference: &str, credentials: &Credentials) -> Result<(Digest, RuntimeConfig)> {
         let parsed = parse_reference(reference)?;
-        let job = Job { client: self.client(credentials), reference: &parsed, name: parsed.whole(), progress: None };
+        let job =
+            Job { client: self.clients.get(credentials), reference: &parsed, name: parsed.whole(), progress: None };
         let auth = match credentials {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
@@ -445,7 +419,13 @@ impl Puller {
             received.update(&partial);
             sink.offer(0, &partial.into(), true).await;
         }
+        // A download file holding the whole blob (a crash after it arrived) needs no request:
+        // one for the bytes after its end would only be refused.
+        if layer.size > 0 && received.len() == layer.size {
+            return blob_verified(job, layer, received, false);
+        }
         let digest = layer.digest.as_str();
+        let mut saved = None;
         // Asked as a range even from the start (`bytes=0-`): oci-client hashes a whole-blob
         // answer itself, and `received` (which also spans resumes) already does, so a range
         // answer is hashed once instead of twice. An empty blob has no range to ask for.
@@ -460,9 +440,15 @@ impl Puller {
             {
                 BlobResponse::Partial(s) => s,
                 BlobResponse::Full(s) => {
-                    // The registry ignored the range: the blob starts over (the unpacker skips
-                    // what it already had).
-                    *received = crate::Sha256Writer::default();
+                    // The registry ignored the range: the blob starts over. A gathered layer
+                    // starts over with it; a streamed one's unpacker already has the saved
+                    // bytes (it skips them as they come again), so they must be the same.
+                    let had = std::mem::take(received);
+                    match sink {
+                        Sink::Whole(bytes) => bytes.clear(),
+                        Sink::Stream(_) if !had.is_empty() => saved = Some(SavedPrefix::new(had)),
+                        Sink::Stream(_) => {}
+                    }
                     s
                 }
             }
@@ -480,6 +466,15 @@ impl Puller {
                 too_long = true; // longer than its descriptor: refused without storing the rest
                 break;
             }
+            if let Some(saved) = saved.as_mut()
+                && let Err(actual) = saved.check(received.len(), &chunk)
+            {
+                return Err(Error::DigestMismatch {
+                    what: format!("layer blob of {} (the part an earlier pull left)", job.name),
+                    expected: saved.digest.clone(),
+                    actual,
+                });
+            }
             sink.offer(received.len(), &chunk, false).await;
             received.update(&chunk);
             self.store.counters().bytes_downloaded.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -494,15 +489,49 @@ impl Puller {
             };
             return Err(job.registry_error(oci_client::errors::OciDistributionError::GenericError(Some(reason))));
         }
-        let actual = std::mem::take(received).finish();
-        if actual != layer.digest || too_long {
-            return Err(Error::DigestMismatch {
-                what: format!("layer blob of {}", job.name),
-                expected: layer.digest.clone(),
-                actual,
-            });
+        blob_verified(job, layer, received, too_long)
+    }
+}
+
+/// Compares a complete layer blob's digest (or a longer one's) with its descriptor's.
+fn blob_verified(job: &Job<'_>, layer: &ImageLayer, received: &mut crate::Sha256Writer, too_long: bool) -> Result<()> {
+    let actual = std::mem::take(received).finish();
+    if actual != layer.digest || too_long {
+        return Err(Error::DigestMismatch {
+            what: format!("layer blob of {}", job.name),
+            expected: layer.digest.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// What a streamed layer's unpacker already had from the download file when the registry sent
+/// the whole blob again: the new stream's first bytes must be those.
+struct SavedPrefix {
+    len: u64,
+    digest: Digest,
+    seen: crate::Sha256Writer,
+}
+
+impl SavedPrefix {
+    fn new(saved: crate::Sha256Writer) -> Self {
+        Self { len: saved.len(), digest: saved.finish(), seen: crate::Sha256Writer::default() }
+    }
+
+    /// Hashes the part of `chunk` (at `at` in the blob) inside the saved prefix; once all of
+    /// it arrived, the digest of what arrived if it is not the saved one.
+    fn check(&mut self, at: u64, chunk: &[u8]) -> std::result::Result<(), Digest> {
+        if at >= self.len {
+            return Ok(());
         }
-        Ok(())
+        let take = ((self.len - at) as usize).min(chunk.len());
+        self.seen.update(&chunk[..take]);
+        if at + (take as u64) < self.len {
+            return Ok(());
+        }
+        let actual = std::mem::take(&mut self.seen).finish();
+        if actual == self.digest { Ok(()) } else { Err(actual) }
     }
 }
 

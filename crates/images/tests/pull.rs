@@ -85,6 +85,8 @@ async fn pulls_a_gzip_and_zstd_image_by_tag_then_by_digest_from_the_cache() {
     assert_eq!((m.pulls, m.layer_downloads, m.layer_cache_hits), (2, 2, 2), "layers come from the store");
     for layer in &image.layers {
         assert_eq!(registry.blob_gets(&layer.digest), 1, "each blob fetched once");
+        // Asked as a range from byte 0, so oci-client leaves the hashing to the pull (once).
+        assert_eq!(registry.ranged_blob_gets(&layer.digest), 1, "each blob fetched as a range");
     }
 }
 
@@ -390,5 +392,59 @@ async fn a_registry_that_ignores_ranges_sends_whole_blobs_which_are_still_verifi
             .unwrap_err();
         assert!(matches!(err, Error::DigestMismatch { ref expected, .. } if expected.as_str() == digest), "{err}");
         assert_eq!(leftovers(&store), Vec::<String>::new(), "the bad layer left nothing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_file_holding_the_whole_blob_needs_no_request() {
+    let registry = Registry::start();
+    let image = TestImage::new(Format::Oci, vec![TestLayer::gzip(busybox_layer(), Format::Oci)]);
+    registry.push("whole/left:1", &image).await;
+    let layer = &image.layers[0];
+    for puller in PULLERS {
+        let (_dir, store) = store();
+        // A pull that crashed after the last byte arrived, before it unpacked.
+        let left = store.root().join("tmp/downloads").join(&layer.digest[7..]);
+        std::fs::write(&left, &layer.blob).unwrap();
+        let gets = registry.blob_gets(&layer.digest);
+        let record = puller(&registry, &store).pull(&registry.reference("whole/left:1"), &PullOptions::default()).await;
+        let base = store.layer_dir(&record.unwrap().layers[0].diff_id);
+        assert_eq!(std::fs::read(base.join("bin/busybox")).unwrap(), std::fs::read(BUSYBOX).unwrap());
+        assert_eq!(registry.blob_gets(&layer.digest), gets, "nothing was asked for");
+        assert_eq!(metrics(&store).bytes_downloaded, 0);
+        assert!(!left.exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_bytes_that_a_whole_answer_contradicts_are_not_unpacked() {
+    let registry = Registry::start();
+    let image = TestImage::new(Format::Oci, vec![TestLayer::gzip(busybox_layer(), Format::Oci)]);
+    registry.push("stale/left:1", &image).await;
+    let proxy = common::cutting_proxy::CuttingProxy::ignoring_ranges(&registry.host).await;
+    let reference = format!("{}/stale/left:1", proxy.host);
+    let layer = &image.layers[0];
+    let stale: Vec<u8> = layer.blob[..layer.blob.len() / 2].iter().map(|b| b ^ 0x5a).collect();
+    for whole_layer_max in [RegistryConfig::default().whole_layer_max, 0] {
+        let (_dir, store) = store();
+        let config =
+            RegistryConfig { insecure_registries: vec![proxy.host.clone()], whole_layer_max, ..Default::default() };
+        let puller = Puller::new(store.clone(), config);
+        let left = store.root().join("tmp/downloads").join(&layer.digest[7..]);
+        std::fs::write(&left, &stale).unwrap();
+        let first = puller.pull(&reference, &PullOptions::default()).await;
+        if whole_layer_max == 0 {
+            // Streamed: the unpacker had the saved bytes already, so the pull stops, and drops them.
+            let err = first.unwrap_err();
+            assert!(err.to_string().contains("the part an earlier pull left"), "{err}");
+            assert!(!left.exists(), "the stale bytes are gone");
+            assert_eq!(leftovers(&store), Vec::<String>::new());
+        } else {
+            // Gathered: the whole answer replaces them.
+            first.unwrap();
+        }
+        let record = puller.pull(&reference, &PullOptions::default()).await.unwrap();
+        let base = store.layer_dir(&record.layers[0].diff_id);
+        assert_eq!(std::fs::read(base.join("bin/busybox")).unwrap(), std::fs::read(BUSYBOX).unwrap());
     }
 }

@@ -128,11 +128,22 @@ impl Registry {
 
     /// Access-log lines of successful GETs of one blob (full or ranged).
     pub fn blob_gets(&self, digest: &str) -> usize {
+        self.blob_get_lines(digest).filter(|l| l.contains("\" 200 ") || l.contains("\" 206 ")).count()
+    }
+
+    /// Access-log lines of ranged GETs of one blob (answered 206).
+    pub fn ranged_blob_gets(&self, digest: &str) -> usize {
+        self.blob_get_lines(digest).filter(|l| l.contains("\" 206 ")).count()
+    }
+
+    fn blob_get_lines(&self, digest: &str) -> impl Iterator<Item = String> {
+        let wanted = format!("/blobs/{digest} HTTP");
         self.log()
             .lines()
-            .filter(|l| l.contains("\"GET /v2/") && l.contains(&format!("/blobs/{digest} HTTP")))
-            .filter(|l| l.contains("\" 200 ") || l.contains("\" 206 "))
-            .count()
+            .filter(|l| l.contains("\"GET /v2/") && l.contains(&wanted))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
     /// The registry's own file holding a blob (to corrupt it, as a broken mirror would).
