@@ -312,13 +312,10 @@ impl Store {
         expected: Option<&Digest>,
         compressed: Option<&Digest>,
     ) -> Result<LayerRecord> {
-        let diff = staging.join("diff");
-        fs::DirBuilder::new().recursive(true).mode(0o755).create(&diff).map_err(Error::io(&diff))?;
-        let report: UnpackReport = match &self.config().user_namespace {
-            Some(namespace) => namespace.unpack(tarball, &diff)?,
-            None => unpack_layer(tarball, &diff)?,
-        };
-        self.record_staged(report, staging, expected, compressed)
+        self.staged(staging, expected, compressed, |diff| match &self.config().user_namespace {
+            Some(namespace) => namespace.unpack(tarball, diff),
+            None => unpack_layer(tarball, diff),
+        })
     }
 
     /// [`Store::unpack_staged`] for an uncompressed tar in memory, written from where it lies.
@@ -329,23 +326,24 @@ impl Store {
         expected: Option<&Digest>,
         compressed: Option<&Digest>,
     ) -> Result<LayerRecord> {
-        let diff = staging.join("diff");
-        fs::DirBuilder::new().recursive(true).mode(0o755).create(&diff).map_err(Error::io(&diff))?;
-        let report: UnpackReport = match &self.config().user_namespace {
-            Some(namespace) => namespace.unpack(tar, &diff)?,
-            None => unpack_tar_with(tar, &diff, OverlayXattrs::Trusted)?,
-        };
-        self.record_staged(report, staging, expected, compressed)
+        self.staged(staging, expected, compressed, |diff| match &self.config().user_namespace {
+            Some(namespace) => namespace.unpack(tar, diff),
+            None => unpack_tar_with(tar, diff, OverlayXattrs::Trusted),
+        })
     }
 
-    /// Checks an unpacked layer's diff id if one is expected and writes its record beside it.
-    fn record_staged(
+    /// Makes `staging/diff`, has `unpack` fill it, checks the diff id if one is expected and
+    /// writes the layer's record beside it.
+    fn staged(
         &self,
-        report: UnpackReport,
         staging: &Path,
         expected: Option<&Digest>,
         compressed: Option<&Digest>,
+        unpack: impl FnOnce(&Path) -> Result<UnpackReport>,
     ) -> Result<LayerRecord> {
+        let diff = staging.join("diff");
+        fs::DirBuilder::new().recursive(true).mode(0o755).create(&diff).map_err(Error::io(&diff))?;
+        let report = unpack(&diff)?;
         if let Some(expected) = expected
             && *expected != report.diff_id
         {
