@@ -77,6 +77,12 @@ async fn keepers_come_from_one_zygote_which_is_replaced_when_it_dies() {
     let stat = std::fs::read_to_string(format!("/proc/{keeper}/stat")).unwrap();
     let parent = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().to_string();
     assert_eq!(parent, first[0], "the keeper is the zygote's child");
+    // The container's own process is forked from the keeper and shows as one until it execs
+    // `sleep`, which `start` does not wait for.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rt.helpers("keeper") != vec![keeper.clone()] && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(rt.helpers("keeper"), vec![keeper.clone()], "a forked keeper shows as one");
 
     std::process::Command::new("kill").args(["-KILL", &first[0]]).status().unwrap();
