@@ -79,17 +79,11 @@ async fn keepers_come_from_one_zygote_which_is_replaced_when_it_dies() {
     assert_eq!(parent, first[0], "the keeper is the zygote's child");
     // The container's own process is forked from the keeper and shows as one until it execs
     // `sleep`, which `start` does not wait for.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while rt.helpers("keeper") != vec![keeper.clone()] && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settle(|| rt.helpers("keeper") == vec![keeper.clone()]).await;
     assert_eq!(rt.helpers("keeper"), vec![keeper.clone()], "a forked keeper shows as one");
 
     std::process::Command::new("kill").args(["-KILL", &first[0]]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !rt.helpers("zygote").is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settle(|| rt.helpers("zygote").is_empty()).await;
     assert_eq!(rt.helpers("zygote"), Vec::<String>::new(), "the zygote is gone");
     for id in ["after-1", "after-2"] {
         let (exit, stdout, stderr) = rt.run(id, sh(nice_and_policy)).await;
@@ -159,6 +153,14 @@ async fn concurrent_creates_each_get_their_own_keeper() {
     }
     assert_eq!(rt.helpers("zygote").len(), 1, "one zygote served them all");
     assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+/// Returns once `done` holds, or after 5 s (the caller's assertion then says what did not).
+async fn settle(done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A create with an id in use is refused and leaves the container that has it alone.

@@ -112,15 +112,13 @@ pub(crate) fn unpack_tar_with(tar: &[u8], dest: &Path, xattrs: OverlayXattrs) ->
     let mut archive = tar::Archive::new(SliceReader { hash: hash.clone(), pos: 0 });
     let entries = archive.entries_with_seek().map_err(Error::io(dest))?;
     let mut report = Unpacker::new(dest, xattrs, Some(hash.clone())).run(entries)?;
-    drop(archive);
-    let mut hash = hash.take();
+    let mut hash = hash.borrow_mut();
     hash.advance_to(tar.len());
-    report.diff_id = hash.hash.finish();
+    report.diff_id = std::mem::take(&mut hash.hash).finish();
     Ok(report)
 }
 
 /// An in-memory tar and how far into it its digest has got: every byte is hashed once, in order.
-#[derive(Default)]
 struct SliceHash<'a> {
     tar: &'a [u8],
     hashed: usize,
@@ -219,7 +217,8 @@ struct Unpacker<'a> {
     dirs: Vec<(PathBuf, Timestamps)>,
     /// The xattr that makes a directory opaque.
     opaque: &'static str,
-    /// File contents pass through here (`io::copy`'s 8 KiB made a write per 8 KiB).
+    /// File contents pass through here (`io::copy`'s 8 KiB made a write per 8 KiB); allocated
+    /// by the first file copied (one written from memory needs none).
     buf: Vec<u8>,
     /// The tar, when it is in memory: file contents are written from it directly.
     memory: Option<Rc<RefCell<SliceHash<'a>>>>,
@@ -232,7 +231,7 @@ impl<'a> Unpacker<'a> {
             report: UnpackReport::default(),
             dirs: Vec::new(),
             opaque: xattrs.opaque(),
-            buf: if memory.is_some() { Vec::new() } else { vec![0; COPY_BUF] },
+            buf: Vec::new(),
             memory,
         }
     }
